@@ -1,0 +1,150 @@
+// Package inventory holds kubeboot's configuration schema: the cluster
+// settings kubeadm users know, the registration of the node being set up, and
+// (later) the list of hosts an inventory install drives. It loads, defaults and
+// validates that file; it never touches a host.
+package inventory
+
+// APIVersion and Kind identify a kubeboot configuration file.
+const (
+	APIVersion = "kubeboot.io/v1alpha1"
+	Kind       = "Cluster"
+)
+
+// Cluster is the whole configuration file.
+type Cluster struct {
+	APIVersion string `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string `yaml:"kind" json:"kind"`
+
+	// ClusterName is kube-controller-manager's --cluster-name and the name of
+	// the cluster in every kubeconfig.
+	ClusterName string `yaml:"clusterName,omitempty" json:"clusterName,omitempty"`
+	// KubernetesVersion is the control-plane version, e.g. v1.34.3.
+	KubernetesVersion string `yaml:"kubernetesVersion,omitempty" json:"kubernetesVersion,omitempty"`
+	// ControlPlaneEndpoint is a stable host[:port] for the API server
+	// (a load balancer or DNS name); the advertise address when empty.
+	ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint,omitempty" json:"controlPlaneEndpoint,omitempty"`
+	// ImageRepository replaces registry.k8s.io for every image kubeboot names.
+	ImageRepository string `yaml:"imageRepository,omitempty" json:"imageRepository,omitempty"`
+	// CertificatesDir is where the PKI lives (/etc/kubernetes/pki).
+	CertificatesDir string `yaml:"certificatesDir,omitempty" json:"certificatesDir,omitempty"`
+	// EncryptionAlgorithm is the key type of every generated key:
+	// RSA-2048 (default), RSA-3072, RSA-4096 or ECDSA-P256.
+	EncryptionAlgorithm EncryptionAlgorithm `yaml:"encryptionAlgorithm,omitempty" json:"encryptionAlgorithm,omitempty"`
+	// CertificateValidityPeriod is the lifetime of leaf certificates (8760h).
+	CertificateValidityPeriod Duration `yaml:"certificateValidityPeriod,omitempty" json:"certificateValidityPeriod,omitempty"`
+	// CACertificateValidityPeriod is the lifetime of the CAs (87600h).
+	CACertificateValidityPeriod Duration `yaml:"caCertificateValidityPeriod,omitempty" json:"caCertificateValidityPeriod,omitempty"`
+
+	Networking        Networking   `yaml:"networking,omitempty" json:"networking,omitempty"`
+	Etcd              Etcd         `yaml:"etcd,omitempty" json:"etcd,omitempty"`
+	APIServer         APIServer    `yaml:"apiServer,omitempty" json:"apiServer,omitempty"`
+	ControllerManager ControlPlane `yaml:"controllerManager,omitempty" json:"controllerManager,omitempty"`
+	Scheduler         ControlPlane `yaml:"scheduler,omitempty" json:"scheduler,omitempty"`
+
+	// Node is the registration of the node kubeboot runs on (kubeadm's
+	// InitConfiguration nodeRegistration + localAPIEndpoint).
+	Node Node `yaml:"node,omitempty" json:"node,omitempty"`
+
+	// Hosts is reserved for the inventory install: the machines kubeboot
+	// drives over SSH. Single-node `kubeboot init` leaves it empty.
+	Hosts []Host `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+}
+
+// EncryptionAlgorithm names a private key type.
+type EncryptionAlgorithm string
+
+// The supported key types, named as in kubeadm's encryptionAlgorithm.
+const (
+	RSA2048   EncryptionAlgorithm = "RSA-2048"
+	RSA3072   EncryptionAlgorithm = "RSA-3072"
+	RSA4096   EncryptionAlgorithm = "RSA-4096"
+	ECDSAP256 EncryptionAlgorithm = "ECDSA-P256"
+)
+
+// Networking is the cluster's address plan.
+type Networking struct {
+	// PodSubnet is the pod CIDR; kube-controller-manager allocates node
+	// CIDRs from it and the CNI uses it. Default 10.244.0.0/16 (flannel's).
+	PodSubnet string `yaml:"podSubnet,omitempty" json:"podSubnet,omitempty"`
+	// ServiceSubnet is the ClusterIP range (10.96.0.0/12).
+	ServiceSubnet string `yaml:"serviceSubnet,omitempty" json:"serviceSubnet,omitempty"`
+	// DNSDomain is the cluster's DNS domain (cluster.local).
+	DNSDomain string `yaml:"dnsDomain,omitempty" json:"dnsDomain,omitempty"`
+}
+
+// Etcd is either a local (stacked) etcd run as a static pod, or an external
+// cluster. Exactly one may be set; Local is the default.
+type Etcd struct {
+	Local    *LocalEtcd    `yaml:"local,omitempty" json:"local,omitempty"`
+	External *ExternalEtcd `yaml:"external,omitempty" json:"external,omitempty"`
+}
+
+// LocalEtcd configures the stacked etcd static pod.
+type LocalEtcd struct {
+	DataDir        string            `yaml:"dataDir,omitempty" json:"dataDir,omitempty"`
+	ExtraArgs      map[string]string `yaml:"extraArgs,omitempty" json:"extraArgs,omitempty"`
+	ServerCertSANs []string          `yaml:"serverCertSANs,omitempty" json:"serverCertSANs,omitempty"`
+	PeerCertSANs   []string          `yaml:"peerCertSANs,omitempty" json:"peerCertSANs,omitempty"`
+}
+
+// ExternalEtcd points the API server at an etcd cluster kubeboot does not run.
+type ExternalEtcd struct {
+	Endpoints []string `yaml:"endpoints" json:"endpoints"`
+	CAFile    string   `yaml:"caFile,omitempty" json:"caFile,omitempty"`
+	CertFile  string   `yaml:"certFile,omitempty" json:"certFile,omitempty"`
+	KeyFile   string   `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+}
+
+// APIServer configures kube-apiserver.
+type APIServer struct {
+	ExtraArgs map[string]string `yaml:"extraArgs,omitempty" json:"extraArgs,omitempty"`
+	// CertSANs are extra subject alternative names (IPs or DNS names) for
+	// the API server's serving certificate.
+	CertSANs []string `yaml:"certSANs,omitempty" json:"certSANs,omitempty"`
+}
+
+// ControlPlane configures kube-controller-manager or kube-scheduler.
+type ControlPlane struct {
+	ExtraArgs map[string]string `yaml:"extraArgs,omitempty" json:"extraArgs,omitempty"`
+}
+
+// Node is how the node registers itself.
+type Node struct {
+	// Name is the Node object's name; the host's hostname when empty.
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// AdvertiseAddress is the IP the API server advertises and etcd listens
+	// on; the address of the host's default-route interface when empty.
+	AdvertiseAddress string `yaml:"advertiseAddress,omitempty" json:"advertiseAddress,omitempty"`
+	// BindPort is the API server's secure port (6443).
+	BindPort int `yaml:"bindPort,omitempty" json:"bindPort,omitempty"`
+	// CRISocket is the container runtime's endpoint.
+	CRISocket string `yaml:"criSocket,omitempty" json:"criSocket,omitempty"`
+	// Taints on the Node. Nil means kubeadm's default for the role (a
+	// control plane gets node-role.kubernetes.io/control-plane:NoSchedule);
+	// an empty list means no taints.
+	Taints *[]Taint `yaml:"taints,omitempty" json:"taints,omitempty"`
+	// KubeletExtraArgs are added to the kubelet's flags file.
+	KubeletExtraArgs map[string]string `yaml:"kubeletExtraArgs,omitempty" json:"kubeletExtraArgs,omitempty"`
+}
+
+// Taint is a Node taint.
+type Taint struct {
+	Key    string `yaml:"key" json:"key"`
+	Value  string `yaml:"value,omitempty" json:"value,omitempty"`
+	Effect string `yaml:"effect" json:"effect"`
+}
+
+// Host is one machine of an inventory install. The SSH fields are used by
+// the inventory-driven install; the schema is fixed here so the file format
+// does not change when that arrives.
+type Host struct {
+	Name    string `yaml:"name" json:"name"`
+	Address string `yaml:"address" json:"address"`
+	Port    int    `yaml:"port,omitempty" json:"port,omitempty"`
+	User    string `yaml:"user,omitempty" json:"user,omitempty"`
+	KeyFile string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+	// Password is accepted for hosts without keys; prefer keys.
+	Password string `yaml:"password,omitempty" json:"password,omitempty"`
+	// Role is control-plane or worker.
+	Role string `yaml:"role" json:"role"`
+}

@@ -1,0 +1,120 @@
+package phases
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/transport"
+)
+
+// Data is what every phase of a workflow shares. It is a plain struct, not an
+// interface asserted in every phase.
+type Data struct {
+	// Cfg is the loaded, defaulted, validated configuration, with the
+	// node's name and advertise address resolved.
+	Cfg *inventory.Cluster
+	// Host is the node being set up; phases touch it only through this.
+	Host transport.Host
+	// Out prints progress lines.
+	Out *Printer
+	// DryRun is set when Host is a dry-run recorder: preflight reports but
+	// does not fail, and services are not restarted.
+	DryRun bool
+	// IgnorePreflightErrors holds lower-cased check names, or "all".
+	IgnorePreflightErrors map[string]bool
+	// Now is the clock for certificates (time.Now when nil).
+	Now func() time.Time
+	// Keys hands out private keys, generated concurrently ahead of use.
+	Keys KeySource
+
+	factsOnce sync.Once
+	facts     HostFacts
+	factsErr  error
+}
+
+// KeySource is where phases get private keys from (certs.KeyPool in
+// production, fixture keys in tests).
+type KeySource interface {
+	// Start begins generating keys for names in the background.
+	Start(names ...string)
+	// Get returns the key for name, waiting for or generating it.
+	Get(name string) (crypto.Signer, error)
+}
+
+// Clock returns d.Now or time.Now.
+func (d *Data) Clock() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// HostFacts are properties of the host that both preflight and the phases
+// that configure for them need.
+type HostFacts struct {
+	// CgroupV1 is true when /sys/fs/cgroup is not the unified (v2) hierarchy.
+	CgroupV1 bool
+	// SystemdPID1 is true when systemd runs as PID 1.
+	SystemdPID1 bool
+	// NegativeOOMScoreAdj is true when a process may lower its oom_score_adj
+	// below zero (needs CAP_SYS_RESOURCE).
+	NegativeOOMScoreAdj bool
+}
+
+// Facts probes the host once and caches the answer.
+func (d *Data) Facts(ctx context.Context) (HostFacts, error) {
+	d.factsOnce.Do(func() { d.facts, d.factsErr = ProbeHostFacts(ctx, d.Host) })
+	return d.facts, d.factsErr
+}
+
+// ProbeHostFacts reads HostFacts through the transport, so it works the same
+// locally and over SSH.
+func ProbeHostFacts(ctx context.Context, h transport.Host) (HostFacts, error) {
+	var f HostFacts
+	// cgroup v2 mounts cgroup.controllers at the root of /sys/fs/cgroup.
+	v2, err := transport.Exists(ctx, h, "/sys/fs/cgroup/cgroup.controllers")
+	if err != nil {
+		return f, fmt.Errorf("probe cgroup version: %w", err)
+	}
+	f.CgroupV1 = !v2
+	if comm, err := h.ReadFile(ctx, "/proc/1/comm"); err == nil {
+		f.SystemdPID1 = strings.TrimSpace(string(comm)) == "systemd"
+	}
+	// A shell lowers its own oom_score_adj: only a process with
+	// CAP_SYS_RESOURCE may. The change dies with the shell.
+	if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", "echo -999 > /proc/self/oom_score_adj"}, ReadOnly: true}); err == nil {
+		f.NegativeOOMScoreAdj = true
+	}
+	return f, nil
+}
+
+// Printer writes whole progress lines, one at a time, so parallel work
+// never interleaves. Lines look like kubeadm's: "[certs] Generating ...".
+type Printer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewPrinter prints to w.
+func NewPrinter(w io.Writer) *Printer { return &Printer{w: w} }
+
+// Printf prints one line tagged with the phase.
+func (p *Printer) Printf(phase, format string, args ...any) {
+	if p == nil || p.w == nil {
+		return
+	}
+	line := fmt.Sprintf(format, args...)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if phase != "" {
+		fmt.Fprintf(p.w, "[%s] %s\n", phase, strings.TrimRight(line, "\n"))
+	} else {
+		fmt.Fprintln(p.w, strings.TrimRight(line, "\n"))
+	}
+}

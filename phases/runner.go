@@ -1,0 +1,195 @@
+// Package phases holds kubeboot's workflow: the phase runner and one file per
+// phase. A phase is a value (name, help, sub-phases, run function); the
+// runner turns the ordered list into `init phase <name>`, `--skip-phases` and
+// help text. Phases act on hosts only through transport.Host.
+package phases
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Phase is one step of a workflow, possibly with sub-phases.
+type Phase struct {
+	// Name is kubeadm's name for the phase ("certs", "ca", "local").
+	Name string
+	// Short is the one-line help.
+	Short string
+	// Phases are the sub-phases, run in order after Run (if any).
+	Phases []*Phase
+	// Run does the phase's own work. For a parent it runs before the
+	// selected sub-phases.
+	Run func(ctx context.Context, d *Data) error
+	// Prepare, if set, is called before any phase runs with the paths of
+	// every leaf phase that will run, so that a phase can start slow work
+	// early (key generation) for the phases that follow.
+	Prepare func(ctx context.Context, d *Data, plan []string) error
+}
+
+// Runner runs an ordered list of phases.
+type Runner struct {
+	// Command names the workflow in messages ("init").
+	Command string
+	Phases  []*Phase
+}
+
+// Leaf is one runnable phase with its full path ("certs/ca").
+type Leaf struct {
+	Path  string
+	Phase *Phase
+	// Parents from the top; their Run runs once before their first child.
+	Parents []*Phase
+}
+
+// Leaves lists every runnable phase in order. A phase with sub-phases is not
+// itself a leaf; its Run is attached to its first selected child.
+func (r *Runner) Leaves() []Leaf {
+	var out []Leaf
+	var walk func(prefix string, parents []*Phase, ps []*Phase)
+	walk = func(prefix string, parents []*Phase, ps []*Phase) {
+		for _, p := range ps {
+			path := prefix + p.Name
+			if len(p.Phases) == 0 {
+				out = append(out, Leaf{Path: path, Phase: p, Parents: append([]*Phase(nil), parents...)})
+				continue
+			}
+			walk(path+"/", append(append([]*Phase(nil), parents...), p), p.Phases)
+		}
+	}
+	walk("", nil, r.Phases)
+	return out
+}
+
+// Options select what to run.
+type Options struct {
+	// Only runs one phase ("certs", "certs/ca", "certs/all"); empty runs all.
+	Only string
+	// Skip lists phases to skip ("addon", "certs/sa", "addon/kube-proxy").
+	Skip []string
+}
+
+// Plan returns the leaf paths that Run will execute with opts, or an error
+// naming an unknown phase.
+func (r *Runner) Plan(opts Options) ([]Leaf, error) {
+	leaves := r.Leaves()
+	known := map[string]bool{}
+	for _, l := range leaves {
+		parts := strings.Split(l.Path, "/")
+		for i := range parts {
+			known[strings.Join(parts[:i+1], "/")] = true
+		}
+	}
+	norm := func(s string) string {
+		s = strings.Trim(strings.TrimSpace(s), "/")
+		return strings.TrimSuffix(strings.TrimSuffix(s, "/all"), "/")
+	}
+	only := norm(opts.Only)
+	if only == "all" {
+		only = ""
+	}
+	if only != "" && !known[only] {
+		return nil, fmt.Errorf("%s: unknown phase %q; phases are: %s", r.Command, opts.Only, strings.Join(r.names(), ", "))
+	}
+	skip := map[string]bool{}
+	for _, s := range opts.Skip {
+		s = norm(s)
+		if s == "" {
+			continue
+		}
+		if !known[s] {
+			return nil, fmt.Errorf("%s: --skip-phases: unknown phase %q; phases are: %s", r.Command, s, strings.Join(r.names(), ", "))
+		}
+		skip[s] = true
+	}
+	under := func(path, prefix string) bool { return path == prefix || strings.HasPrefix(path, prefix+"/") }
+	var plan []Leaf
+	for _, l := range leaves {
+		if only != "" && !under(l.Path, only) {
+			continue
+		}
+		skipped := false
+		for s := range skip {
+			if under(l.Path, s) {
+				skipped = true
+			}
+		}
+		if !skipped {
+			plan = append(plan, l)
+		}
+	}
+	return plan, nil
+}
+
+func (r *Runner) names() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range r.Leaves() {
+		top := strings.SplitN(l.Path, "/", 2)[0]
+		if !seen[top] {
+			seen[top] = true
+			out = append(out, top)
+		}
+		out = append(out, l.Path)
+	}
+	return out
+}
+
+// Run executes the selected phases in order and stops at the first failure,
+// wrapping the error with the phase's path.
+func (r *Runner) Run(ctx context.Context, d *Data, opts Options) error {
+	plan, err := r.Plan(opts)
+	if err != nil {
+		return err
+	}
+	paths := make([]string, len(plan))
+	for i, l := range plan {
+		paths[i] = l.Path
+	}
+	prepared := map[*Phase]bool{}
+	for _, l := range plan {
+		for _, p := range append(append([]*Phase(nil), l.Parents...), l.Phase) {
+			if p.Prepare != nil && !prepared[p] {
+				prepared[p] = true
+				if err := p.Prepare(ctx, d, paths); err != nil {
+					return &PhaseError{Command: r.Command, Path: l.Path, Err: err}
+				}
+			}
+		}
+	}
+	ranParent := map[*Phase]bool{}
+	for _, l := range plan {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, p := range l.Parents {
+			if p.Run != nil && !ranParent[p] {
+				ranParent[p] = true
+				if err := p.Run(ctx, d); err != nil {
+					return &PhaseError{Command: r.Command, Path: l.Path, Err: err}
+				}
+			}
+		}
+		if l.Phase.Run == nil {
+			continue
+		}
+		if err := l.Phase.Run(ctx, d); err != nil {
+			return &PhaseError{Command: r.Command, Path: l.Path, Err: err}
+		}
+	}
+	return nil
+}
+
+// PhaseError is a failed phase: the message names the phase, and errors.Is /
+// errors.As see the cause.
+type PhaseError struct {
+	Command string
+	Path    string
+	Err     error
+}
+
+func (e *PhaseError) Error() string {
+	return fmt.Sprintf("%s phase %s: %v", e.Command, e.Path, e.Err)
+}
+
+func (e *PhaseError) Unwrap() error { return e.Err }
