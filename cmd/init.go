@@ -1,0 +1,328 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/kubeboot/kubeboot/certs"
+	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/transport"
+)
+
+// initOptions are the flags of `kubeboot init`, held per command (no globals).
+type initOptions struct {
+	configPath        string
+	kubernetesVersion string
+	advertiseAddress  string
+	bindPort          int
+	endpoint          string
+	podCIDR           string
+	serviceCIDR       string
+	dnsDomain         string
+	imageRepository   string
+	nodeName          string
+	certDir           string
+	certSANs          []string
+	ignorePreflight   []string
+	skipPhases        []string
+	dryRun            bool
+	dryRunDir         string
+}
+
+// configFlag ties a flag to the configuration field it sets, so flags can be
+// applied without --config and checked against it with --config.
+type configFlag struct {
+	flag  string
+	field string
+	get   func(*inventory.Cluster) string
+	set   func(*inventory.Cluster, *initOptions)
+	value func(*initOptions) string
+	// mayFill is true for flags kubeadm allows next to --config when the
+	// file leaves the field empty.
+	mayFill bool
+}
+
+func configFlags() []configFlag {
+	return []configFlag{
+		{flag: "kubernetes-version", field: "kubernetesVersion",
+			get: func(c *inventory.Cluster) string { return c.KubernetesVersion },
+			set: func(c *inventory.Cluster, o *initOptions) { c.KubernetesVersion = o.kubernetesVersion }, value: func(o *initOptions) string { return o.kubernetesVersion }},
+		{flag: "apiserver-advertise-address", field: "node.advertiseAddress",
+			get: func(c *inventory.Cluster) string { return c.Node.AdvertiseAddress },
+			set: func(c *inventory.Cluster, o *initOptions) { c.Node.AdvertiseAddress = o.advertiseAddress }, value: func(o *initOptions) string { return o.advertiseAddress }},
+		{flag: "apiserver-bind-port", field: "node.bindPort",
+			get: func(c *inventory.Cluster) string { return strconv.Itoa(c.Node.BindPort) },
+			set: func(c *inventory.Cluster, o *initOptions) { c.Node.BindPort = o.bindPort }, value: func(o *initOptions) string { return strconv.Itoa(o.bindPort) }},
+		{flag: "control-plane-endpoint", field: "controlPlaneEndpoint",
+			get: func(c *inventory.Cluster) string { return c.ControlPlaneEndpoint },
+			set: func(c *inventory.Cluster, o *initOptions) { c.ControlPlaneEndpoint = o.endpoint }, value: func(o *initOptions) string { return o.endpoint }},
+		{flag: "pod-network-cidr", field: "networking.podSubnet",
+			get: func(c *inventory.Cluster) string { return c.Networking.PodSubnet },
+			set: func(c *inventory.Cluster, o *initOptions) { c.Networking.PodSubnet = o.podCIDR }, value: func(o *initOptions) string { return o.podCIDR }},
+		{flag: "service-cidr", field: "networking.serviceSubnet",
+			get: func(c *inventory.Cluster) string { return c.Networking.ServiceSubnet },
+			set: func(c *inventory.Cluster, o *initOptions) { c.Networking.ServiceSubnet = o.serviceCIDR }, value: func(o *initOptions) string { return o.serviceCIDR }},
+		{flag: "service-dns-domain", field: "networking.dnsDomain",
+			get: func(c *inventory.Cluster) string { return c.Networking.DNSDomain },
+			set: func(c *inventory.Cluster, o *initOptions) { c.Networking.DNSDomain = o.dnsDomain }, value: func(o *initOptions) string { return o.dnsDomain }},
+		{flag: "image-repository", field: "imageRepository",
+			get: func(c *inventory.Cluster) string { return c.ImageRepository },
+			set: func(c *inventory.Cluster, o *initOptions) { c.ImageRepository = o.imageRepository }, value: func(o *initOptions) string { return o.imageRepository }},
+		{flag: "node-name", field: "node.name", mayFill: true,
+			get: func(c *inventory.Cluster) string { return c.Node.Name },
+			set: func(c *inventory.Cluster, o *initOptions) { c.Node.Name = o.nodeName }, value: func(o *initOptions) string { return o.nodeName }},
+		{flag: "cert-dir", field: "certificatesDir",
+			get: func(c *inventory.Cluster) string { return c.CertificatesDir },
+			set: func(c *inventory.Cluster, o *initOptions) { c.CertificatesDir = o.certDir }, value: func(o *initOptions) string { return o.certDir }},
+		{flag: "apiserver-cert-extra-sans", field: "apiServer.certSANs",
+			get: func(c *inventory.Cluster) string { return strings.Join(c.APIServer.CertSANs, ",") },
+			set: func(c *inventory.Cluster, o *initOptions) { c.APIServer.CertSANs = o.certSANs }, value: func(o *initOptions) string { return strings.Join(o.certSANs, ",") }},
+	}
+}
+
+func (o *initOptions) addFlags(fs *pflag.FlagSet) {
+	d := inventory.Default()
+	fs.StringVar(&o.configPath, "config", "", "Path to a kubeboot configuration file (kind: Cluster)")
+	fs.StringVar(&o.kubernetesVersion, "kubernetes-version", d.KubernetesVersion, "Choose a specific Kubernetes version for the control plane")
+	fs.StringVar(&o.advertiseAddress, "apiserver-advertise-address", "", "The IP address the API Server will advertise it's listening on. If not set the default network interface will be used")
+	fs.IntVar(&o.bindPort, "apiserver-bind-port", d.Node.BindPort, "Port for the API Server to bind to")
+	fs.StringVar(&o.endpoint, "control-plane-endpoint", "", "Specify a stable IP address or DNS name for the control plane")
+	fs.StringVar(&o.podCIDR, "pod-network-cidr", d.Networking.PodSubnet, "Specify range of IP addresses for the pod network")
+	fs.StringVar(&o.serviceCIDR, "service-cidr", d.Networking.ServiceSubnet, "Use alternative range of IP address for service VIPs")
+	fs.StringVar(&o.dnsDomain, "service-dns-domain", d.Networking.DNSDomain, "Use alternative domain for services, e.g. \"myorg.internal\"")
+	fs.StringVar(&o.imageRepository, "image-repository", d.ImageRepository, "Choose a container registry to pull control plane images from (e.g. registry.aliyuncs.com/google_containers)")
+	fs.StringVar(&o.nodeName, "node-name", "", "Specify the node name")
+	fs.StringVar(&o.certDir, "cert-dir", d.CertificatesDir, "The path where to save and store the certificates")
+	fs.StringSliceVar(&o.certSANs, "apiserver-cert-extra-sans", nil, "Optional extra Subject Alternative Names (SANs) to use for the API Server serving certificate. Can be both IP addresses and DNS names")
+	fs.StringSliceVar(&o.ignorePreflight, "ignore-preflight-errors", nil, "A list of checks whose errors will be shown as warnings. Example: 'IsPrivilegedUser,Swap'. Value 'all' ignores errors from all checks")
+	fs.StringSliceVar(&o.skipPhases, "skip-phases", nil, "List of phases to be skipped")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "Don't apply any changes; write the files under --dry-run-dir and print what would be done")
+	fs.StringVar(&o.dryRunDir, "dry-run-dir", "", "With --dry-run: the directory that stands in for / (default: a new temporary directory, printed)")
+}
+
+// loadConfig builds the configuration from --config or from the flags.
+func (o *initOptions) loadConfig(fs *pflag.FlagSet) (*inventory.Cluster, error) {
+	flags := configFlags()
+	if o.configPath != "" {
+		cfg, err := inventory.Load(o.configPath)
+		if err != nil {
+			return nil, err
+		}
+		var bad []string
+		for _, f := range flags {
+			if !fs.Changed(f.flag) {
+				continue
+			}
+			cur, want := f.get(cfg), f.value(o)
+			switch {
+			case cur == want:
+			case cur == "" && f.mayFill:
+				f.set(cfg, o)
+			default:
+				bad = append(bad, fmt.Sprintf("--%s=%s contradicts %s: %q", f.flag, want, f.field, cur))
+			}
+		}
+		if len(bad) > 0 {
+			return nil, fmt.Errorf("can not mix '--config' with arguments that contradict %s:\n  %s\nset the value in the file or drop the flag", o.configPath, strings.Join(bad, "\n  "))
+		}
+		return cfg, nil
+	}
+	cfg := inventory.Default()
+	for _, f := range flags {
+		if fs.Changed(f.flag) {
+			f.set(cfg, o)
+		}
+	}
+	if err := inventory.Validate(cfg); err != nil {
+		return nil, flagError(err, flags)
+	}
+	return cfg, nil
+}
+
+// flagError rewrites configuration field names into the flags that set them.
+func flagError(err error, flags []configFlag) error {
+	msg := err.Error()
+	for _, f := range flags {
+		msg = strings.ReplaceAll(msg, f.field+":", "--"+f.flag+" ("+f.field+"):")
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+func newInitCommand(out io.Writer) *cobra.Command {
+	o := &initOptions{}
+	runner := phases.InitRunner()
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Run this command in order to set up the Kubernetes control plane",
+		Long:  "Run this command in order to set up the Kubernetes control plane.\n\n" + phaseHelp(runner),
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return o.run(c, out, runner, "")
+		},
+	}
+	o.addFlags(cmd.PersistentFlags())
+
+	phaseCmd := &cobra.Command{
+		Use:   "phase <name>[/<sub>|/all] | phase <name> [<sub>|all]",
+		Short: "Use this command to invoke single phase of the init workflow",
+		Long:  "Use this command to invoke single phase of the init workflow.\n\n" + phaseHelp(runner),
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return c.Help()
+			}
+			return o.run(c, out, runner, strings.Join(args, "/"))
+		},
+	}
+	for _, p := range runner.Phases {
+		phaseCmd.AddCommand(phaseCommand(o, out, runner, p, ""))
+	}
+	cmd.AddCommand(phaseCmd)
+	return cmd
+}
+
+// phaseCommand turns a phase into `init phase <name>` with its sub-phases
+// and an `all` sub-command, as kubeadm does.
+func phaseCommand(o *initOptions, out io.Writer, runner *phases.Runner, p *phases.Phase, prefix string) *cobra.Command {
+	path := prefix + p.Name
+	c := &cobra.Command{
+		Use:   p.Name,
+		Short: p.Short,
+		Args:  cobra.NoArgs,
+		RunE:  func(c *cobra.Command, _ []string) error { return o.run(c, out, runner, path) },
+	}
+	if len(p.Phases) > 0 {
+		c.AddCommand(&cobra.Command{
+			Use:   "all",
+			Short: "Run all " + p.Name + " phases",
+			Args:  cobra.NoArgs,
+			RunE:  func(c *cobra.Command, _ []string) error { return o.run(c, out, runner, path) },
+		})
+		for _, sub := range p.Phases {
+			c.AddCommand(phaseCommand(o, out, runner, sub, path+"/"))
+		}
+	}
+	return c
+}
+
+// phaseHelp lists the workflow's phases as kubeadm's help does.
+func phaseHelp(r *phases.Runner) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "The %q command executes the following phases:\n```\n", r.Command)
+	var walk func(ps []*phases.Phase, indent string)
+	walk = func(ps []*phases.Phase, indent string) {
+		w := 0
+		for _, p := range ps {
+			if len(p.Name) > w {
+				w = len(p.Name)
+			}
+		}
+		for _, p := range ps {
+			name := p.Name
+			if indent != "" {
+				name = "/" + name
+			}
+			fmt.Fprintf(&b, "%s%-*s  %s\n", indent, w+1, name, p.Short)
+			if len(p.Phases) > 0 {
+				walk(p.Phases, indent+"  ")
+			}
+		}
+	}
+	walk(r.Phases, "")
+	b.WriteString("```")
+	return b.String()
+}
+
+func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner, only string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ignore, err := phases.ValidateIgnorePreflightErrors(o.ignorePreflight)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.loadConfig(c.Flags())
+	if err != nil {
+		return err
+	}
+	printer := phases.NewPrinter(out)
+	var host transport.Host = transport.NewLocal()
+	var dry *transport.DryRun
+	if o.dryRun {
+		dir := o.dryRunDir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "kubeboot-dry-run-"); err != nil {
+				return err
+			}
+		} else if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		dry = transport.NewDryRun(host, dir)
+		host = dry
+		printer.Printf("dryrun", "Dry run: files are written below %s at their real paths; no command that changes the host is run", dir)
+	} else if o.dryRunDir != "" {
+		return fmt.Errorf("--dry-run-dir needs --dry-run")
+	}
+	if err := phases.ResolveNode(ctx, host, cfg); err != nil {
+		return err
+	}
+	if err := inventory.Validate(cfg); err != nil {
+		return flagError(err, configFlags())
+	}
+	d := &phases.Data{
+		Cfg:                   cfg,
+		Host:                  host,
+		Out:                   printer,
+		DryRun:                o.dryRun,
+		IgnorePreflightErrors: ignore,
+		Keys:                  certs.NewKeyPool(cfg.EncryptionAlgorithm, nil),
+	}
+	if only != "" {
+		printer.Printf("init", "Running phase %s on %s (node %q, %s)", only, host.Name(), cfg.Node.Name, cfg.Node.AdvertiseAddress)
+	} else {
+		printer.Printf("init", "Using Kubernetes version: %s on %s (node %q, %s)", cfg.KubernetesVersion, host.Name(), cfg.Node.Name, cfg.Node.AdvertiseAddress)
+	}
+	runErr := runner.Run(ctx, d, phases.Options{Only: only, Skip: o.skipPhases})
+	if dry != nil {
+		printDryRun(printer, dry)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if only == "" && dry == nil {
+		printer.Printf("", "\nThe control-plane files are in place and the kubelet runs the static pods from %s.", inventory.ManifestsDir)
+		printer.Printf("", "To use the cluster as the super-admin (until the bootstrap-token phase binds kubeadm:cluster-admins for admin.conf):\n\n  export KUBECONFIG=%s\n", inventory.SuperAdminKubeconfig)
+	}
+	return nil
+}
+
+func printDryRun(p *phases.Printer, dry *transport.DryRun) {
+	var writes, runs []string
+	for _, a := range dry.Actions() {
+		switch a.Kind {
+		case "write":
+			writes = append(writes, a.Path)
+		case "run":
+			runs = append(runs, a.String())
+		}
+	}
+	sort.Strings(writes)
+	p.Printf("dryrun", "Would write %d files (written below %s):", len(writes), dry.Dir)
+	for _, w := range writes {
+		p.Printf("dryrun", "  %s", w)
+	}
+	for _, r := range runs {
+		p.Printf("dryrun", "%s", r)
+	}
+}

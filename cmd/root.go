@@ -1,0 +1,85 @@
+// Package cmd holds kubeboot's cobra commands. Commands parse flags and
+// print; the work is done by phases, certs, templates and inventory.
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeboot/kubeboot/inventory"
+)
+
+// Version is kubeboot's version, set at build time with
+// -ldflags "-X github.com/kubeboot/kubeboot/cmd.Version=v0.1.0".
+var Version = ""
+
+// NewRootCommand returns the kubeboot command tree.
+func NewRootCommand(out, errOut io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kubeboot",
+		Short: "kubeboot: bootstrap a Kubernetes cluster",
+		Long: `kubeboot sets up Kubernetes control-plane and worker nodes the way kubeadm does:
+the same phases, files, certificates and flags, with a dry run that writes
+everything below a directory and changes nothing on the host.
+
+    kubeboot init --dry-run            # see every file and command first
+    kubeboot init                      # set up this node as a control plane`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(out)
+	root.SetErr(errOut)
+	root.AddCommand(newInitCommand(out), newConfigCommand(out), newVersionCommand(out))
+	return root
+}
+
+func newConfigCommand(out io.Writer) *cobra.Command {
+	c := &cobra.Command{Use: "config", Short: "Print and check kubeboot configuration files"}
+	c.AddCommand(&cobra.Command{
+		Use:   "print-defaults",
+		Short: "Print the default configuration (node name and advertise address come from the host when left empty)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			b, err := inventory.Marshal(inventory.Default())
+			if err != nil {
+				return err
+			}
+			_, err = out.Write(b)
+			return err
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use:   "validate FILE",
+		Short: "Load a configuration file and report every problem with its line",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if _, err := inventory.Load(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s: ok\n", args[0])
+			return nil
+		},
+	})
+	return c
+}
+
+func newVersionCommand(out io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print kubeboot's version and the Kubernetes version it installs by default",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			v := Version
+			if v == "" {
+				v = "devel"
+				if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+					v = bi.Main.Version
+				}
+			}
+			fmt.Fprintf(out, "kubeboot %s (Kubernetes %s)\n", v, inventory.DefaultKubernetesVersion)
+		},
+	}
+}

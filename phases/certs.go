@@ -1,0 +1,304 @@
+package phases
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/kubeboot/kubeboot/certs"
+	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/transport"
+)
+
+// CertsPhase is kubeadm's `certs` phase: the three CAs, every leaf and the
+// service-account key pair, each its own sub-phase.
+func CertsPhase() *Phase {
+	p := &Phase{
+		Name:    "certs",
+		Short:   "Certificate generation",
+		Prepare: prepareKeys,
+	}
+	// The list is the local-etcd one so that help and --skip-phases know
+	// every name; with external etcd the etcd phases say they skip.
+	for _, s := range certs.Specs(inventory.Default()) {
+		name := s.Name
+		short := fmt.Sprintf("Generate the %s", s.LongName)
+		p.Phases = append(p.Phases, &Phase{
+			Name:  name,
+			Short: short,
+			Run:   func(ctx context.Context, d *Data) error { return runCert(ctx, d, name) },
+		})
+	}
+	p.Phases = append(p.Phases, &Phase{
+		Name:  "sa",
+		Short: "Generate a private key for signing service account tokens along with its public key",
+		Run:   runSA,
+	})
+	return p
+}
+
+// prepareKeys starts generating, in the background and concurrently, the
+// private key of every certificate and kubeconfig the plan will create, so
+// that RSA generation (which dominates the run time) overlaps.
+func prepareKeys(ctx context.Context, d *Data, plan []string) error {
+	if d.Keys == nil {
+		return nil
+	}
+	var names []string
+	missing := func(p string) bool {
+		ok, err := transport.Exists(ctx, d.Host, p)
+		return err == nil && !ok
+	}
+	for _, step := range plan {
+		group, name, _ := strings.Cut(step, "/")
+		switch group {
+		case "certs":
+			if name == "sa" {
+				if missing(saKeyPath(d.Cfg)) {
+					names = append(names, "sa")
+				}
+				continue
+			}
+			if s, ok := certs.SpecByName(d.Cfg, name); ok && missing(s.CertPath(d.Cfg)) {
+				names = append(names, "cert-"+name)
+			}
+		case "kubeconfig":
+			for _, k := range certs.KubeconfigSpecs(d.Cfg) {
+				if k.Name == name && missing(path.Join(inventory.KubernetesDir, k.File)) {
+					names = append(names, "kubeconfig-"+name)
+				}
+			}
+		}
+	}
+	d.Keys.Start(names...)
+	return nil
+}
+
+func runCert(ctx context.Context, d *Data, name string) error {
+	cfg := d.Cfg
+	spec, ok := certs.SpecByName(cfg, name)
+	if !ok {
+		d.Out.Printf("certs", "External etcd mode: Skipping %s certificate generation", name)
+		return nil
+	}
+	if spec.IsCA() {
+		return ensureCA(ctx, d, spec)
+	}
+	return ensureLeaf(ctx, d, spec)
+}
+
+// readCertAndKey loads a certificate and its key from the host. Either may be
+// missing (nil, no error); a file that exists but does not parse is an error
+// naming it.
+func readCertAndKey(ctx context.Context, h transport.Host, certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
+	var cert *x509.Certificate
+	var key crypto.Signer
+	b, err := h.ReadFile(ctx, certPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, nil, fmt.Errorf("read %s: %w", certPath, err)
+	default:
+		if cert, err = certs.ParseCert(b); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w; delete it (and its key) to have it regenerated", certPath, err)
+		}
+	}
+	b, err = h.ReadFile(ctx, keyPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, nil, fmt.Errorf("read %s: %w", keyPath, err)
+	default:
+		if key, err = certs.ParseKey(b); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w; delete it (and its certificate) to have them regenerated", keyPath, err)
+		}
+	}
+	return cert, key, nil
+}
+
+// writeCertAndKey writes the key (0600) before the certificate (0644), each
+// atomically, so a certificate on disk always has its key.
+func writeCertAndKey(ctx context.Context, h transport.Host, certPath, keyPath string, cert *x509.Certificate, key crypto.Signer) error {
+	kb, err := certs.EncodeKey(key)
+	if err != nil {
+		return err
+	}
+	if err := h.WriteFile(ctx, keyPath, kb, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", keyPath, err)
+	}
+	if err := h.WriteFile(ctx, certPath, certs.EncodeCert(cert), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", certPath, err)
+	}
+	return nil
+}
+
+// loadCA returns the CA that signs spec, which an earlier phase must have made.
+func loadCA(ctx context.Context, d *Data, caName string) (certs.Spec, *x509.Certificate, crypto.Signer, error) {
+	caSpec, ok := certs.SpecByName(d.Cfg, caName)
+	if !ok {
+		return certs.Spec{}, nil, nil, fmt.Errorf("unknown CA %q", caName)
+	}
+	cert, key, err := readCertAndKey(ctx, d.Host, caSpec.CertPath(d.Cfg), caSpec.KeyPath(d.Cfg))
+	if err != nil {
+		return caSpec, nil, nil, err
+	}
+	if cert == nil || key == nil {
+		return caSpec, nil, nil, fmt.Errorf("the %s CA (%s and %s) is missing; run `kubeboot init phase certs %s` first",
+			caName, caSpec.CertPath(d.Cfg), caSpec.KeyPath(d.Cfg), caName)
+	}
+	if !certs.KeyMatchesCert(key, cert) {
+		return caSpec, nil, nil, fmt.Errorf("%s does not match %s; restore the pair or delete both", caSpec.KeyPath(d.Cfg), caSpec.CertPath(d.Cfg))
+	}
+	return caSpec, cert, key, nil
+}
+
+func ensureCA(ctx context.Context, d *Data, spec certs.Spec) error {
+	cfg := d.Cfg
+	certPath, keyPath := spec.CertPath(cfg), spec.KeyPath(cfg)
+	cert, key, err := readCertAndKey(ctx, d.Host, certPath, keyPath)
+	if err != nil {
+		return err
+	}
+	switch {
+	case cert != nil && key != nil:
+		if err := certs.Check(spec, cfg, cert, cert, d.Clock()); err != nil {
+			return fmt.Errorf("%s: %w", certPath, err)
+		}
+		if !certs.KeyMatchesCert(key, cert) {
+			return fmt.Errorf("%s does not match %s; restore the pair or delete both", keyPath, certPath)
+		}
+		d.Out.Printf("certs", "Using existing %s certificate authority", spec.Name)
+		return nil
+	case cert != nil:
+		return fmt.Errorf("%s exists but %s does not: kubeboot cannot sign with this CA (external CA mode is not supported yet); restore the key or delete the certificate", certPath, keyPath)
+	case key != nil:
+		return fmt.Errorf("%s exists but %s does not; restore the certificate or delete the key", keyPath, certPath)
+	}
+	key, err = getKey(d, "cert-"+spec.Name)
+	if err != nil {
+		return err
+	}
+	d.Out.Printf("certs", "Generating %q certificate and key", spec.Name)
+	cert, err = certs.NewCA(spec, cfg, key, d.Clock())
+	if err != nil {
+		return fmt.Errorf("create the %s CA: %w", spec.Name, err)
+	}
+	return writeCertAndKey(ctx, d.Host, certPath, keyPath, cert, key)
+}
+
+func ensureLeaf(ctx context.Context, d *Data, spec certs.Spec) error {
+	cfg := d.Cfg
+	_, ca, caKey, err := loadCA(ctx, d, spec.CAName)
+	if err != nil {
+		return err
+	}
+	certPath, keyPath := spec.CertPath(cfg), spec.KeyPath(cfg)
+	cert, key, err := readCertAndKey(ctx, d.Host, certPath, keyPath)
+	if err != nil {
+		return err
+	}
+	switch {
+	case cert != nil && key != nil:
+		if err := certs.Check(spec, cfg, cert, ca, d.Clock()); err != nil {
+			return fmt.Errorf("%s: %w", certPath, err)
+		}
+		if !certs.KeyMatchesCert(key, cert) {
+			return fmt.Errorf("%s does not match %s; delete both to have them regenerated", keyPath, certPath)
+		}
+		d.Out.Printf("certs", "Using existing %s certificate and key on disk", spec.Name)
+		return nil
+	case cert != nil || key != nil:
+		return fmt.Errorf("only one of %s and %s exists; delete it to have the pair regenerated", certPath, keyPath)
+	}
+	key, err = getKey(d, "cert-"+spec.Name)
+	if err != nil {
+		return err
+	}
+	d.Out.Printf("certs", "Generating %q certificate and key", spec.Name)
+	cert, err = certs.NewSigned(spec, cfg, key, ca, caKey, d.Clock())
+	if err != nil {
+		return fmt.Errorf("create the %s certificate: %w", spec.Name, err)
+	}
+	if len(cert.DNSNames) > 0 || len(cert.IPAddresses) > 0 {
+		ips := make([]string, len(cert.IPAddresses))
+		for i, ip := range cert.IPAddresses {
+			ips[i] = ip.String()
+		}
+		d.Out.Printf("certs", "%s serving cert is signed for DNS names [%s] and IPs [%s]",
+			spec.Name, strings.Join(cert.DNSNames, " "), strings.Join(ips, " "))
+	}
+	return writeCertAndKey(ctx, d.Host, certPath, keyPath, cert, key)
+}
+
+func saKeyPath(cfg *inventory.Cluster) string { return path.Join(cfg.CertificatesDir, "sa.key") }
+func saPubPath(cfg *inventory.Cluster) string { return path.Join(cfg.CertificatesDir, "sa.pub") }
+
+func runSA(ctx context.Context, d *Data) error {
+	keyPath, pubPath := saKeyPath(d.Cfg), saPubPath(d.Cfg)
+	b, err := d.Host.ReadFile(ctx, keyPath)
+	if err == nil {
+		key, err := certs.ParseKey(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w; delete it and %s to have a new pair generated (existing service account tokens stop working)", keyPath, err, pubPath)
+		}
+		want, err := certs.EncodePublicKey(key.Public())
+		if err != nil {
+			return err
+		}
+		pub, err := d.Host.ReadFile(ctx, pubPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			d.Out.Printf("certs", "Using the existing %q key; writing the missing %s", "sa", pubPath)
+			return d.Host.WriteFile(ctx, pubPath, want, 0o644)
+		case err != nil:
+			return fmt.Errorf("read %s: %w", pubPath, err)
+		case string(pub) != string(want):
+			return fmt.Errorf("%s does not match %s; delete %s to have it rewritten from the key", pubPath, keyPath, pubPath)
+		}
+		d.Out.Printf("certs", "Using the existing %q key", "sa")
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", keyPath, err)
+	}
+	key, err := getKey(d, "sa")
+	if err != nil {
+		return err
+	}
+	d.Out.Printf("certs", "Generating %q key and public key", "sa")
+	kb, err := certs.EncodeKey(key)
+	if err != nil {
+		return err
+	}
+	pb, err := certs.EncodePublicKey(key.Public())
+	if err != nil {
+		return err
+	}
+	if err := d.Host.WriteFile(ctx, keyPath, kb, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", keyPath, err)
+	}
+	if err := d.Host.WriteFile(ctx, pubPath, pb, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", pubPath, err)
+	}
+	return nil
+}
+
+func getKey(d *Data, name string) (crypto.Signer, error) {
+	if d.Keys == nil {
+		k, err := certs.GenerateKey(d.Cfg.EncryptionAlgorithm)
+		if err != nil {
+			return nil, fmt.Errorf("generate the %s key: %w", name, err)
+		}
+		return k, nil
+	}
+	k, err := d.Keys.Get(name)
+	if err != nil {
+		return nil, fmt.Errorf("generate the %s key: %w", name, err)
+	}
+	return k, nil
+}

@@ -1,0 +1,117 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/templates"
+	"github.com/kubeboot/kubeboot/transport"
+)
+
+// KubeletStartPhase is kubeadm's `kubelet-start`: write the kubelet's
+// configuration, flags file and systemd drop-in, then (re)start it.
+func KubeletStartPhase() *Phase {
+	return &Phase{
+		Name:  "kubelet-start",
+		Short: "Write kubelet settings and (re)start the kubelet",
+		Run:   runKubeletStart,
+	}
+}
+
+// kubeletPaths are where kubeboot looks for the kubelet binary, in order.
+var kubeletPaths = []string{"/usr/bin/kubelet", "/usr/local/bin/kubelet"}
+
+func runKubeletStart(ctx context.Context, d *Data) error {
+	facts, err := d.Facts(ctx)
+	if err != nil {
+		return err
+	}
+	hostname, err := d.Host.ReadFile(ctx, "/proc/sys/kernel/hostname")
+	if err != nil {
+		return fmt.Errorf("read the hostname: %w", err)
+	}
+	resolv := resolvConf(ctx, d)
+	// cgroup v1 hosts: the v1.34 kubelet refuses to start unless told
+	// failCgroupV1: false (preflight warns about it).
+	cfgYAML, err := templates.KubeletConfig(d.Cfg, templates.KubeletOptions{FailCgroupV1: !facts.CgroupV1, ResolvConf: resolv})
+	if err != nil {
+		return fmt.Errorf("render the kubelet configuration: %w", err)
+	}
+	kubeletBin := kubeletPaths[0]
+	for _, p := range kubeletPaths {
+		if ok, _ := transport.Exists(ctx, d.Host, p); ok {
+			kubeletBin = p
+			break
+		}
+	}
+	files := []struct {
+		path, what string
+		data       []byte
+	}{
+		{inventory.KubeletEnvFile, "kubelet environment", templates.KubeletFlagsEnv(d.Cfg, strings.TrimSpace(string(hostname)))},
+		{inventory.KubeletConfigFile, "kubelet configuration", cfgYAML},
+		{inventory.KubeletDropInFile, "kubelet systemd drop-in", templates.KubeletDropIn(kubeletBin)},
+	}
+	anyChanged := false
+	for _, f := range files {
+		changed, _, err := writeIfChanged(ctx, d, f.path, f.data, 0o644)
+		if err != nil {
+			return err
+		}
+		if changed {
+			anyChanged = true
+			d.Out.Printf("kubelet-start", "Writing %s to file %q", f.what, f.path)
+		} else {
+			d.Out.Printf("kubelet-start", "Using existing %s %q", f.what, f.path)
+		}
+	}
+	if facts.CgroupV1 {
+		d.Out.Printf("kubelet-start", "cgroup v1 host: the kubelet configuration sets failCgroupV1: false")
+	}
+	if !facts.SystemdPID1 {
+		d.Out.Printf("kubelet-start", "systemd is not PID 1 on %s: kubeboot cannot start the kubelet; start it yourself with: %s --config=%s --kubeconfig=%s $(. %s; echo $KUBELET_KUBEADM_ARGS)",
+			d.Host.Name(), kubeletBin, inventory.KubeletConfigFile, inventory.KubeletKubeconfig, inventory.KubeletEnvFile)
+		return nil
+	}
+	active := false
+	if out, err := transport.Output(ctx, d.Host, "systemctl", "is-active", "kubelet"); err == nil && out == "active" {
+		active = true
+	}
+	if !anyChanged && active {
+		d.Out.Printf("kubelet-start", "The kubelet is running with this configuration; not restarting it")
+		return nil
+	}
+	d.Out.Printf("kubelet-start", "Starting the kubelet")
+	for _, args := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "enable", "kubelet"}, {"systemctl", "restart", "kubelet"}} {
+		if _, err := d.Host.Run(ctx, transport.Cmd{Args: args}); err != nil {
+			return fmt.Errorf("%w; see `systemctl status kubelet` and `journalctl -xeu kubelet`", err)
+		}
+	}
+	return nil
+}
+
+// resolvConf returns the resolv.conf the kubelet should hand to pods: on a
+// host whose /etc/resolv.conf points at systemd-resolved's local stub
+// (127.0.0.53), CoreDNS would forward to itself and its loop plugin exits,
+// so the kubelet must use the real upstream list, as kubeadm arranges.
+func resolvConf(ctx context.Context, d *Data) string {
+	const upstream = "/run/systemd/resolve/resolv.conf"
+	h := d.Host
+	b, err := h.ReadFile(ctx, "/etc/resolv.conf")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" && strings.HasPrefix(f[1], "127.") {
+			if ok, _ := transport.Exists(ctx, h, upstream); ok {
+				return upstream
+			}
+			d.Out.Printf("kubelet-start", "WARNING: /etc/resolv.conf on %s names a loopback nameserver (%s): CoreDNS would forward to itself and exit; point it at a real DNS server, or set resolvConf in the kubelet configuration", h.Name(), f[1])
+			return ""
+		}
+	}
+	return ""
+}

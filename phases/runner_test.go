@@ -1,0 +1,122 @@
+package phases
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// recorder builds a runner whose phases append their path to a log.
+func recorder(fail string) (*Runner, *[]string) {
+	var log []string
+	rec := func(path string) func(context.Context, *Data) error {
+		return func(context.Context, *Data) error {
+			log = append(log, path)
+			if path == fail {
+				return errors.New("boom")
+			}
+			return nil
+		}
+	}
+	leaf := func(parent, name string) *Phase { return &Phase{Name: name, Run: rec(parent + name)} }
+	r := &Runner{Command: "init", Phases: []*Phase{
+		leaf("", "preflight"),
+		{Name: "certs", Run: rec("certs(parent)"), Phases: []*Phase{leaf("certs/", "ca"), leaf("certs/", "apiserver"), leaf("certs/", "sa")}},
+		{Name: "kubeconfig", Phases: []*Phase{leaf("kubeconfig/", "admin"), leaf("kubeconfig/", "kubelet")}},
+		leaf("", "kubelet-start"),
+	}}
+	return r, &log
+}
+
+func TestRunnerOrderAndSelection(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+		want []string
+	}{
+		{"all in order", Options{}, []string{"preflight", "certs(parent)", "certs/ca", "certs/apiserver", "certs/sa", "kubeconfig/admin", "kubeconfig/kubelet", "kubelet-start"}},
+		{"only a group", Options{Only: "certs"}, []string{"certs(parent)", "certs/ca", "certs/apiserver", "certs/sa"}},
+		{"only group/all", Options{Only: "certs/all"}, []string{"certs(parent)", "certs/ca", "certs/apiserver", "certs/sa"}},
+		{"only one leaf", Options{Only: "certs/apiserver"}, []string{"certs(parent)", "certs/apiserver"}},
+		{"only all", Options{Only: "all"}, []string{"preflight", "certs(parent)", "certs/ca", "certs/apiserver", "certs/sa", "kubeconfig/admin", "kubeconfig/kubelet", "kubelet-start"}},
+		{"skip a group", Options{Skip: []string{"certs"}}, []string{"preflight", "kubeconfig/admin", "kubeconfig/kubelet", "kubelet-start"}},
+		{"skip leaves", Options{Skip: []string{"certs/sa", "kubeconfig/kubelet", "preflight"}}, []string{"certs(parent)", "certs/ca", "certs/apiserver", "kubeconfig/admin", "kubelet-start"}},
+		{"only and skip", Options{Only: "kubeconfig", Skip: []string{"kubeconfig/admin"}}, []string{"kubeconfig/kubelet"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, log := recorder("")
+			if err := r.Run(context.Background(), &Data{}, tt.opts); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(*log, tt.want) {
+				t.Errorf("ran %v, want %v", *log, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunnerStopsAtFirstFailure(t *testing.T) {
+	r, log := recorder("certs/apiserver")
+	err := r.Run(context.Background(), &Data{}, Options{})
+	var pe *PhaseError
+	if !errors.As(err, &pe) || pe.Path != "certs/apiserver" {
+		t.Fatalf("error = %v, want a PhaseError for certs/apiserver", err)
+	}
+	if !strings.Contains(err.Error(), "init phase certs/apiserver: boom") {
+		t.Errorf("message %q does not name the phase", err)
+	}
+	want := []string{"preflight", "certs(parent)", "certs/ca", "certs/apiserver"}
+	if !reflect.DeepEqual(*log, want) {
+		t.Errorf("ran %v, want %v", *log, want)
+	}
+}
+
+func TestRunnerUnknownPhase(t *testing.T) {
+	for _, opts := range []Options{{Only: "certz"}, {Only: "certs/nope"}, {Skip: []string{"addon"}}} {
+		r, log := recorder("")
+		err := r.Run(context.Background(), &Data{}, opts)
+		if err == nil || !strings.Contains(err.Error(), "unknown phase") {
+			t.Errorf("%+v: error = %v, want unknown phase", opts, err)
+		}
+		if len(*log) != 0 {
+			t.Errorf("%+v: ran %v before validating", opts, *log)
+		}
+	}
+}
+
+func TestRunnerPrepareSeesPlan(t *testing.T) {
+	r, _ := recorder("")
+	var got []string
+	r.Phases[1].Prepare = func(_ context.Context, _ *Data, plan []string) error {
+		got = plan
+		return nil
+	}
+	if err := r.Run(context.Background(), &Data{}, Options{Skip: []string{"certs/ca"}, Only: "certs"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"certs/apiserver", "certs/sa"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("prepare saw %v, want %v", got, want)
+	}
+}
+
+func TestInitRunnerHasKubeadmNames(t *testing.T) {
+	var got []string
+	for _, l := range InitRunner().Leaves() {
+		got = append(got, l.Path)
+	}
+	want := []string{
+		"preflight",
+		"certs/ca", "certs/apiserver", "certs/apiserver-kubelet-client", "certs/front-proxy-ca", "certs/front-proxy-client",
+		"certs/etcd-ca", "certs/etcd-server", "certs/etcd-peer", "certs/etcd-healthcheck-client", "certs/apiserver-etcd-client", "certs/sa",
+		"kubeconfig/admin", "kubeconfig/super-admin", "kubeconfig/kubelet", "kubeconfig/controller-manager", "kubeconfig/scheduler",
+		"etcd/local",
+		"control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler",
+		"kubelet-start",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("init phases:\n got %v\nwant %v", got, want)
+	}
+}
