@@ -52,6 +52,9 @@ func runKubeletStart(ctx context.Context, d *Data) error {
 	}{
 		{inventory.KubeletEnvFile, "kubelet environment", templates.KubeletFlagsEnv(d.Cfg, strings.TrimSpace(string(hostname)))},
 		{inventory.KubeletConfigFile, "kubelet configuration", cfgYAML},
+		// kubeadm v1.34 (NodeLocalCRISocket) keeps the node's CRI endpoint
+		// here too; join and upgrade read it back.
+		{templates.KubeletInstanceConfigFile, "kubelet instance configuration", templates.KubeletInstanceConfig(d.Cfg)},
 		{inventory.KubeletDropInFile, "kubelet systemd drop-in", templates.KubeletDropIn(kubeletBin)},
 	}
 	anyChanged := false
