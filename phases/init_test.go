@@ -223,9 +223,13 @@ func TestInitRejectsInvalidExistingFiles(t *testing.T) {
 			name: "leaf signed by another CA",
 			tamper: func(t *testing.T, h *transporttest.Fake) {
 				// Replace the CA: every existing leaf is now foreign.
+				// (An ECDSA one: the fixture key source hands the same
+				// RSA key to the same name.)
 				other := fakeNode(t, false)
+				otherCfg := testConfig()
+				otherCfg.EncryptionAlgorithm = inventory.ECDSAP256
 				var out bytes.Buffer
-				if err := InitRunner().Run(context.Background(), newData(t, testConfig(), other, &out), Options{Only: "certs/ca"}); err != nil {
+				if err := InitRunner().Run(context.Background(), newData(t, otherCfg, other, &out), Options{Only: "certs/ca"}); err != nil {
 					t.Fatal(err)
 				}
 				for _, f := range []string{"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/ca.key"} {
