@@ -48,6 +48,11 @@ type Cluster struct {
 	// Hosts is reserved for the inventory install: the machines kubeboot
 	// drives over SSH. Single-node `kubeboot init` leaves it empty.
 	Hosts []Host `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+
+	// src is where Parse found each field (file and line), so that Validate
+	// can point at the line of a bad value. Nil for configurations built in
+	// code or from flags.
+	src *source `yaml:"-" json:"-"`
 }
 
 // EncryptionAlgorithm names a private key type.
