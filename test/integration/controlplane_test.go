@@ -29,6 +29,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,6 +38,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -92,7 +94,7 @@ func TestInitDryRunControlPlane(t *testing.T) {
 		"[etcd] Creating static Pod manifest for \"etcd\"",
 		"[control-plane] Creating static Pod manifest for \"kube-apiserver\"",
 		"[kubelet-start] Writing kubelet configuration to file",
-		"(" + e.addr + ")",
+		", " + e.addr + ")", // the advertise address from the default route
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("init output lacks %q", want)
@@ -401,7 +403,19 @@ func waitProbes(ctx context.Context, t *testing.T, p *processes, pod *corev1.Pod
 		if host == "" {
 			host = addr // the pod IP of a hostNetwork pod
 		}
-		url := fmt.Sprintf("%s://%s%s", strings.ToLower(string(g.Scheme)), net.JoinHostPort(host, g.Port.String()), g.Path)
+		port := g.Port.String()
+		if g.Port.Type == intstr.String { // a named container port
+			port = ""
+			for _, cp := range c.Ports {
+				if cp.Name == g.Port.StrVal {
+					port = strconv.Itoa(int(cp.ContainerPort))
+				}
+			}
+			if port == "" {
+				t.Fatalf("%s: probe names port %q, which the container does not declare", pod.Name, g.Port.StrVal)
+			}
+		}
+		url := fmt.Sprintf("%s://%s%s", strings.ToLower(string(g.Scheme)), net.JoinHostPort(host, port), g.Path)
 		poll(ctx, t, 2*time.Minute, pod.Name+" probe "+url, func() error {
 			if err := p.exited(pod.Name); err != nil {
 				t.Fatal(err)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the integration tests: builds kubeboot and the real control-plane
 # binaries (cached), then runs the compiled test as root inside a private
-# network namespace with a dummy interface holding the default route and the
+# network namespace with a veth interface holding the default route and the
 # advertise address. Everything the test starts dies with the namespace's
 # processes; the test itself stops its processes and removes its files.
 #
@@ -25,8 +25,9 @@ export KUBEBOOT_BIN=$PWD/bin/kubeboot K8S_BIN_DIR=$bindir KUBEBOOT_IT_NETNS=1 KU
 # --pid --kill-child so nothing outlives the run.
 exec unshare --net --mount --pid --fork --kill-child --mount-proc -- sh -ec '
   ip link set lo up
-  ip link add kb0 type dummy
+  ip link add kb0 type veth peer name kb1
   ip addr add "$KUBEBOOT_IT_ADDR/24" dev kb0
+  ip link set kb1 up
   ip link set kb0 up
   ip route add default dev kb0
   cd test/integration && exec ../../bin/integration.test -test.v -test.timeout 15m "$@"
