@@ -34,7 +34,7 @@ func testConfig() *inventory.Cluster {
 
 // fakeNode is a host that looks like a cgroup v2 machine with systemd as
 // PID 1, whose systemctl calls are recorded.
-func fakeNode(t *testing.T, systemd bool) *transporttest.Fake {
+func fakeNode(t testing.TB, systemd bool) *transporttest.Fake {
 	t.Helper()
 	h := transporttest.New("cp1")
 	h.SetFile("/proc/sys/kernel/hostname", []byte("cp1\n"), 0o644)
@@ -60,7 +60,7 @@ func fakeNode(t *testing.T, systemd bool) *transporttest.Fake {
 	return h
 }
 
-func newData(t *testing.T, cfg *inventory.Cluster, h transport.Host, out *bytes.Buffer) *Data {
+func newData(t testing.TB, cfg *inventory.Cluster, h transport.Host, out *bytes.Buffer) *Data {
 	return &Data{
 		Cfg:  cfg,
 		Host: h,
