@@ -931,10 +931,8 @@ func checkHostname(ctx context.Context, h transport.Host, cfg *inventory.Cluster
 			return warns, nil
 		}
 	}
-	return append(warns,
-		fmt.Errorf("hostname %q could not be reached", name),
-		fmt.Errorf("hostname %q: lookup %s failed: %v", name, name, err),
-	), nil
+	// kubeadm prints two warnings here; one that says what to do is enough.
+	return append(warns, fmt.Errorf("hostname %q could not be reached (`getent hosts %s` found nothing: %v); add it to /etc/hosts or DNS", name, name, err)), nil
 }
 
 func hostsFileHas(hosts, name string) bool {

@@ -479,7 +479,7 @@ func TestChecks(t *testing.T) {
 		{
 			name:  "hostname does not resolve",
 			setup: func(h *transporttest.Fake, _ *inventory.Cluster) { h.Handle("getent hosts", transporttest.Exit(2, "")) },
-			want:  []string{"WARNING Hostname", "WARNING Hostname"},
+			want:  []string{"WARNING Hostname"},
 			msgs:  []string{`hostname "m1" could not be reached`},
 		},
 		{
