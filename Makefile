@@ -22,9 +22,11 @@ test: lint
 	$(GO) test ./...
 	$(GO) test -race $(RACE_PKGS)
 
-# Real etcd and control-plane binaries, as root in a private network namespace.
+# Real etcd and control-plane binaries, as root in a private network namespace;
+# then the golden manifests are compared with what kubeadm v1.34.3's own code renders.
 integration:
 	test/integration/run.sh
+	sh templates/testdata/kubeadmref/run.sh
 
 # kubeboot's offline phases against kubeadm's, RSA-2048 and ECDSA-P256.
 bench:
