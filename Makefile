@@ -5,7 +5,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
 # Packages with concurrency (key pool, printer, transports) run under -race.
-RACE_PKGS := ./certs/... ./phases/... ./transport/...
+RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/...
 
 .PHONY: build test lint integration bench k8s-binaries clean
 

@@ -1,0 +1,194 @@
+package discovery
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	tokenjws "k8s.io/cluster-bootstrap/token/jws"
+
+	"github.com/kubeboot/kubeboot/bootstraptoken"
+	"github.com/kubeboot/kubeboot/certs"
+)
+
+var testToken = bootstraptoken.Token{ID: "abcdef", Secret: "0123456789abcdef"}
+
+// testCA is an ECDSA CA that can sign a loopback serving certificate.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTestCA(t *testing.T, cn string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: cert, key: key, pem: certs.EncodeCert(cert)}
+}
+
+func (ca *testCA) pin() string { return certs.CAPublicKeyHash(ca.cert) }
+
+// serving returns a kube-apiserver-like serving certificate for 127.0.0.1.
+func (ca *testCA) serving(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}
+}
+
+// clusterInfoKubeconfig is cluster-info's kubeconfig as kubeadm's
+// bootstrap-token phase writes it: one unnamed cluster, nothing else.
+func clusterInfoKubeconfig(t *testing.T, server string, caPEM []byte) string {
+	t.Helper()
+	config := &clientcmdapi.Config{Clusters: map[string]*clientcmdapi.Cluster{
+		"": {Server: server, CertificateAuthorityData: caPEM},
+	}}
+	b, err := clientcmd.Write(*config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// clusterInfo is the cluster-info ConfigMap with kubeconfig signed by the
+// tokens as the bootstrapsigner controller signs it.
+func clusterInfo(t *testing.T, kubeconfig string, signers ...bootstraptoken.Token) *corev1.ConfigMap {
+	t.Helper()
+	cm := &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Name: "cluster-info", Namespace: "kube-public"},
+		Data:       map[string]string{"kubeconfig": kubeconfig},
+	}
+	for _, tok := range signers {
+		sig, err := tokenjws.ComputeDetachedSignature(kubeconfig, tok.ID, tok.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data["jws-kubeconfig-"+tok.ID] = sig
+	}
+	return cm
+}
+
+// fakeAPIServer serves cluster-info over TLS with a certificate of ca.
+type fakeAPIServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests int
+	// respond answers the n-th (from 1) request for cluster-info.
+	respond func(n int, w http.ResponseWriter)
+}
+
+func newFakeAPIServer(t *testing.T, ca *testCA, respond func(n int, w http.ResponseWriter)) *fakeAPIServer {
+	t.Helper()
+	f := &fakeAPIServer{respond: respond}
+	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.Server.TLS = &tls.Config{Certificates: []tls.Certificate{ca.serving(t)}}
+	f.StartTLS()
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet || r.URL.Path != ClusterInfoPath {
+		http.Error(w, "unexpected request "+r.Method+" "+r.URL.Path, http.StatusBadRequest)
+		return
+	}
+	if r.Header.Get("Authorization") != "" {
+		http.Error(w, "discovery must be anonymous", http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	f.requests++
+	n, respond := f.requests, f.respond
+	f.mu.Unlock()
+	respond(n, w)
+}
+
+// setRespond replaces the responder (the kubeconfig to serve names the
+// server's own URL, known only once it runs).
+func (f *fakeAPIServer) setRespond(respond func(n int, w http.ResponseWriter)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.respond = respond
+}
+
+func (f *fakeAPIServer) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests
+}
+
+// endpoint is the server's host:port.
+func (f *fakeAPIServer) endpoint() string { return f.Listener.Addr().String() }
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// always answers every request with cm.
+func always(cm *corev1.ConfigMap) func(int, http.ResponseWriter) {
+	return func(_ int, w http.ResponseWriter) { writeJSON(w, cm) }
+}
+
+func status(code int, reason metav1.StatusReason, msg string) func(int, http.ResponseWriter) {
+	return func(_ int, w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(&metav1.Status{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"},
+			Status:   metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code),
+		})
+	}
+}
