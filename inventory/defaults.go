@@ -25,6 +25,11 @@ const (
 	DefaultEtcdDataDir   = "/var/lib/etcd"
 	DefaultBindPort      = 6443
 	DefaultCRISocket     = "unix:///var/run/containerd/containerd.sock"
+	DefaultCNI           = CNIFlannel
+	// kubeadm v1beta4's timeouts.
+	DefaultControlPlaneHealthTimeout = 4 * time.Minute
+	DefaultDiscoveryTimeout          = 5 * time.Minute
+	DefaultTLSBootstrapTimeout       = 5 * time.Minute
 )
 
 // Default returns a configuration with every default filled in. Node.Name and
@@ -71,6 +76,19 @@ func SetDefaults(c *Cluster) {
 		c.Node.BindPort = DefaultBindPort
 	}
 	def(&c.Node.CRISocket, DefaultCRISocket)
+	def(&c.CNI.Plugin, DefaultCNI)
+	for _, t := range []struct {
+		d *Duration
+		v time.Duration
+	}{
+		{&c.Timeouts.ControlPlaneComponentHealthCheck, DefaultControlPlaneHealthTimeout},
+		{&c.Timeouts.Discovery, DefaultDiscoveryTimeout},
+		{&c.Timeouts.TLSBootstrap, DefaultTLSBootstrapTimeout},
+	} {
+		if t.d.Duration == 0 {
+			t.d.Duration = t.v
+		}
+	}
 	for i := range c.Hosts {
 		if c.Hosts[i].Port == 0 {
 			c.Hosts[i].Port = 22

@@ -45,6 +45,11 @@ type Cluster struct {
 	// InitConfiguration nodeRegistration + localAPIEndpoint).
 	Node Node `yaml:"node,omitempty" json:"node,omitempty"`
 
+	// CNI is the pod network kubeboot installs after the add-ons.
+	CNI CNI `yaml:"cni,omitempty" json:"cni,omitempty"`
+	// Timeouts bound the waits of the online phases.
+	Timeouts Timeouts `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
+
 	// Hosts is reserved for the inventory install: the machines kubeboot
 	// drives over SSH. Single-node `kubeboot init` leaves it empty.
 	Hosts []Host `yaml:"hosts,omitempty" json:"hosts,omitempty"`
@@ -53,6 +58,29 @@ type Cluster struct {
 	// can point at the line of a bad value. Nil for configurations built in
 	// code or from flags.
 	src *source `yaml:"-" json:"-"`
+}
+
+// CNI selects the pod network add-on.
+type CNI struct {
+	// Plugin is flannel (default), calico, or none (install your own).
+	Plugin string `yaml:"plugin,omitempty" json:"plugin,omitempty"`
+}
+
+// The CNI plugins kubeboot installs.
+const (
+	CNIFlannel = "flannel"
+	CNICalico  = "calico"
+	CNINone    = "none"
+)
+
+// Timeouts are kubeadm v1beta4's timeouts that kubeboot uses.
+type Timeouts struct {
+	// ControlPlaneComponentHealthCheck bounds wait-control-plane (4m).
+	ControlPlaneComponentHealthCheck Duration `yaml:"controlPlaneComponentHealthCheck,omitempty" json:"controlPlaneComponentHealthCheck,omitempty"`
+	// Discovery bounds join's token discovery (5m).
+	Discovery Duration `yaml:"discovery,omitempty" json:"discovery,omitempty"`
+	// TLSBootstrap bounds join's wait for the kubelet's TLS bootstrap (5m).
+	TLSBootstrap Duration `yaml:"tlsBootstrap,omitempty" json:"tlsBootstrap,omitempty"`
 }
 
 // EncryptionAlgorithm names a private key type.

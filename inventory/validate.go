@@ -58,6 +58,7 @@ func Validate(c *Cluster) error {
 	v.extraArgs("scheduler.extraArgs", c.Scheduler.ExtraArgs)
 	v.node(&c.Node)
 	v.hosts(c)
+	v.cniAndTimeouts(c)
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -595,4 +596,21 @@ func qualifiedNameProblem(s string) string {
 		return "must be [prefix/]name, the name at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric (e.g. node-role.kubernetes.io/control-plane)"
 	}
 	return ""
+}
+
+func (v *validator) cniAndTimeouts(c *Cluster) {
+	switch c.CNI.Plugin {
+	case "", CNIFlannel, CNICalico, CNINone:
+	default:
+		v.add("cni.plugin", "%q is not supported; use %s, %s or %s", c.CNI.Plugin, CNIFlannel, CNICalico, CNINone)
+	}
+	for f, d := range map[string]Duration{
+		"timeouts.controlPlaneComponentHealthCheck": c.Timeouts.ControlPlaneComponentHealthCheck,
+		"timeouts.discovery":                        c.Timeouts.Discovery,
+		"timeouts.tlsBootstrap":                     c.Timeouts.TLSBootstrap,
+	} {
+		if d.Duration < 0 {
+			v.add(f, "must not be negative")
+		}
+	}
 }
