@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -32,6 +35,14 @@ type Data struct {
 	Now func() time.Time
 	// Keys hands out private keys, generated concurrently ahead of use.
 	Keys KeySource
+	// NewClient connects to the cluster's API server. The command sets it
+	// (a kubeconfig read through the host, or a fake client in a dry run);
+	// phases call Client, which builds the client once.
+	NewClient func(ctx context.Context) (kubernetes.Interface, error)
+
+	clientOnce sync.Once
+	client     kubernetes.Interface
+	clientErr  error
 
 	factsOnce sync.Once
 	facts     HostFacts
@@ -45,6 +56,33 @@ type KeySource interface {
 	Start(names ...string)
 	// Get returns the key for name, waiting for or generating it.
 	Get(name string) (crypto.Signer, error)
+}
+
+// Client returns the API client, built once by NewClient.
+func (d *Data) Client(ctx context.Context) (kubernetes.Interface, error) {
+	d.clientOnce.Do(func() {
+		if d.NewClient == nil {
+			d.clientErr = fmt.Errorf("no connection to the API server is configured")
+			return
+		}
+		d.client, d.clientErr = d.NewClient(ctx)
+	})
+	return d.client, d.clientErr
+}
+
+// ClientFromKubeconfig builds a client from a kubeconfig file on h, read
+// through the transport so that it works the same over SSH.
+func ClientFromKubeconfig(ctx context.Context, h transport.Host, path string) (kubernetes.Interface, error) {
+	b, err := h.ReadFile(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s on %s: %w", path, h.Name(), err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.Timeout = 30 * time.Second
+	return kubernetes.NewForConfig(cfg)
 }
 
 // Clock returns d.Now or time.Now.
