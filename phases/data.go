@@ -40,6 +40,10 @@ type Data struct {
 	// phases call Client, which builds the client once.
 	NewClient func(ctx context.Context) (kubernetes.Interface, error)
 
+	// Init holds the options of init's online phases that are not cluster
+	// configuration (kubeadm's flags of the same names).
+	Init InitOptions
+
 	clientOnce sync.Once
 	client     kubernetes.Interface
 	clientErr  error
@@ -47,6 +51,23 @@ type Data struct {
 	factsOnce sync.Once
 	facts     HostFacts
 	factsErr  error
+}
+
+// InitOptions are `kubeboot init` flags for the online phases.
+type InitOptions struct {
+	// UploadCerts runs upload-certs (--upload-certs).
+	UploadCerts bool
+	// CertificateKey is the hex AES key for upload-certs
+	// (--certificate-key); upload-certs generates one when empty.
+	CertificateKey string
+	// Token is the bootstrap token to create (--token); generated when empty.
+	Token string
+	// TokenTTL is the token's lifetime (--token-ttl, 24h; 0 never expires).
+	TokenTTL time.Duration
+	// SkipTokenPrint keeps the token out of show-join-command's output.
+	SkipTokenPrint bool
+	// SkipCertificateKeyPrint keeps the certificate key out of the output.
+	SkipCertificateKeyPrint bool
 }
 
 // KeySource is where phases get private keys from (certs.KeyPool in
