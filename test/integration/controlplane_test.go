@@ -240,6 +240,12 @@ func TestInitDryRunControlPlane(t *testing.T) {
 			return nil
 		})
 	})
+
+	// The same control plane serves the online phases and join's side of
+	// them (online_test.go).
+	if !t.Failed() {
+		t.Run("online phases", func(t *testing.T) { onlinePhases(ctx, t, e, root) })
+	}
 }
 
 func runKubeboot(t *testing.T, e env, root string, args ...string) string {
