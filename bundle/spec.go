@@ -270,10 +270,17 @@ func (s *Spec) Validate() error {
 		}
 		s.checkFile(f+".path", b.Path, true, add)
 	}
+	var missing []string
 	for _, k := range KnownBinaries {
 		if _, ok := seen[k.Name]; k.Required && !ok {
-			add("binaries", "%s is required; add {name: %s, version: ..., path: ...}", k.Name, k.Name)
+			missing = append(missing, k.Name)
 		}
+	}
+	switch {
+	case len(missing) == 1:
+		add("binaries", "%s is required; add {name: %s, version: ..., path: ...}", missing[0], missing[0])
+	case len(missing) > 1:
+		add("binaries", "%s are required; add {name: ..., version: ..., path: ...} for each", strings.Join(missing, ", "))
 	}
 
 	c := s.CNIPlugins
