@@ -52,7 +52,7 @@ func runPrepareContainerd(ctx context.Context, d *Data) error {
 		}
 		if err == nil {
 			major = mj
-			d.Out.Printf(tag, "containerd %s: writing configuration version %d", v, map[bool]int{true: 3, false: 2}[major >= 2])
+			d.Out.Printf(tag, "containerd %s reads configuration version %d", v, map[bool]int{true: 3, false: 2}[major >= 2])
 		}
 	} else if st.manifest != nil {
 		if b, ok := st.manifest.Binary("containerd"); ok && strings.HasPrefix(strings.TrimPrefix(b.Version, "v"), "2.") {
@@ -230,7 +230,7 @@ func runPrepareImages(ctx context.Context, d *Data) (err error) {
 		return err
 	}
 	for _, a := range todo {
-		d.Out.Printf(tag, "Importing %s (%d images) into containerd's k8s.io namespace", a.Path, len(a.Images))
+		d.Out.Printf(tag, "Importing %s (%d image(s)) into containerd's k8s.io namespace", a.Path, len(a.Images))
 		if _, err := h.Run(ctx, transport.Cmd{Args: append(append([]string(nil), ctr...), "images", "import", path.Join(stagingDir, a.Path))}); err != nil {
 			return fmt.Errorf("import %s: %w", a.Path, err)
 		}
