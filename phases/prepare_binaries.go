@@ -44,14 +44,12 @@ func binariesFromBundle(ctx context.Context, d *Data, st *prepareState) error {
 	if len(outdated) == 0 {
 		d.Out.Printf(tag, "The bundle's %d binaries and CNI plugins are installed; not reinstalling them", len(files))
 	} else {
-		// Unpack and verify the images too when they are to be imported in
-		// this run: one verification before anything is installed.
-		stage := outdated
-		if planned(st, "prepare/images") {
-			stage = append(stage, m.ByType(bundle.TypeImages)...)
-		}
-		if err := st.stage(ctx, d, stage); err != nil {
+		if err := st.stage(ctx, d, st.planFiles()); err != nil {
 			return err
+		}
+		verb := "Installed"
+		if d.DryRun {
+			verb = "Would install"
 		}
 		for _, f := range outdated {
 			dst := bundle.InstallPath(f)
@@ -59,14 +57,14 @@ func binariesFromBundle(ctx context.Context, d *Data, st *prepareState) error {
 				return err
 			}
 			if f.Type == bundle.TypeBinary {
-				d.Out.Printf(tag, "Installed %s %s as %s", f.Name, f.Version, dst)
+				d.Out.Printf(tag, "%s %s %s as %s", verb, f.Name, f.Version, dst)
 			}
 			if f.Name == "containerd" || f.Name == "containerd-shim-runc-v2" {
 				st.containerdChanged = true
 			}
 		}
 		if n := len(outdated) - countType(outdated, bundle.TypeBinary); n > 0 {
-			d.Out.Printf(tag, "Installed %d CNI plugins %s in %s", n, m.CNIPluginsVersion, bundle.CNIBinDir)
+			d.Out.Printf(tag, "%s %d CNI plugins %s in %s", verb, n, m.CNIPluginsVersion, bundle.CNIBinDir)
 		}
 	}
 	warnShadowingRunc(ctx, d)
@@ -393,8 +391,12 @@ func missingError(host string, dist distro, missing []string, version string) er
 	}
 	var parts []string
 	if len(kube) > 0 {
-		parts = append(parts, fmt.Sprintf("%s %s not installed and %s has no packages for them: give --bundle FILE (kubeboot bundle create), or install %s %s from pkgs.k8s.io",
-			strings.Join(kube, " and "), map[bool]string{true: "is", false: "are"}[len(kube) == 1], dist.name, strings.Join(kube, "/"), version))
+		verb, pron := "are", "them"
+		if len(kube) == 1 {
+			verb, pron = "is", "it"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s not installed and %s has no packages for %s: give --bundle FILE (kubeboot bundle create), or install %s %s from pkgs.k8s.io",
+			strings.Join(kube, " and "), verb, dist.name, pron, strings.Join(kube, "/"), version))
 	}
 	if len(other) > 0 {
 		parts = append(parts, fmt.Sprintf("%s: not installed, and kubeboot does not know %s's packages for %s; give --bundle FILE, or install them", strings.Join(other, ", "), dist.name, strings.Join(other, ", ")))

@@ -64,6 +64,23 @@ func tarFlags(file, op string) []string {
 	return []string{op + "f", file}
 }
 
+// planFiles are the bundle's files that the planned sub-phases use: the
+// binaries and CNI plugins for prepare/binaries, the image tarballs for
+// prepare/images. Whenever anything is to be installed from the bundle, all
+// of them are unpacked and verified first, so one damaged file stops the
+// run with nothing installed, even a file that is not needed this time.
+func (st *prepareState) planFiles() []bundle.File {
+	var out []bundle.File
+	if planned(st, "prepare/binaries") {
+		out = append(out, st.manifest.ByType(bundle.TypeBinary)...)
+		out = append(out, st.manifest.ByType(bundle.TypeCNIPlugin)...)
+	}
+	if planned(st, "prepare/images") {
+		out = append(out, st.manifest.ByType(bundle.TypeImages)...)
+	}
+	return out
+}
+
 // stage unpacks the bundle's files below stagingDir and verifies each
 // against the manifest's size and sha256, all before anything is
 // installed: one bad file stops the run with nothing installed. Files

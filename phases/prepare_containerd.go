@@ -226,7 +226,7 @@ func runPrepareImages(ctx context.Context, d *Data) (err error) {
 		d.Out.Printf(tag, "The bundle's %d images are in containerd (namespace k8s.io); not importing them", total)
 		return nil
 	}
-	if err := st.stage(ctx, d, todo); err != nil {
+	if err := st.stage(ctx, d, st.planFiles()); err != nil {
 		return err
 	}
 	for _, a := range todo {

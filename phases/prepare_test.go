@@ -159,6 +159,33 @@ func TestPrepareBadSumInstallsNothing(t *testing.T) {
 	}
 }
 
+// TestPrepareBadSumAnyFile: with one binary to reinstall, a damaged copy of
+// another (installed, unchanged) one still stops the run: every file of the
+// bundle is verified before anything is installed.
+func TestPrepareBadSumAnyFile(t *testing.T) {
+	h := newNode(t, nodeOpts{})
+	h.SetFile(testBundle, fixtureBundle(t, nil), 0o644)
+	var out bytes.Buffer
+	if err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, testBundle), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	h.Fake.Remove(bgCtx, "/usr/bin/kubelet")
+	h.SetFile(testBundle, fixtureBundle(t, func(name string, data []byte) []byte {
+		if name == "bin/kubectl" {
+			data = append([]byte(nil), data...)
+			data[len(data)-1] ^= 0x20
+		}
+		return data
+	}), 0o644)
+	err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, testBundle), Options{})
+	if err == nil || !strings.Contains(err.Error(), "bin/kubectl: sha256 ") {
+		t.Fatalf("error %v", err)
+	}
+	if _, _, ok := h.File("/usr/bin/kubelet"); ok {
+		t.Errorf("kubelet was installed from a damaged bundle")
+	}
+}
+
 func TestPrepareBundleMismatch(t *testing.T) {
 	tests := []struct {
 		name    string
