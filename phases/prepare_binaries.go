@@ -90,8 +90,18 @@ func binariesFromBundle(ctx context.Context, d *Data, st *prepareState) error {
 			d.Out.Printf(tag, "Using existing %s %s", u.what, u.file)
 		}
 	}
-	return enableUnits(ctx, d, changed)
+	if _, ok := m.Binary("crictl"); ok {
+		// crictl looks for the runtime on several sockets and warns
+		// without this file.
+		conf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\n", d.Cfg.Node.CRISocket, d.Cfg.Node.CRISocket)
+		if err := writeReport(ctx, d, crictlConfigFile, "crictl configuration", []byte(conf), 0o644); err != nil {
+			return err
+		}
+	}
+	return enableUnits(ctx, d, changed, "containerd", "kubelet")
 }
+
+const crictlConfigFile = "/etc/crictl.yaml"
 
 func countType(files []bundle.File, t string) int {
 	n := 0
@@ -117,7 +127,7 @@ func warnShadowingRunc(ctx context.Context, d *Data) {
 // enableUnits reloads systemd when units changed and enables containerd and
 // the kubelet (the kubelet starts in kubelet-start, as kubeadm's packages
 // leave it enabled but crash-looping until then).
-func enableUnits(ctx context.Context, d *Data, reload bool) error {
+func enableUnits(ctx context.Context, d *Data, reload bool, units ...string) error {
 	facts, err := d.Facts(ctx)
 	if err != nil {
 		return err
@@ -131,7 +141,7 @@ func enableUnits(ctx context.Context, d *Data, reload bool) error {
 			return err
 		}
 	}
-	for _, unit := range []string{"containerd", "kubelet"} {
+	for _, unit := range units {
 		if out, err := transport.Output(ctx, d.Host, "systemctl", "is-enabled", unit); err == nil && out == "enabled" {
 			continue
 		}
@@ -356,7 +366,11 @@ func binariesFromPackages(ctx context.Context, d *Data, st *prepareState) error 
 			reload = true
 		}
 	}
-	if err := enableUnits(ctx, d, reload); err != nil {
+	units := []string{"containerd", "kubelet"}
+	if contains(missing, "kubelet") {
+		units = units[:1]
+	}
+	if err := enableUnits(ctx, d, reload, units...); err != nil {
 		return err
 	}
 	if len(missing) == 0 {

@@ -283,6 +283,15 @@ func (n *node) systemctl(c transport.Cmd) (transport.Result, error) {
 		}
 		return transport.Result{Stdout: []byte("disabled\n")}, exitErr(1, "")
 	case "enable":
+		found := false
+		for _, dir := range []string{"/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"} {
+			if _, _, ok := n.File(dir + "/" + unit + ".service"); ok {
+				found = true
+			}
+		}
+		if !found {
+			return transport.Result{}, exitErr(1, "Failed to enable unit: Unit file %s.service does not exist.", unit)
+		}
 		n.enabled[unit] = true
 	case "restart":
 		n.active[unit] = true

@@ -446,6 +446,9 @@ func TestPrepareFromPackages(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("error %v\nwant %s", err, want)
 		}
+		if !h.enabled["containerd"] || h.enabled["kubelet"] {
+			t.Errorf("enabled: %v", h.enabled)
+		}
 		cmds := strings.Join(h.Commands(), "\n")
 		if !strings.Contains(cmds, "env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold install --no-install-recommends containerd runc containernetworking-plugins") {
 			t.Errorf("apt-get not run:\n%s", cmds)
