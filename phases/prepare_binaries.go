@@ -93,7 +93,8 @@ func binariesFromBundle(ctx context.Context, d *Data, st *prepareState) error {
 	if _, ok := m.Binary("crictl"); ok {
 		// crictl looks for the runtime on several sockets and warns
 		// without this file.
-		conf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\n", d.Cfg.Node.CRISocket, d.Cfg.Node.CRISocket)
+		endpoint := "unix://" + criSocketPath(d.Cfg)
+		conf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\n", endpoint, endpoint)
 		if err := writeReport(ctx, d, crictlConfigFile, "crictl configuration", []byte(conf), 0o644); err != nil {
 			return err
 		}
