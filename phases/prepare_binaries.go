@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/kubeboot/kubeboot/bundle"
@@ -357,7 +358,7 @@ func binariesFromPackages(ctx context.Context, d *Data, st *prepareState) error 
 	}
 
 	reload := false
-	if !contains(missing, "kubelet") {
+	if !slices.Contains(missing, "kubelet") {
 		if has, err := hasUnit(ctx, h, "kubelet.service"); err != nil {
 			return err
 		} else if !has {
@@ -368,7 +369,7 @@ func binariesFromPackages(ctx context.Context, d *Data, st *prepareState) error 
 		}
 	}
 	units := []string{"containerd", "kubelet"}
-	if contains(missing, "kubelet") {
+	if slices.Contains(missing, "kubelet") {
 		units = units[:1]
 	}
 	if err := enableUnits(ctx, d, reload, units...); err != nil {
@@ -383,15 +384,6 @@ func binariesFromPackages(ctx context.Context, d *Data, st *prepareState) error 
 		return nil
 	}
 	return err
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // missingError says what the node lacks and where to get it.
