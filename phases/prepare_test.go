@@ -3,6 +3,7 @@ package phases
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
+	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
 
 var bgCtx = context.Background()
@@ -549,5 +551,25 @@ func TestKernelModulesCheck(t *testing.T) {
 				t.Errorf("warnings %v, errors %v; want %q", warns, errs, tc.want)
 			}
 		})
+	}
+}
+
+func TestContainerdVersion(t *testing.T) {
+	for out, want := range map[string]string{
+		"containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3":                    "1.6.20~ds1 1",
+		"containerd containerd.io 1.7.25 bcc810d6b9066471b0b6fa75f557a15a1cbf31bb":                       "1.7.25 1",
+		"containerd github.com/containerd/containerd/v2 v2.0.2 c507a0257ea6462fbd6f5ba4f5c74facb04021f4": "v2.0.2 2",
+		"containerd github.com/containerd/containerd v1.5.9 1407cab509ff0d96baa4f0eb6ff9980270e6e620":    "error",
+	} {
+		h := newNode(t, nodeOpts{})
+		h.Handle("/usr/bin/containerd --version", transporttest.Reply(out+"\n"))
+		v, major, err := containerdVersion(bgCtx, h, "/usr/bin/containerd")
+		got := fmt.Sprintf("%s %d", v, major)
+		if err != nil {
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("%q: got %s, want %s (%v)", out, got, want, err)
+		}
 	}
 }
