@@ -97,7 +97,7 @@ func Create(s *Spec, out string, progress func(format string, args ...any)) (*Ma
 		return nil, fmt.Errorf("internal error: the manifest does not read back: %w", err)
 	}
 	if err := writeArchive(out, manifest, sources); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("write the bundle %s: %w", out, err)
 	}
 	return m, nil
 }

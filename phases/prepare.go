@@ -71,7 +71,7 @@ func PreparePhase() *Phase {
 		Phases: []*Phase{
 			{Name: "kernel", Short: "Load the overlay and br_netfilter modules and set the forwarding and bridge sysctls, persistently", Run: runPrepareKernel},
 			{Name: "swap", Short: "Turn swap off, now and in /etc/fstab", Run: runPrepareSwap},
-			{Name: "binaries", Short: "Install containerd, runc, the CNI plugins, kubelet and kubectl (from --bundle, or the distribution's packages) and their systemd units", Run: runPrepareBinaries},
+			{Name: "binaries", Short: "Install containerd, runc, the CNI plugins, kubelet, kubectl and their units (from --bundle, or the distribution's packages)", Run: runPrepareBinaries},
 			{Name: "containerd", Short: "Write containerd's configuration and registry mirrors, and (re)start it when they changed", Run: runPrepareContainerd},
 			{Name: "images", Short: "Import the bundle's images into containerd's k8s.io namespace (with --bundle)", Run: runPrepareImages},
 		},
