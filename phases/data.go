@@ -40,6 +40,9 @@ type Data struct {
 	// phases call Client, which builds the client once.
 	NewClient func(ctx context.Context) (kubernetes.Interface, error)
 
+	// Prepare holds the options of the prepare phase (--bundle).
+	Prepare PrepareOptions
+
 	// Init holds the options of init's online phases that are not cluster
 	// configuration (kubeadm's flags of the same names).
 	Init InitOptions

@@ -71,7 +71,7 @@ func newData(t testing.TB, cfg *inventory.Cluster, h transport.Host, out *bytes.
 }
 
 // offline is every init phase that does not need the node's runtime.
-var offline = Options{Skip: []string{"preflight"}}
+var offline = Options{Skip: []string{"prepare", "preflight"}}
 
 func TestInitWritesKubeadmFiles(t *testing.T) {
 	for _, alg := range []inventory.EncryptionAlgorithm{inventory.RSA2048, inventory.ECDSAP256} {
