@@ -23,9 +23,16 @@ func Each(ctx context.Context, hosts []Host, limit int, fn func(context.Context,
 	sem := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
+		acquired := false
 		select {
 		case sem <- struct{}{}:
+			acquired = true
 		case <-ctx.Done():
+		}
+		if ctx.Err() != nil { // checked again: both may have been ready
+			if acquired {
+				<-sem
+			}
 			errs[i] = hostErr(h, fmt.Errorf("not started: %w", ctx.Err()))
 			continue
 		}

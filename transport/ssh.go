@@ -366,11 +366,13 @@ func (s *SSH) newSession(ctx context.Context) (*ssh.Session, error) {
 // signal) and stderr. Input the command does not read is dropped, as with
 // os/exec.
 //
-// When ctx ends first, Run sends SIGTERM to the remote command (OpenSSH
-// delivers it to the command's process group; sudo passes it on), waits up
-// to 2s, sends SIGKILL, closes the session and returns ctx's error. A server
-// that ignores signal requests (OpenSSH before 7.9) leaves the command
-// running until it next writes to its closed output.
+// When ctx ends first, Run sends SIGTERM to the remote command's process
+// group, waits up to 2s, sends SIGKILL, closes the session and returns ctx's
+// error. The signals go as SSH signal requests and, since OpenSSH ignores
+// those on root logins (and before 7.9), also with kill(1) on the command's
+// process group from a second session (sshd makes every command a process
+// group leader; a small sh wrapper reports the group first). With Sudo the
+// kill runs through sudo. Processes that leave the group (daemons) live on.
 func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 	if len(c.Args) == 0 {
 		return Result{}, s.errorf("run: empty command")
@@ -384,8 +386,9 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 		return Result{}, s.errorf("%s: open session: %w", Quote(c.Args), err)
 	}
 	defer sess.Close()
-	var stdout, stderr bytes.Buffer
-	sess.Stdout, sess.Stderr = &stdout, &stderr
+	stdout := &pgidWriter{ready: make(chan struct{})}
+	var stderr syncBuffer
+	sess.Stdout, sess.Stderr = stdout, &stderr
 	var in *errReader
 	if c.Stdin != nil {
 		w, err := sess.StdinPipe()
@@ -400,7 +403,11 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 			w.Close()
 		}()
 	}
-	if err := sess.Start(Quote(s.sudoArgs(c.Args))); err != nil {
+	// The command runs behind a shell that first prints its process group
+	// (sshd makes each command a session leader): cancelling kills that
+	// group, since OpenSSH ignores signal requests on root logins.
+	line := Quote(append([]string{"sh", "-c", pgidScript, "sh"}, s.sudoArgs(c.Args)...))
+	if err := sess.Start(line); err != nil {
 		return Result{}, s.errorf("%s: start: %w", Quote(c.Args), err)
 	}
 	done := make(chan error, 1)
@@ -408,11 +415,16 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		_ = sess.Signal(ssh.SIGTERM)
+		select { // the group is known a moment after the start
+		case <-stdout.ready:
+		case <-done:
+		case <-time.After(killGrace):
+		}
+		s.interrupt(sess, stdout.group(), ssh.SIGTERM)
 		select {
 		case <-done:
 		case <-time.After(killGrace):
-			_ = sess.Signal(ssh.SIGKILL)
+			s.interrupt(sess, stdout.group(), ssh.SIGKILL)
 			sess.Close()
 			select {
 			case <-done:
@@ -422,6 +434,7 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 		res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 		return res, s.errorf("%s: %w", Quote(c.Args), ctx.Err())
 	}
+	stdout.flush()
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	var ee *ssh.ExitError
 	switch {
@@ -445,6 +458,99 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 		// server dropped it.
 		return res, s.errorf("%w", &ExitError{Host: s.name, Args: c.Args, ExitCode: -1, Stderr: strings.TrimSpace(stderr.String() + "\n" + err.Error())})
 	}
+}
+
+// pgidScript prints the process group of the shell running it, then execs
+// its arguments.
+const pgidScript = `read -r _ _ _ _ g _ </proc/$$/stat || g=$$; echo "$g"; exec "$@"`
+
+// interrupt sends sig to a running command: as a signal request (OpenSSH
+// honours it for non-root users) and, when its process group is known, with
+// kill(1) on the group from a second session (as root with Sudo).
+func (s *SSH) interrupt(sess *ssh.Session, group int, sig ssh.Signal) {
+	_ = sess.Signal(sig)
+	if group <= 1 {
+		return
+	}
+	ks, err := s.newSession(context.Background())
+	if err != nil {
+		return
+	}
+	defer ks.Close()
+	killed := make(chan struct{})
+	go func() {
+		_ = ks.Run(Quote(s.sudoArgs([]string{"sh", "-c", `kill -s "$1" -- "-$2"`, "sh", string(sig), strconv.Itoa(group)})))
+		close(killed)
+	}()
+	select {
+	case <-killed:
+	case <-time.After(killGrace):
+	}
+}
+
+// pgidWriter takes the first line of a command's stdout (pgidScript's
+// process group) and keeps the rest.
+type pgidWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	head  []byte
+	done  bool
+	pgid  int
+	ready chan struct{} // closed once the first line was seen
+}
+
+func (p *pgidWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return p.buf.Write(b)
+	}
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		p.head = append(p.head, b...)
+		if len(p.head) > 32 { // not ours
+			p.finishLocked(false)
+		}
+		return len(b), nil
+	}
+	p.head = append(p.head, b[:i+1]...)
+	p.finishLocked(true)
+	p.buf.Write(b[i+1:])
+	return len(b), nil
+}
+
+// finishLocked ends the header: a number is the group, anything else is
+// output.
+func (p *pgidWriter) finishLocked(line bool) {
+	if n, err := strconv.Atoi(strings.TrimSuffix(string(p.head), "\n")); line && err == nil && n > 1 {
+		p.pgid = n
+	} else {
+		p.buf.Write(p.head)
+	}
+	p.head, p.done = nil, true
+	close(p.ready)
+}
+
+// flush ends the header at the end of the output.
+func (p *pgidWriter) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.done {
+		p.finishLocked(false)
+	}
+}
+
+func (p *pgidWriter) group() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pgid
+}
+
+// Bytes returns a copy of the output so far.
+func (p *pgidWriter) Bytes() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Clone(p.buf.Bytes())
 }
 
 // errReader remembers the error (other than EOF) its reader returned.
@@ -561,6 +667,13 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
+}
+
+// Bytes returns a copy of what was written so far.
+func (b *syncBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.b.Bytes())
 }
 
 func (b *syncBuffer) String() string {

@@ -151,11 +151,17 @@ func TestSSHRun(t *testing.T) {
 	}
 }
 
-// processGone waits up to 5s for pid to disappear.
+// processGone waits up to 5s for pid to end: gone, or a zombie that its
+// new parent has not reaped yet.
 func processGone(pid int) bool {
 	for i := 0; i < 100; i++ {
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 			return true
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+				return true
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -176,9 +182,7 @@ func waitFile(t *testing.T, path string) string {
 }
 
 func TestSSHRunCancel(t *testing.T) {
-	f := newSSHFixture(t, sshtest.Options{})
-	h := f.dial(t)
-	tests := []struct {
+	scripts := []struct {
 		name   string
 		script string // writes the pids to kill into $1
 		max    time.Duration
@@ -186,41 +190,66 @@ func TestSSHRunCancel(t *testing.T) {
 		{"TERM", `sleep 300 & echo $$ $! > "$1"; wait`, time.Second},
 		{"TERM ignored, then KILL", `trap '' TERM; sleep 300 & echo $$ $! > "$1"; while :; do wait; done`, killGrace + 2*time.Second},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			pidFile := filepath.Join(f.dir, strings.ReplaceAll(tt.name, " ", "_")+".pid")
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() {
-				_, err := h.Run(ctx, Cmd{Args: []string{"sh", "-c", tt.script, "sh", pidFile}})
-				done <- err
-			}()
-			pids := strings.Fields(waitFile(t, pidFile))
-			start := time.Now()
-			cancel()
-			var err error
-			select {
-			case err = <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("Run did not return after cancel")
-			}
-			if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), h.Name()+": ") {
-				t.Errorf("err = %v, want context.Canceled with the host name", err)
-			}
-			if d := time.Since(start); d > tt.max {
-				t.Errorf("Run returned %v after cancel, want under %v", d, tt.max)
-			}
-			for _, p := range pids {
-				pid, _ := strconv.Atoi(p)
-				if !processGone(pid) {
-					t.Errorf("remote process %d still runs after cancel", pid)
-				}
-			}
-		})
+	env, _, _ := fakeSudo(t)
+	servers := []struct {
+		name string
+		opts sshtest.Options
+		sudo bool
+	}{
+		{"signals", sshtest.Options{}, false},
+		// OpenSSH ignores signal requests on root logins: the process
+		// group is killed from a second session.
+		{"signals ignored", sshtest.Options{IgnoreSignals: true}, false},
+		{"signals ignored, sudo", sshtest.Options{IgnoreSignals: true, Env: env}, true},
 	}
-	// The connection is still good.
-	if out, err := Output(context.Background(), h, "echo", "ok"); err != nil || out != "ok" {
-		t.Errorf("after cancel: %q, %v", out, err)
+	for _, srv := range servers {
+		f := newSSHFixture(t, srv.opts)
+		cfg := f.config()
+		if srv.sudo {
+			cfg.User, cfg.Sudo = "kb", true
+		}
+		h, err := DialSSH(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		for _, tt := range scripts {
+			t.Run(srv.name+"/"+tt.name, func(t *testing.T) {
+				pidFile := filepath.Join(f.dir, strings.ReplaceAll(tt.name, " ", "_")+".pid")
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() {
+					_, err := h.Run(ctx, Cmd{Args: []string{"sh", "-c", tt.script, "sh", pidFile}})
+					done <- err
+				}()
+				pids := strings.Fields(waitFile(t, pidFile))
+				start := time.Now()
+				cancel()
+				var err error
+				select {
+				case err = <-done:
+				case <-time.After(10 * time.Second):
+					t.Fatal("Run did not return after cancel")
+				}
+				if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), h.Name()+": ") {
+					t.Errorf("err = %v, want context.Canceled with the host name", err)
+				}
+				if d := time.Since(start); d > tt.max {
+					t.Errorf("Run returned %v after cancel, want under %v", d, tt.max)
+				}
+				for _, p := range pids {
+					pid, _ := strconv.Atoi(p)
+					if !processGone(pid) {
+						t.Errorf("remote process %d still runs after cancel", pid)
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			})
+		}
+		// The connection is still good.
+		if out, err := Output(context.Background(), h, "echo", "ok"); err != nil || out != "ok" {
+			t.Errorf("after cancel: %q, %v", out, err)
+		}
 	}
 }
 

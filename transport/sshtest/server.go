@@ -1,7 +1,7 @@
 // Package sshtest runs an SSH server in the test process on 127.0.0.1:0, so
 // that code using transport.SSH is tested over real SSH without root or a
-// network: exec requests run `sh -c COMMAND` on the local machine (in their
-// own process group, signals delivered to it, as OpenSSH's sshd does), the
+// network: exec requests run `sh -c COMMAND` on the local machine (in a new
+// session, signals delivered to its process group, as OpenSSH's sshd does), the
 // sftp subsystem is github.com/pkg/sftp's server on the local file system.
 // The host key is a fresh ed25519 key.
 package sshtest
@@ -41,6 +41,9 @@ type Options struct {
 	// MaxSessions refuses more sessions open at once on one connection, as
 	// sshd's MaxSessions does (default 10, sshd's default).
 	MaxSessions int
+	// IgnoreSignals ignores signal requests, as OpenSSH's sshd does for
+	// root logins ("session signalling requires privilege separation").
+	IgnoreSignals bool
 }
 
 // Server is a running in-process SSH server.
@@ -295,7 +298,7 @@ func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			select {
 			case cmd := <-started:
 				started <- cmd
-				if sig, ok := signals[m.Signal]; ok {
+				if sig, ok := signals[m.Signal]; ok && !s.opts.IgnoreSignals {
 					_ = syscall.Kill(-cmd.Process.Pid, sig)
 				}
 			default:
@@ -327,7 +330,7 @@ func (s *Server) startCommand(ch ssh.Channel, command string, env []string) (*ex
 	cmd := exec.Command("sh", "-c", command)
 	cmd.Dir = s.opts.Dir
 	cmd.Env = append(append(os.Environ(), s.opts.Env...), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // as sshd does
 	cmd.Stdout = ch
 	cmd.Stderr = ch.Stderr()
 	stdin, err := cmd.StdinPipe()
