@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -86,7 +87,11 @@ type SSH struct {
 	client *ssh.Client
 	sem    chan struct{}
 
-	mu      sync.Mutex // guards sftpc and the fields below
+	done    chan struct{} // closed by Close
+	lost    chan struct{} // closed when the connection ends
+	silent  atomic.Bool   // keepalives went unanswered
+	kaEvery time.Duration // keepaliveInterval when dialled
+	mu      sync.Mutex    // guards sftpc and the fields below
 	sftpc   *sftp.Client
 	sftpEnd func() error // closes what serves sftpc (the sudo session)
 	closed  bool
@@ -109,7 +114,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = 5
 	}
-	s := &SSH{cfg: cfg, name: sshName(cfg), sem: make(chan struct{}, maxSessions)}
+	s := &SSH{cfg: cfg, name: sshName(cfg), sem: make(chan struct{}, maxSessions), done: make(chan struct{}), kaEvery: keepaliveInterval}
 	if cfg.Address == "" {
 		return nil, fmt.Errorf("%s: no address to connect to", s.name)
 	}
@@ -128,6 +133,9 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 	for ; ; attempt++ {
 		s.client, err = s.dialOnce(ctx, addr, auth)
 		if err == nil {
+			s.lost = make(chan struct{})
+			go func() { _ = s.client.Wait(); close(s.lost) }()
+			go s.keepalive()
 			return s, nil
 		}
 		if permanent(err) || ctx.Err() != nil || attempt >= cfg.Attempts {
@@ -302,6 +310,7 @@ func (s *SSH) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.done)
 	c, end := s.sftpc, s.sftpEnd
 	s.sftpc, s.sftpEnd = nil, nil
 	s.mu.Unlock()
@@ -312,6 +321,74 @@ func (s *SSH) Close() error {
 		_ = end()
 	}
 	return s.client.Close()
+}
+
+// keepaliveInterval is how often an idle or busy connection is checked.
+var keepaliveInterval = 30 * time.Second
+
+// keepalive sends a keepalive@openssh.com request every keepaliveInterval
+// and closes the connection when the host does not answer within another
+// interval (it crashed, rebooted or the network dropped), so that a Run
+// waiting on a silent command fails instead of hanging.
+func (s *SSH) keepalive() {
+	t := time.NewTicker(s.kaEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		replied := make(chan error, 1)
+		go func() {
+			_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
+			replied <- err
+		}()
+		select {
+		case err := <-replied:
+			if err == nil {
+				continue
+			}
+		case <-time.After(s.kaEvery):
+		case <-s.done:
+			return
+		}
+		s.silent.Store(true)
+		s.client.Close()
+		return
+	}
+}
+
+// connLost says why the connection ended, or "" while it is up.
+func (s *SSH) connLost() string {
+	select {
+	case <-s.lost:
+	default:
+		return ""
+	}
+	switch {
+	case s.silent.Load():
+		return fmt.Sprintf("connection lost: no answer to an SSH keepalive within %v", s.kaEvery)
+	case s.isClosed():
+		return "connection closed"
+	}
+	return "connection lost"
+}
+
+// connLostWait is connLost after giving the connection's end a moment to be
+// noticed (a session cut off by it ends first).
+func (s *SSH) connLostWait() string {
+	select {
+	case <-s.lost:
+	case <-time.After(100 * time.Millisecond):
+	}
+	return s.connLost()
+}
+
+func (s *SSH) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // errorf formats an error that starts with the host's name.
@@ -383,6 +460,9 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 	defer s.release()
 	sess, err := s.newSession(ctx)
 	if err != nil {
+		if lost := s.connLost(); lost != "" {
+			return Result{}, s.errorf("%s: %s: %w", Quote(c.Args), lost, err)
+		}
 		return Result{}, s.errorf("%s: open session: %w", Quote(c.Args), err)
 	}
 	defer sess.Close()
@@ -456,7 +536,11 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 	default:
 		// The session ended without an exit status: the connection or the
 		// server dropped it.
-		return res, s.errorf("%w", &ExitError{Host: s.name, Args: c.Args, ExitCode: -1, Stderr: strings.TrimSpace(stderr.String() + "\n" + err.Error())})
+		why := err.Error()
+		if lost := s.connLostWait(); lost != "" {
+			why = lost
+		}
+		return res, s.errorf("%w", &ExitError{Host: s.name, Args: c.Args, ExitCode: -1, Stderr: strings.TrimSpace(stderr.String() + "\n" + why)})
 	}
 }
 

@@ -928,6 +928,94 @@ func TestSSHSudo(t *testing.T) {
 	}
 }
 
+// freezer forwards one TCP connection until frozen, then stops passing
+// bytes either way, like a host that lost power.
+type freezer struct {
+	ln     net.Listener
+	frozen atomic.Bool
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	fz := &freezer{ln: ln}
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", target)
+		if err != nil {
+			c.Close()
+			return
+		}
+		t.Cleanup(func() { c.Close(); u.Close() })
+		pipe := func(dst, src net.Conn) {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := src.Read(buf)
+				for fz.frozen.Load() {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if n > 0 {
+					dst.Write(buf[:n])
+				}
+				if err != nil {
+					return
+				}
+			}
+		}
+		go pipe(u, c)
+		go pipe(c, u)
+	}()
+	return fz
+}
+
+func TestSSHKeepalive(t *testing.T) {
+	saved := keepaliveInterval
+	keepaliveInterval = 200 * time.Millisecond
+	defer func() { keepaliveInterval = saved }()
+	f := newSSHFixture(t, sshtest.Options{})
+	fz := newFreezer(t, f.srv.Addr)
+	cfg := f.config()
+	cfg.Port = fz.ln.Addr().(*net.TCPAddr).Port
+	// known_hosts names the proxy's port.
+	b, _ := os.ReadFile(f.knownHosts)
+	os.WriteFile(f.knownHosts, []byte(strings.Replace(string(b), strconv.Itoa(f.srv.Port), strconv.Itoa(cfg.Port), 1)), 0o600)
+	h, err := DialSSH(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// A silent command outlives several keepalives while the host answers.
+	if _, err := h.Run(context.Background(), Cmd{Args: []string{"sleep", "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.Run(context.Background(), Cmd{Args: []string{"sleep", "30"}})
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	fz.frozen.Store(true)
+	start := time.Now()
+	select {
+	case err := <-done:
+		if err == nil || !strings.HasPrefix(err.Error(), h.Name()) || !strings.Contains(err.Error(), "connection lost: no answer to an SSH keepalive") {
+			t.Errorf("Run on a dead host: %v", err)
+		}
+		t.Logf("Run on a frozen connection failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run on a frozen connection still waits after 5s")
+	}
+	if _, err := h.Stat(context.Background(), "/"); err == nil {
+		t.Error("Stat on a dead connection succeeded")
+	}
+}
+
 func TestSSHClose(t *testing.T) {
 	f := newSSHFixture(t, sshtest.Options{})
 	h := f.dial(t)
