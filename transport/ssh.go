@@ -454,6 +454,9 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 	if len(c.Args) == 0 {
 		return Result{}, s.errorf("run: empty command")
 	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, s.errorf("%s: %w", Quote(c.Args), err)
+	}
 	if err := s.acquire(ctx); err != nil {
 		return Result{}, s.errorf("%s: %w", Quote(c.Args), err)
 	}
@@ -672,11 +675,11 @@ func (s *SSH) sftpClient(ctx context.Context) (*sftp.Client, error) {
 	if s.closed {
 		return nil, s.errorf("connection closed")
 	}
-	if s.sftpc != nil {
-		return s.sftpc, nil
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, s.errorf("sftp: %w", err)
+	}
+	if s.sftpc != nil {
+		return s.sftpc, nil
 	}
 	sudo := s.cfg.Sudo && s.cfg.User != "root"
 	what := "start sftp"
@@ -766,4 +769,9 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-var _ io.Writer = (*syncBuffer)(nil)
+var (
+	_ Host     = (*SSH)(nil)
+	_ Uploader = (*SSH)(nil)
+	_ Uploader = (*Local)(nil)
+	_ Uploader = (*DryRun)(nil)
+)

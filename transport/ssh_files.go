@@ -140,10 +140,8 @@ func (s *SSH) fsync(ctx context.Context, c *sftp.Client, f *sftp.File, p string)
 		}
 		return nil
 	}
-	if _, err := s.Run(ctx, Cmd{Args: []string{"sync", "--", p}}); err != nil {
-		return fmt.Errorf("fsync %s: %w", p, err)
-	}
-	return nil
+	_, err := s.Run(ctx, Cmd{Args: []string{"sync", "--", p}})
+	return err // names the host and the command
 }
 
 // rename replaces newp with oldp atomically: posix-rename@openssh.com, or
@@ -156,10 +154,8 @@ func (s *SSH) rename(ctx context.Context, c *sftp.Client, oldp, newp string) err
 		}
 		return nil
 	}
-	if _, err := s.Run(ctx, Cmd{Args: []string{"mv", "-f", "--", oldp, newp}}); err != nil {
-		return fmt.Errorf("rename %s: %w", oldp, err)
-	}
-	return nil
+	_, err := s.Run(ctx, Cmd{Args: []string{"mv", "-f", "--", oldp, newp}})
+	return err // names the host and the command
 }
 
 // mkdirAll creates p and its missing parents with mode.
