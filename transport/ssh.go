@@ -531,9 +531,8 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 		if ee.Signal() != "" && xe.Stderr == "" {
 			xe.Stderr = "killed by SIG" + ee.Signal()
 		}
-		if s.cfg.Sudo && xe.ExitCode == 1 && strings.Contains(xe.Stderr, "sudo: a password is required") {
-			return res, s.errorf("sudo asks %s for a password; kubeboot runs `sudo -n` and cannot answer: allow %s to run commands without one (NOPASSWD in sudoers) or connect as root: %w",
-				s.cfg.User, s.cfg.User, xe)
+		if p := s.sudoProblem(xe.Stderr); p != "" && xe.ExitCode == 1 {
+			return res, s.errorf("%s: %w", p, xe)
 		}
 		return res, s.errorf("%w", xe)
 	default:
@@ -549,7 +548,7 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 
 // pgidScript prints the process group of the shell running it, then execs
 // its arguments.
-const pgidScript = `read -r _ _ _ _ g _ </proc/$$/stat || g=$$; echo "$g"; exec "$@"`
+const pgidScript = `{ read -r _ _ _ _ g _ </proc/$$/stat; } 2>/dev/null || g=$$; echo "$g"; exec "$@"`
 
 // interrupt sends sig to a running command: as a signal request (OpenSSH
 // honours it for non-root users) and, when its process group is known, with
@@ -718,8 +717,8 @@ func (s *SSH) sftpClient(ctx context.Context) (*sftp.Client, error) {
 		}
 		sess.Close()
 		msg := strings.TrimSpace(stderr.String())
-		if sudo && strings.Contains(msg, "a password is required") {
-			return nil, s.errorf("sudo asks %s for a password; kubeboot runs `sudo -n` and cannot answer: allow %s to run commands without one (NOPASSWD in sudoers) or connect as root", s.cfg.User, s.cfg.User)
+		if p := s.sudoProblem(msg); sudo && p != "" {
+			return nil, s.errorf("%s (starting sftp-server: %s)", p, msg)
 		}
 		if msg == "" {
 			msg = err.Error()
@@ -728,6 +727,23 @@ func (s *SSH) sftpClient(ctx context.Context) (*sftp.Client, error) {
 	}
 	s.sftpc, s.sftpEnd = c, sess.Close
 	return c, nil
+}
+
+// sudoProblem explains sudo's refusals that kubeboot cannot get past.
+func (s *SSH) sudoProblem(stderr string) string {
+	if !s.cfg.Sudo || s.cfg.User == "root" {
+		return ""
+	}
+	u := s.cfg.User
+	switch {
+	case strings.Contains(stderr, "sudo: a password is required"):
+		return fmt.Sprintf("sudo asks %s for a password; kubeboot runs `sudo -n` and cannot answer: allow %s to run commands without one (NOPASSWD in sudoers) or connect as root", u, u)
+	case strings.Contains(stderr, "you must have a tty to run sudo"):
+		return fmt.Sprintf("sudoers requires a tty for %s (Defaults requiretty); kubeboot runs commands without one: add `Defaults:%s !requiretty` or connect as root", u, u)
+	case strings.Contains(stderr, "is not in the sudoers file") || strings.Contains(stderr, "is not allowed to execute"):
+		return fmt.Sprintf("%s may not use sudo: allow it in sudoers (NOPASSWD) or connect as root", u)
+	}
+	return ""
 }
 
 // sftpServers are where distributions install OpenSSH's sftp-server.

@@ -838,15 +838,16 @@ func TestUploadOtherHosts(t *testing.T) {
 }
 
 // fakeSudo installs a sudo that runs its arguments after -n --, logging
-// them, or refuses as real sudo does when a password would be needed.
-func fakeSudo(t *testing.T) (env []string, log, needPassword string) {
+// them, or, when the file refuse exists, prints it and fails as real sudo
+// does when it refuses.
+func fakeSudo(t *testing.T) (env []string, log, refuse string) {
 	t.Helper()
 	bin := t.TempDir()
 	log = filepath.Join(bin, "sudo.log")
-	needPassword = filepath.Join(bin, "need-password")
+	refuse = filepath.Join(bin, "refuse")
 	script := `#!/bin/sh
 echo "$*" >> "$FAKE_SUDO_LOG"
-if [ -e "$FAKE_SUDO_NEED_PASSWORD" ]; then echo "sudo: a password is required" >&2; exit 1; fi
+if [ -e "$FAKE_SUDO_REFUSE" ]; then cat "$FAKE_SUDO_REFUSE" >&2; exit 1; fi
 [ "$1" = -n ] || { echo "fake sudo: want -n" >&2; exit 2; }
 shift
 [ "$1" = -- ] && shift
@@ -866,11 +867,11 @@ exec "$@"
 	saved := sftpServers
 	sftpServers = []string{"/nonexistent/sftp-server", sftpServer}
 	t.Cleanup(func() { sftpServers = saved })
-	return []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "FAKE_SUDO_LOG=" + log, "FAKE_SUDO_NEED_PASSWORD=" + needPassword}, log, needPassword
+	return []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "FAKE_SUDO_LOG=" + log, "FAKE_SUDO_REFUSE=" + refuse}, log, refuse
 }
 
 func TestSSHSudo(t *testing.T) {
-	env, log, needPassword := fakeSudo(t)
+	env, log, refuse := fakeSudo(t)
 	f := newSSHFixture(t, sshtest.Options{Env: env})
 	ctx := context.Background()
 	cfg := f.config()
@@ -897,22 +898,31 @@ func TestSSHSudo(t *testing.T) {
 		t.Errorf("sudo ran:\n%s", b)
 	}
 
-	// sudo that wants a password: said clearly, for commands and for files.
-	os.WriteFile(needPassword, nil, 0o644)
-	_, err = h.Run(ctx, Cmd{Args: []string{"true"}})
-	var ee *ExitError
-	if !errors.As(err, &ee) || !strings.Contains(err.Error(), "NOPASSWD") || !strings.Contains(err.Error(), "password") || !strings.HasPrefix(err.Error(), h.Name()) {
-		t.Errorf("Run with a password-wanting sudo: %v", err)
+	// sudo refusing: said clearly, with what to do, for commands and for files.
+	refusals := []struct{ name, stderr, want string }{
+		{"password", "sudo: a password is required\n", "(NOPASSWD in sudoers)"},
+		{"requiretty", "sudo: sorry, you must have a tty to run sudo\n", "Defaults:kb !requiretty"},
+		{"not in sudoers", "kb is not in the sudoers file.  This incident will be reported.\n", "kb may not use sudo"},
 	}
-	h2, err := DialSSH(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
+	for _, r := range refusals {
+		t.Run(r.name, func(t *testing.T) {
+			os.WriteFile(refuse, []byte(r.stderr), 0o644)
+			defer os.Remove(refuse)
+			_, err := h.Run(ctx, Cmd{Args: []string{"true"}})
+			var ee *ExitError
+			if !errors.As(err, &ee) || !strings.Contains(err.Error(), r.want) || !strings.HasPrefix(err.Error(), h.Name()) {
+				t.Errorf("Run: %v", err)
+			}
+			h2, err := DialSSH(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h2.Close()
+			if _, err := h2.ReadFile(ctx, p); err == nil || !strings.Contains(err.Error(), r.want) {
+				t.Errorf("ReadFile: %v", err)
+			}
+		})
 	}
-	defer h2.Close()
-	if _, err := h2.ReadFile(ctx, p); err == nil || !strings.Contains(err.Error(), "NOPASSWD") {
-		t.Errorf("ReadFile with a password-wanting sudo: %v", err)
-	}
-	os.Remove(needPassword)
 
 	// Without Sudo, a non-root user's commands run as they are.
 	cfg.Sudo = false
