@@ -92,6 +92,9 @@ PermitRootLogin prohibit-password
 Subsystem sftp /usr/lib/openssh/sftp-server
 MaxStartups 100:30:200
 LogLevel VERBOSE
+# bash sources ~/.bashrc for sshd-run commands unless SHLVL says it is nested;
+# this machine's root .bashrc (pyenv init) costs ~100 ms a command.
+SetEnv SHLVL=1
 `, port, hostKeyFile, dir, authorized)
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
