@@ -416,15 +416,16 @@ func (s *SSH) sudoArgs(args []string) []string {
 	return append([]string{"sudo", "-n", "--"}, args...)
 }
 
-// newSession opens a session on the connection. A server at its session
-// limit refuses (sshd frees a slot a moment after the channel closes), so a
+// newSession opens a session on the connection. sshd frees a session slot
+// a moment after the channel closed, so even with at most maxSessions+1 open
+// it may refuse one ("no more sessions", sent as "connect failed"): a
 // refusal is retried for a few seconds.
 func (s *SSH) newSession(ctx context.Context) (*ssh.Session, error) {
 	delay := 10 * time.Millisecond
 	for i := 0; ; i++ {
 		sess, err := s.client.NewSession()
 		var oce *ssh.OpenChannelError
-		if err == nil || !errors.As(err, &oce) || (oce.Reason != ssh.Prohibited && oce.Reason != ssh.ResourceShortage) || i >= 30 {
+		if err == nil || !errors.As(err, &oce) || (oce.Reason != ssh.ConnectionFailed && oce.Reason != ssh.Prohibited && oce.Reason != ssh.ResourceShortage) || i >= 30 {
 			return sess, err
 		}
 		select {

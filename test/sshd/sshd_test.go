@@ -44,6 +44,7 @@ type sshd struct {
 	keyFile    string
 	knownHosts string
 	dir        string
+	log        string
 }
 
 // startSSHD starts sshd -D in a temporary directory; it is killed (also if
@@ -135,7 +136,7 @@ SetEnv SHLVL=1
 		}
 	})
 	s := &sshd{addr: fmt.Sprintf("127.0.0.1:%d", port), port: port, hostKey: hostPub, keyFile: keyFile,
-		knownHosts: filepath.Join(dir, "known_hosts"), dir: filepath.Join(dir, "remote")}
+		knownHosts: filepath.Join(dir, "known_hosts"), dir: filepath.Join(dir, "remote"), log: logFile}
 	line := knownhosts.Line([]string{knownhosts.Normalize(s.addr)}, hostPub)
 	if err := os.WriteFile(s.knownHosts, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -245,7 +246,9 @@ func TestRealSSHD(t *testing.T) {
 		for err := range errs {
 			t.Error(err)
 		}
-		t.Logf("%d concurrent 0.2s commands + %d writes on one connection: %v", n, n, time.Since(start).Round(time.Millisecond))
+		b, _ := os.ReadFile(s.log)
+		t.Logf("%d concurrent 0.2s commands + %d writes on one connection: %v (sshd refused %d session opens with \"no more sessions\"; retried)",
+			n, n, time.Since(start).Round(time.Millisecond), bytes.Count(b, []byte("no more sessions")))
 	})
 
 	t.Run("cancel", func(t *testing.T) {

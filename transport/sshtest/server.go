@@ -219,7 +219,7 @@ func (s *Server) handleConn(nc net.Conn) {
 			s.mu.Lock()
 			s.refused++
 			s.mu.Unlock()
-			_ = nch.Reject(ssh.Prohibited, "no more sessions (MaxSessions)")
+			_ = nch.Reject(ssh.ConnectionFailed, "open failed") // as sshd: "no more sessions"
 			continue
 		}
 		sessions++
