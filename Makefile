@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
 # Packages with concurrency (key pool, printer, transports) run under -race.
 RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/...
 
-.PHONY: build test lint integration integration-ssh bench k8s-binaries clean
+.PHONY: build test lint integration bench k8s-binaries clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubeboot ./cmd/kubeboot
@@ -15,9 +15,9 @@ build:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^test/k8sbin/')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet -tags sshd ./test/sshd/
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./test/integration/
-	$(GO) vet -tags sshd ./test/sshd/
 
 test: lint
 	$(GO) test ./...
@@ -29,13 +29,14 @@ integration:
 	test/integration/run.sh
 	sh templates/testdata/kubeadmref/run.sh
 
-# transport.SSH against OpenSSH's real sshd on 127.0.0.1 (root, openssh-server).
-integration-ssh:
-	test/sshd/run.sh
-
 # kubeboot's offline phases against kubeadm's, RSA-2048 and ECDSA-P256.
 bench:
 	test/bench/offline-phases.sh
+
+# transport.SSH against OpenSSH's real sshd on 127.0.0.1 (root, openssh-server).
+.PHONY: integration-ssh
+integration-ssh:
+	test/sshd/run.sh
 
 k8s-binaries:
 	test/k8sbin/build.sh
