@@ -76,7 +76,7 @@ const maxSessions = 8
 
 // killGrace is how long Run waits after SIGTERM before sending SIGKILL to a
 // cancelled command, and then for the session to end.
-const killGrace = 2 * time.Second
+var killGrace = 2 * time.Second
 
 // SSH is a host reached over one SSH connection. Commands run in their own
 // sessions on it (at most 8 at a time), files go through one SFTP session.

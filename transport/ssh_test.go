@@ -182,6 +182,9 @@ func waitFile(t *testing.T, path string) string {
 }
 
 func TestSSHRunCancel(t *testing.T) {
+	saved := killGrace
+	killGrace = 500 * time.Millisecond
+	defer func() { killGrace = saved }()
 	scripts := []struct {
 		name   string
 		script string // writes the pids to kill into $1
