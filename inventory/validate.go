@@ -59,6 +59,7 @@ func Validate(c *Cluster) error {
 	v.node(&c.Node)
 	v.hosts(c)
 	v.cniAndTimeouts(c)
+	v.containerd(&c.Containerd)
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -614,6 +615,36 @@ func (v *validator) cniAndTimeouts(c *Cluster) {
 	} {
 		if d.Duration < 0 {
 			v.add(f, "must not be negative")
+		}
+	}
+}
+
+// registryHostRE is a registry host[:port] as containerd's certs.d
+// directories name them.
+var registryHostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
+
+func (v *validator) containerd(c *Containerd) {
+	const f = "containerd.registryMirrors"
+	regs := make([]string, 0, len(c.RegistryMirrors))
+	for r := range c.RegistryMirrors {
+		regs = append(regs, r)
+	}
+	sort.Strings(regs)
+	for _, r := range regs {
+		at := f + "[" + r + "]"
+		if r != "_default" && (strings.Contains(r, "://") || !registryHostRE.MatchString(r)) {
+			v.addAt(f, at, "%q is not a registry: write its host[:port] (docker.io, registry.k8s.io, registry.example.com:5000) or _default for every registry", r)
+			continue
+		}
+		mirrors := c.RegistryMirrors[r]
+		if len(mirrors) == 0 {
+			v.addAt(f, at, "%s: no mirror URL; list at least one (e.g. https://mirror.example.com) or remove the entry", r)
+		}
+		for i, m := range mirrors {
+			u, err := url.Parse(m)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(m, " \t\"") {
+				v.addAt(f, fmt.Sprintf("%s[%d]", at, i), "%s: %q is not a mirror URL; write https://host[:port][/path]", r, m)
+			}
 		}
 	}
 }
