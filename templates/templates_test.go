@@ -581,3 +581,56 @@ func TestKubeletDropIn(t *testing.T) {
 		t.Error("empty kubelet path is not /usr/bin/kubelet")
 	}
 }
+
+// TestEtcdJoinPod: a member joining an existing cluster lists every member
+// (itself included, in member-list order) and the existing state; the rest
+// of the manifest is init's.
+func TestEtcdJoinPod(t *testing.T) {
+	cfg := baseConfig()
+	members := []EtcdMember{
+		{Name: "cp1", PeerURL: "https://192.168.1.11:2380"},
+		{Name: "node1", PeerURL: "https://192.168.1.10:2380"},
+	}
+	pod, err := EtcdJoinPod(cfg, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPod(t, Etcd, pod)
+	b, err := MarshalPod(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "join-etcd/etcd.yaml", b)
+	cmd := strings.Join(pod.Spec.Containers[0].Command, " ")
+	for _, want := range []string{
+		"--initial-cluster=cp1=https://192.168.1.11:2380,node1=https://192.168.1.10:2380",
+		"--initial-cluster-state=existing",
+	} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("command lacks %s: %s", want, cmd)
+		}
+	}
+	// Only those two flags differ from the init manifest.
+	initPod, err := EtcdPod(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extra []string
+	initArgs := map[string]bool{}
+	for _, a := range initPod.Spec.Containers[0].Command {
+		initArgs[a] = true
+	}
+	for _, a := range pod.Spec.Containers[0].Command {
+		if !initArgs[a] {
+			extra = append(extra, a)
+		}
+	}
+	if len(extra) != 2 || len(pod.Spec.Containers[0].Command) != len(initPod.Spec.Containers[0].Command)+1 {
+		t.Errorf("join manifest differs from init's in %v", extra)
+	}
+	for _, bad := range [][]EtcdMember{nil, {{Name: "", PeerURL: "https://x:2380"}}} {
+		if _, err := EtcdJoinPod(cfg, bad); err == nil {
+			t.Errorf("EtcdJoinPod(%v) succeeded", bad)
+		}
+	}
+}
