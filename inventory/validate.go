@@ -667,7 +667,7 @@ func (v *validator) join(c *Cluster) {
 		}
 	}
 	if len(j.CACertHashes) == 0 && !j.UnsafeSkipCAVerification {
-		v.addAt(p+".caCertHashes", p, "required: pin the cluster CA with sha256:<hex> (kubeboot init prints it), or set unsafeSkipCAVerification: true to trust it on the strength of the token alone")
+		v.addAt(p+".caCertHashes", p, "required: pin the cluster CA with sha256:<hex> (kubeboot init prints it), or set unsafeSkipCAVerification: true (--discovery-token-unsafe-skip-ca-verification) to trust it on the strength of the token alone")
 	}
 	if j.CertificateKey != "" {
 		switch {

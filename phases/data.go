@@ -43,6 +43,8 @@ type Data struct {
 	// Init holds the options of init's online phases that are not cluster
 	// configuration (kubeadm's flags of the same names).
 	Init InitOptions
+	// Join is what `kubeboot join`'s phases share (join.go); nil for init.
+	Join *JoinState
 
 	clientOnce sync.Once
 	client     kubernetes.Interface

@@ -634,3 +634,31 @@ func TestEtcdJoinPod(t *testing.T) {
 		}
 	}
 }
+
+// TestKubeletJoinFlagsEnv: a joining worker registers with its taints (as
+// kubeadm's --register-with-taints); a control plane never does (its
+// taints come from mark-control-plane), nor a worker without taints.
+func TestKubeletJoinFlagsEnv(t *testing.T) {
+	cfg := baseConfig()
+	const pause = "--pod-infra-container-image=registry.k8s.io/pause:3.10.1"
+	taints := []inventory.Taint{{Key: "dedicated", Value: "gpu", Effect: "NoSchedule"}, {Key: "example.com/spot", Effect: "PreferNoSchedule"}}
+	for _, c := range []struct {
+		name         string
+		taints       *[]inventory.Taint
+		controlPlane bool
+		want         string
+	}{
+		{"worker without taints", nil, false, pause},
+		{"worker with no taints", &[]inventory.Taint{}, false, pause},
+		{"worker with taints", &taints, false, pause + " --register-with-taints=dedicated=gpu:NoSchedule,example.com/spot:PreferNoSchedule"},
+		{"control plane", &taints, true, pause},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg.Node.Taints = c.taints
+			got := string(KubeletJoinFlagsEnv(cfg, "node1", c.controlPlane))
+			if want := `KUBELET_KUBEADM_ARGS="` + c.want + "\"\n"; got != want {
+				t.Errorf("got %s want %s", got, want)
+			}
+		})
+	}
+}
