@@ -188,8 +188,11 @@ func runEtcdJoin(ctx context.Context, d *Data) error {
 	defer cancel()
 	var last error
 	for {
-		last = promoteAndCheck(wctx, cli, peerURL, clientURL)
-		if last == nil {
+		err := promoteAndCheck(wctx, cli, peerURL, clientURL)
+		if last == nil || wctx.Err() == nil {
+			last = err
+		}
+		if err == nil {
 			d.Out.Printf(phase, "The etcd member %q is a healthy voting member", name)
 			return nil
 		}

@@ -241,9 +241,13 @@ func runKubeletWaitBootstrap(ctx context.Context, d *Data) error {
 	defer cancel()
 	var last error
 	for {
-		last = kubeletBootstrapped(wctx, d, name)
-		if last == nil {
+		err := kubeletBootstrapped(wctx, d, name)
+		if err == nil {
 			break
+		}
+		// A check cut short by the deadline says nothing new.
+		if last == nil || wctx.Err() == nil {
+			last = err
 		}
 		if err := sleep(wctx, d.Join.interval()); err != nil {
 			if ctx.Err() != nil {
