@@ -10,13 +10,27 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 )
+
+// decoder knows client-go's kinds and CustomResourceDefinitions (which a
+// CNI manifest such as Calico's carries).
+var decoder = func() runtime.Decoder {
+	s := runtime.NewScheme()
+	utilruntime.Must(scheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	return serializer.NewCodecFactory(s).UniversalDeserializer()
+}()
 
 // Applied is one object of a manifest and what Apply did with it.
 type Applied struct {
@@ -41,7 +55,7 @@ func Decode(manifest []byte) ([]Object, error) {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		obj, _, err := decoder.Decode(doc, nil, nil)
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
@@ -51,6 +65,37 @@ func Decode(manifest []byte) ([]Object, error) {
 		}
 		out = append(out, o)
 	}
+}
+
+// Clients are the typed clients Clients.Apply chooses from. Ext may be nil
+// when no object is a CustomResourceDefinition.
+type Clients struct {
+	Kube kubernetes.Interface
+	Ext  apiextensionsclient.Interface
+}
+
+// Apply applies one object with the typed client for its kind.
+func (c Clients) Apply(ctx context.Context, obj runtime.Object) (Result, error) {
+	if crd, ok := obj.(*apiextensionsv1.CustomResourceDefinition); ok {
+		if c.Ext == nil {
+			return "", fmt.Errorf("kubeboot has no apiextensions client to apply %s", Describe(crd))
+		}
+		return Apply(ctx, c.Ext.ApiextensionsV1().CustomResourceDefinitions(), crd)
+	}
+	return ApplyObject(ctx, c.Kube, obj)
+}
+
+// ApplyAll applies each object in order, stopping at the first failure.
+func (c Clients) ApplyAll(ctx context.Context, objs []Object) ([]Applied, error) {
+	var done []Applied
+	for _, o := range objs {
+		res, err := c.Apply(ctx, o)
+		if err != nil {
+			return done, err
+		}
+		done = append(done, Applied{Object: Describe(o), Result: res})
+	}
+	return done, nil
 }
 
 // ApplyObjects applies each object in order with the typed client for its
@@ -92,6 +137,8 @@ func ApplyObject(ctx context.Context, c kubernetes.Interface, obj runtime.Object
 		return Apply(ctx, c.RbacV1().Roles(o.Namespace), o)
 	case *rbacv1.RoleBinding:
 		return Apply(ctx, c.RbacV1().RoleBindings(o.Namespace), o)
+	case *policyv1.PodDisruptionBudget:
+		return Apply(ctx, c.PolicyV1().PodDisruptionBudgets(o.Namespace), o)
 	}
 	return "", fmt.Errorf("kubeboot cannot apply a %T", obj)
 }

@@ -47,6 +47,8 @@ type Cluster struct {
 
 	// CNI is the pod network kubeboot installs after the add-ons.
 	CNI CNI `yaml:"cni,omitempty" json:"cni,omitempty"`
+	// KubeProxy holds the kube-proxy add-on's host-dependent settings.
+	KubeProxy KubeProxy `yaml:"kubeProxy,omitempty" json:"kubeProxy,omitempty"`
 	// Timeouts bound the waits of the online phases.
 	Timeouts Timeouts `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
 
@@ -68,6 +70,16 @@ type Cluster struct {
 type CNI struct {
 	// Plugin is flannel (default), calico, or none (install your own).
 	Plugin string `yaml:"plugin,omitempty" json:"plugin,omitempty"`
+}
+
+// KubeProxy configures the kube-proxy add-on.
+type KubeProxy struct {
+	// ConntrackMaxPerCore is kube-proxy's conntrack.maxPerCore. Unset:
+	// kubeboot detects it, 0 on a nested host whose nf_conntrack_max is
+	// read-only (a container or systemd-nspawn machine, where kube-proxy
+	// would crash-loop writing it), else kube-proxy's default (32768). 0
+	// leaves nf_conntrack_max alone.
+	ConntrackMaxPerCore *int32 `yaml:"conntrackMaxPerCore,omitempty" json:"conntrackMaxPerCore,omitempty"`
 }
 
 // The CNI plugins kubeboot installs.

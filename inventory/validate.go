@@ -605,6 +605,9 @@ func (v *validator) cniAndTimeouts(c *Cluster) {
 	default:
 		v.add("cni.plugin", "%q is not supported; use %s, %s or %s", c.CNI.Plugin, CNIFlannel, CNICalico, CNINone)
 	}
+	if n := c.KubeProxy.ConntrackMaxPerCore; n != nil && *n < 0 {
+		v.add("kubeProxy.conntrackMaxPerCore", "%d must be 0 (leave nf_conntrack_max alone) or positive", *n)
+	}
 	for f, d := range map[string]Duration{
 		"timeouts.controlPlaneComponentHealthCheck": c.Timeouts.ControlPlaneComponentHealthCheck,
 		"timeouts.discovery":                        c.Timeouts.Discovery,

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -40,8 +41,18 @@ type Data struct {
 	// phases call Client, which builds the client once.
 	NewClient func(ctx context.Context) (kubernetes.Interface, error)
 
+	// NewExtensionsClient connects to the apiextensions API (CRDs, which
+	// the Calico manifest carries), like NewClient; phases call
+	// ExtensionsClient.
+	NewExtensionsClient func(ctx context.Context) (apiextensionsclient.Interface, error)
+	// Health performs wait-control-plane's health checks; nil uses
+	// NewHTTPHealthChecker (a plain HTTP client from the kubeboot process).
+	Health HealthChecker
+
 	// Init holds the options of init's online phases that are not cluster
-	// configuration (kubeadm's flags of the same names).
+	// configuration (kubeadm's flags of the same names). Phases fill in
+	// what they generate (the token, the certificate key) for the phases
+	// after them.
 	Init InitOptions
 	// Join is what `kubeboot join`'s phases share (join.go); nil for init.
 	Join *JoinState
@@ -49,6 +60,10 @@ type Data struct {
 	clientOnce sync.Once
 	client     kubernetes.Interface
 	clientErr  error
+
+	extOnce   sync.Once
+	extClient apiextensionsclient.Interface
+	extErr    error
 
 	factsOnce sync.Once
 	facts     HostFacts
@@ -93,6 +108,19 @@ func (d *Data) Client(ctx context.Context) (kubernetes.Interface, error) {
 	return d.client, d.clientErr
 }
 
+// ExtensionsClient returns the apiextensions client, built once by
+// NewExtensionsClient.
+func (d *Data) ExtensionsClient(ctx context.Context) (apiextensionsclient.Interface, error) {
+	d.extOnce.Do(func() {
+		if d.NewExtensionsClient == nil {
+			d.extErr = fmt.Errorf("no connection to the apiextensions API is configured")
+			return
+		}
+		d.extClient, d.extErr = d.NewExtensionsClient(ctx)
+	})
+	return d.extClient, d.extErr
+}
+
 // ClientFromKubeconfig builds a client from a kubeconfig file on h, read
 // through the transport so that it works the same over SSH.
 func ClientFromKubeconfig(ctx context.Context, h transport.Host, path string) (kubernetes.Interface, error) {
@@ -126,6 +154,11 @@ type HostFacts struct {
 	// NegativeOOMScoreAdj is true when a process may lower its oom_score_adj
 	// below zero (needs CAP_SYS_RESOURCE).
 	NegativeOOMScoreAdj bool
+	// ConntrackMaxReadOnly is true when /proc/sys/net/netfilter/nf_conntrack_max
+	// exists but root cannot write it: a nested host (a container, a
+	// systemd-nspawn machine, any non-initial network namespace), where
+	// kube-proxy must be told conntrack.maxPerCore: 0 or it crash-loops.
+	ConntrackMaxReadOnly bool
 }
 
 // Facts probes the host once and caches the answer.
@@ -152,6 +185,11 @@ func ProbeHostFacts(ctx context.Context, h transport.Host) (HostFacts, error) {
 	if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", "echo -999 > /proc/self/oom_score_adj"}, ReadOnly: true}); err == nil {
 		f.NegativeOOMScoreAdj = true
 	}
+	ro, err := conntrackMaxReadOnly(ctx, h)
+	if err != nil {
+		return f, err
+	}
+	f.ConntrackMaxReadOnly = ro
 	return f, nil
 }
 

@@ -26,7 +26,9 @@ import (
 // etcd joins in etcd-join, after the kubelet started, and the kubelet
 // bootstraps against this node's own API server), with discovery as a phase
 // of its own after preflight. kubeadm's check-etcd and
-// kubelet-wait-bootstrap are hidden phases; kubeboot lists them.
+// kubelet-wait-bootstrap are hidden phases; kubeboot lists them. kubeadm's
+// control-plane-join/etcd only runs without ControlPlaneKubeletLocalMode,
+// so kubeboot, which always joins etcd in etcd-join, has no such phase.
 // Control-plane phases do nothing on a worker.
 func JoinRunner() *Runner {
 	return &Runner{
@@ -39,8 +41,22 @@ func JoinRunner() *Runner {
 			JoinKubeletStartPhase(),
 			EtcdJoinPhase(),
 			KubeletWaitBootstrapPhase(),
+			{
+				Name:   "control-plane-join",
+				Short:  "Join a machine as a control plane instance",
+				Phases: []*Phase{onlyOnControlPlane(MarkControlPlanePhase())},
+			},
+			onlyOnControlPlane(WaitControlPlanePhase()),
 		},
 	}
+}
+
+// onlyOnControlPlane is p for a joining control plane, after discovery;
+// on a worker it does nothing.
+func onlyOnControlPlane(p *Phase) *Phase {
+	q := *p
+	q.Run = controlPlaneOnly(p.Run)
+	return &q
 }
 
 // JoinState is what the join phases share beyond the configuration
@@ -177,17 +193,17 @@ func ensureCluster(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("connect with the TLS bootstrap token: %w", err)
 	}
-	cm, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, clusterConfigMap, metav1.GetOptions{})
+	cm, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, KubeadmConfigConfigMap, metav1.GetOptions{})
 	if err != nil {
-		return apiError(err, tlsBoot.ID, "read the cluster configuration (ConfigMap kube-system/"+clusterConfigMap+")", "the upload-config phase of `kubeboot init` creates it and the Role that lets bootstrap tokens read it")
+		return apiError(err, tlsBoot.ID, "read the cluster configuration (ConfigMap kube-system/"+KubeadmConfigConfigMap+")", "the upload-config phase of `kubeboot init` creates it and the Role that lets bootstrap tokens read it")
 	}
 	cluster, err := ClusterConfigFromConfigMap(cm)
 	if err != nil {
-		return fmt.Errorf("the cluster configuration in kube-system/%s: %w", clusterConfigMap, err)
+		return fmt.Errorf("the cluster configuration in kube-system/%s: %w", KubeadmConfigConfigMap, err)
 	}
 	merged := mergeJoinConfig(cluster, local)
 	if err := inventory.Validate(merged); err != nil {
-		return fmt.Errorf("the cluster configuration in kube-system/%s: %w", clusterConfigMap, err)
+		return fmt.Errorf("the cluster configuration in kube-system/%s: %w", KubeadmConfigConfigMap, err)
 	}
 	if merged.Join.ControlPlane {
 		if err := readyForControlPlane(ctx, d.Host, merged); err != nil {
@@ -204,13 +220,9 @@ func ensureCluster(ctx context.Context, d *Data) error {
 		role = "control-plane"
 	}
 	d.Out.Printf("discovery", "Joining cluster %q (Kubernetes %s) as %s node %q; the cluster's configuration is from kube-system/%s",
-		merged.ClusterName, merged.KubernetesVersion, role, merged.Node.Name, clusterConfigMap)
+		merged.ClusterName, merged.KubernetesVersion, role, merged.Node.Name, KubeadmConfigConfigMap)
 	return nil
 }
-
-// clusterConfigMap is the ConfigMap kubeboot init's upload-config writes the
-// cluster configuration to (kubeadm's name).
-const clusterConfigMap = "kubeadm-config"
 
 // mergeJoinConfig is the cluster's configuration with this node's own
 // settings: its registration, the join settings and the timeouts of join's

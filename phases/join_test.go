@@ -53,6 +53,7 @@ func TestJoinRunnerPhases(t *testing.T) {
 		"preflight", "discovery",
 		"control-plane-prepare/download-certs", "control-plane-prepare/certs", "control-plane-prepare/kubeconfig", "control-plane-prepare/control-plane",
 		"check-etcd", "kubelet-start", "etcd-join", "kubelet-wait-bootstrap",
+		"control-plane-join/mark-control-plane", "wait-control-plane",
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("join phases:\n got %v\nwant %v", got, want)
@@ -85,13 +86,12 @@ func newTestCluster(t *testing.T) *testCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared := *cfg
-	shared.Node = inventory.Node{}
-	clusterYAML, err := inventory.Marshal(&shared)
+	// What upload-config stores, the way it stores it.
+	kubeadmConfig, err := KubeadmConfigMap(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubelet, err := templates.KubeletConfig(cfg, templates.KubeletOptions{FailCgroupV1: true})
+	kubeletConfig, err := KubeletConfigMap(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +101,8 @@ func newTestCluster(t *testing.T) *testCluster {
 		t.Fatal(err)
 	}
 	client := fake.NewClientset(
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kubeadm-config", Namespace: "kube-system"}, Data: map[string]string{"KubebootConfiguration": string(clusterYAML)}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: KubeletConfigMap, Namespace: "kube-system"}, Data: map[string]string{KubeletConfigMapKey: string(kubelet)}},
+		kubeadmConfig,
+		kubeletConfig,
 		copycerts.Secret(data),
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "etcd-cp1", Namespace: "kube-system",
 			Labels:      map[string]string{"component": "etcd", "tier": "control-plane"},
@@ -190,6 +190,7 @@ func (c *testCluster) data(t *testing.T, cfg *inventory.Cluster, h transport.Hos
 		Out:       NewPrinter(out),
 		Now:       func() time.Time { return fixedNow },
 		NewClient: func(context.Context) (kubernetes.Interface, error) { return c.client, nil },
+		Health:    healthy{},
 		Join: &JoinState{
 			Discover:      c.discover,
 			NewClient:     func([]byte) (kubernetes.Interface, error) { return c.client, nil },
@@ -396,6 +397,13 @@ func TestJoinControlPlane(t *testing.T) {
 	if got := c.etcd.log(); got != "add https://192.168.10.12:2380 learner; promote 2 (not yet); promote 2" {
 		t.Errorf("etcd calls: %s", got)
 	}
+	node, err := c.client.CoreV1().Nodes().Get(context.Background(), "cp2", metav1.GetOptions{})
+	if err != nil || node.Labels[LabelControlPlane] != "" || len(node.Spec.Taints) != 1 || node.Spec.Taints[0].Key != TaintControlPlaneKey {
+		t.Errorf("Node cp2 is not marked as a control plane: %v %v", node.Labels, node.Spec.Taints)
+	}
+	if _, ok := node.Labels[LabelControlPlane]; !ok {
+		t.Errorf("Node cp2 lacks %s", LabelControlPlane)
+	}
 	if fi, err := h.Stat(context.Background(), "/var/lib/etcd"); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("/var/lib/etcd: %v", err)
 	}
@@ -584,6 +592,11 @@ func TestKubeletWaitBootstrapTimeout(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// healthy is a node whose kubelet and control-plane components all answer.
+type healthy struct{}
+
+func (healthy) Get(context.Context, string) (int, []byte, error) { return 200, []byte("ok"), nil }
 
 // fakeEtcd is an etcd cluster's membership API. A learner is promoted on
 // the second try (the first finds it not in sync yet) and starts then.

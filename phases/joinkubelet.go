@@ -25,12 +25,6 @@ import (
 	"github.com/kubeboot/kubeboot/transport"
 )
 
-// The cluster's kubelet configuration, as kubeadm's upload-config stores it.
-const (
-	KubeletConfigMap    = "kubelet-config"
-	KubeletConfigMapKey = "kubelet"
-)
-
 // JoinKubeletStartPhase is join's `kubelet-start`: bootstrap-kubelet.conf
 // for the kubelet's TLS bootstrap (against this node's own API server on a
 // control plane, kubeadm's ControlPlaneKubeletLocalMode), the cluster CA
@@ -186,24 +180,24 @@ func checkNoReadyNode(ctx context.Context, d *Data, tokenID string) error {
 // a loopback server; the kubelet's default when the cluster's points at a
 // file this host does not have).
 func joinKubeletConfig(ctx context.Context, d *Data, facts HostFacts, tokenID string) ([]byte, error) {
-	cm, err := d.Join.bootstrap.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, KubeletConfigMap, metav1.GetOptions{})
+	cm, err := d.Join.bootstrap.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, KubeletConfigConfigMap, metav1.GetOptions{})
 	if err != nil {
-		return nil, apiError(err, tokenID, "read the cluster's kubelet configuration (ConfigMap kube-system/"+KubeletConfigMap+")", "the upload-config phase of `kubeboot init` creates it and the Role that lets bootstrap tokens read it")
+		return nil, apiError(err, tokenID, "read the cluster's kubelet configuration (ConfigMap kube-system/"+KubeletConfigConfigMap+")", "the upload-config phase of `kubeboot init` creates it and the Role that lets bootstrap tokens read it")
 	}
 	return adjustKubeletConfig(ctx, d, facts, cm)
 }
 
 func adjustKubeletConfig(ctx context.Context, d *Data, facts HostFacts, cm *corev1.ConfigMap) ([]byte, error) {
-	raw, ok := cm.Data[KubeletConfigMapKey]
+	raw, ok := cm.Data[KubeletConfigKey]
 	if !ok {
-		return nil, fmt.Errorf("the ConfigMap kube-system/%s has no %q key", KubeletConfigMap, KubeletConfigMapKey)
+		return nil, fmt.Errorf("the ConfigMap kube-system/%s has no %q key", KubeletConfigConfigMap, KubeletConfigKey)
 	}
 	var kc kubeletv1beta1.KubeletConfiguration
 	if err := yaml.Unmarshal([]byte(raw), &kc); err != nil {
-		return nil, fmt.Errorf("the kubelet configuration in kube-system/%s: %w", KubeletConfigMap, err)
+		return nil, fmt.Errorf("the kubelet configuration in kube-system/%s: %w", KubeletConfigConfigMap, err)
 	}
 	if kc.Kind != "KubeletConfiguration" || kc.APIVersion != kubeletv1beta1.SchemeGroupVersion.String() {
-		return nil, fmt.Errorf("the kubelet configuration in kube-system/%s is %s %s, not %s KubeletConfiguration", KubeletConfigMap, kc.APIVersion, kc.Kind, kubeletv1beta1.SchemeGroupVersion)
+		return nil, fmt.Errorf("the kubelet configuration in kube-system/%s is %s %s, not %s KubeletConfiguration", KubeletConfigConfigMap, kc.APIVersion, kc.Kind, kubeletv1beta1.SchemeGroupVersion)
 	}
 	kc.ContainerRuntimeEndpoint = d.Cfg.Node.CRISocket
 	if facts.CgroupV1 {

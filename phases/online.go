@@ -1,0 +1,100 @@
+package phases
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kubeboot/kubeboot/apiclient"
+)
+
+// The online phases' shared helpers: applying objects through the API and
+// saying what happened, one line per object.
+
+// clients returns the API clients; the apiextensions one only when asked.
+func clients(ctx context.Context, d *Data, withExt bool) (apiclient.Clients, error) {
+	c, err := d.Client(ctx)
+	if err != nil {
+		return apiclient.Clients{}, err
+	}
+	cs := apiclient.Clients{Kube: c}
+	if withExt {
+		if cs.Ext, err = d.ExtensionsClient(ctx); err != nil {
+			return cs, err
+		}
+	}
+	return cs, nil
+}
+
+// applyObjects creates or updates objs in order and prints what changed.
+func applyObjects(ctx context.Context, d *Data, tag string, objs ...apiclient.Object) error {
+	_, err := applyAndReport(ctx, d, tag, false, false, objs)
+	return err
+}
+
+// applyAndReport applies objs and prints one line per object: "Created X",
+// "Updated X" or (unless quiet) "Using existing X"; in a dry run "Would
+// create or update X". It returns how many objects changed.
+func applyAndReport(ctx context.Context, d *Data, tag string, withExt, quiet bool, objs []apiclient.Object) (int, error) {
+	cs, err := clients(ctx, d, withExt)
+	if err != nil {
+		return 0, err
+	}
+	changed := 0
+	for _, o := range objs {
+		res, err := cs.Apply(ctx, o)
+		if err != nil {
+			return changed, err
+		}
+		desc := apiclient.Describe(o)
+		switch {
+		case d.DryRun:
+			d.Out.Printf("dryrun", "Would create or update %s", desc)
+		case res == apiclient.Created:
+			changed++
+			d.Out.Printf(tag, "Created %s", desc)
+		case res == apiclient.Updated:
+			changed++
+			d.Out.Printf(tag, "Updated %s", desc)
+		case !quiet:
+			d.Out.Printf(tag, "Using existing %s", desc)
+		}
+	}
+	return changed, nil
+}
+
+// configMapChecksum is kubeadm's ChecksumForConfigMap (SHA-256 over the
+// values of data, then binaryData, in key order), which it stores in the
+// component-config hash annotation of the ConfigMaps it generated.
+func configMapChecksum(cm *corev1.ConfigMap) string {
+	h := sha256.New()
+	keys := make([]string, 0, len(cm.Data))
+	for k := range cm.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		h.Write([]byte(cm.Data[k]))
+	}
+	keys = keys[:0]
+	for k := range cm.BinaryData {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		h.Write(cm.BinaryData[k])
+	}
+	return fmt.Sprintf("sha256:%x", h.Sum(nil))
+}
+
+// plural is "1 object" / "2 objects".
+func plural(n int, what string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", what)
+	}
+	return fmt.Sprintf("%d %ss", n, strings.TrimSuffix(what, "s"))
+}
