@@ -693,3 +693,24 @@ func containsIP(c *x509.Certificate, ip string) bool {
 	}
 	return false
 }
+
+// TestKubeadmConfigHasNoJoinSecrets: a configuration file used for init and
+// join alike does not leak its token and certificate key into
+// kube-system/kubeadm-config, which every bootstrap token may read.
+func TestKubeadmConfigHasNoJoinSecrets(t *testing.T) {
+	cfg := testConfig()
+	cfg.Join = &inventory.Join{APIServerEndpoint: testLB, Token: testToken, CertificateKey: testCertKey, ControlPlane: true}
+	cm, err := KubeadmConfigMap(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range cm.Data {
+		if strings.Contains(v, "0123456789abcdef") || strings.Contains(v, testCertKey) {
+			t.Errorf("%s carries a join secret:\n%s", k, v)
+		}
+	}
+	back, err := ClusterConfigFromConfigMap(cm)
+	if err != nil || back.Join != nil {
+		t.Errorf("read back: join %v, %v", back.Join, err)
+	}
+}
