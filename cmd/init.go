@@ -14,8 +14,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apiextensionsfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeboot/kubeboot/bootstraptoken"
@@ -131,27 +134,50 @@ func (o *initOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.skipCertKeyPrint, "skip-certificate-key-print", false, "Don't print the key used to encrypt the control-plane certificates")
 }
 
-// newClient returns how the online phases connect: a fake, in-memory API in
-// a dry run (objects are printed, nothing is sent); the --kubeconfig file;
+// restConfig returns how the online phases connect: the --kubeconfig file,
 // or the node's super-admin.conf (which works before kubeadm:cluster-admins
 // is bound, as kubeadm uses it), else admin.conf, read through the host.
+func (o *initOptions) restConfig(ctx context.Context, h transport.Host) (*rest.Config, error) {
+	if o.kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	path := inventory.SuperAdminKubeconfig
+	if ok, _ := transport.Exists(ctx, h, path); !ok {
+		path = inventory.AdminKubeconfig
+	}
+	return phases.RESTConfigFromKubeconfig(ctx, h, path)
+}
+
+// newClient returns the online phases' API client: a fake, in-memory API in
+// a dry run (objects are printed, nothing is sent), else one from restConfig.
 func (o *initOptions) newClient(h transport.Host) func(ctx context.Context) (kubernetes.Interface, error) {
 	return func(ctx context.Context) (kubernetes.Interface, error) {
-		switch {
-		case o.dryRun:
+		if o.dryRun {
 			return fake.NewClientset(), nil
-		case o.kubeconfig != "":
-			cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-			if err != nil {
-				return nil, fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
-			}
-			return kubernetes.NewForConfig(cfg)
 		}
-		path := inventory.SuperAdminKubeconfig
-		if ok, _ := transport.Exists(ctx, h, path); !ok {
-			path = inventory.AdminKubeconfig
+		cfg, err := o.restConfig(ctx, h)
+		if err != nil {
+			return nil, err
 		}
-		return phases.ClientFromKubeconfig(ctx, h, path)
+		return kubernetes.NewForConfig(cfg)
+	}
+}
+
+// newExtensionsClient is newClient for the apiextensions API (CRDs).
+func (o *initOptions) newExtensionsClient(h transport.Host) func(ctx context.Context) (apiextensionsclient.Interface, error) {
+	return func(ctx context.Context) (apiextensionsclient.Interface, error) {
+		if o.dryRun {
+			return apiextensionsfake.NewClientset(), nil
+		}
+		cfg, err := o.restConfig(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		return apiextensionsclient.NewForConfig(cfg)
 	}
 }
 
@@ -342,6 +368,8 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		IgnorePreflightErrors: ignore,
 		Keys:                  certs.NewKeyPool(cfg.EncryptionAlgorithm, nil),
 		NewClient:             o.newClient(host),
+		NewExtensionsClient:   o.newExtensionsClient(host),
+		Health:                phases.NewHTTPHealthChecker(),
 		Init: phases.InitOptions{
 			UploadCerts:             o.uploadCerts,
 			CertificateKey:          o.certificateKey,
@@ -360,14 +388,7 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	if dry != nil {
 		printDryRun(printer, dry)
 	}
-	if runErr != nil {
-		return runErr
-	}
-	if only == "" && dry == nil {
-		printer.Printf("", "\nThe control-plane files are in place and the kubelet runs the static pods from %s.", inventory.ManifestsDir)
-		printer.Printf("", "To use the cluster as the super-admin (until the bootstrap-token phase binds kubeadm:cluster-admins for admin.conf):\n\n  export KUBECONFIG=%s\n", inventory.SuperAdminKubeconfig)
-	}
-	return nil
+	return runErr
 }
 
 func printDryRun(p *phases.Printer, dry *transport.DryRun) {

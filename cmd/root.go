@@ -32,7 +32,8 @@ everything below a directory and changes nothing on the host.
 	}
 	root.SetOut(out)
 	root.SetErr(errOut)
-	root.AddCommand(newInitCommand(out), newJoinCommand(out), newConfigCommand(out), newVersionCommand(out))
+	root.AddCommand(newInitCommand(out), newConfigCommand(out), newVersionCommand(out), newTokenCommand(out), newCertsCommand(out))
+	root.AddCommand(newJoinCommand(out))
 	return root
 }
 

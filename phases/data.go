@@ -11,6 +11,7 @@ import (
 
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeboot/kubeboot/inventory"
@@ -124,6 +125,16 @@ func (d *Data) ExtensionsClient(ctx context.Context) (apiextensionsclient.Interf
 // ClientFromKubeconfig builds a client from a kubeconfig file on h, read
 // through the transport so that it works the same over SSH.
 func ClientFromKubeconfig(ctx context.Context, h transport.Host, path string) (kubernetes.Interface, error) {
+	cfg, err := RESTConfigFromKubeconfig(ctx, h, path)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// RESTConfigFromKubeconfig reads a kubeconfig file on h through the
+// transport.
+func RESTConfigFromKubeconfig(ctx context.Context, h transport.Host, path string) (*rest.Config, error) {
 	b, err := h.ReadFile(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s on %s: %w", path, h.Name(), err)
@@ -133,7 +144,7 @@ func ClientFromKubeconfig(ctx context.Context, h transport.Host, path string) (k
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg.Timeout = 30 * time.Second
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 // Clock returns d.Now or time.Now.

@@ -12,8 +12,9 @@ import (
 )
 
 // InitRunner returns the `init` workflow, in kubeadm's order and with
-// kubeadm's phase names. Later phases (wait-control-plane, upload-config,
-// ...) are appended here as they arrive.
+// kubeadm's phase names, plus kubeboot's cni (the pod network) after the
+// add-ons. The phases from wait-control-plane on talk to the API server
+// through d.Client.
 func InitRunner() *Runner {
 	return &Runner{
 		Command: "init",
@@ -24,8 +25,23 @@ func InitRunner() *Runner {
 			EtcdPhase(),
 			ControlPlanePhase(),
 			KubeletStartPhase(),
+			WaitControlPlanePhase(),
+			UploadConfigPhase(),
+			UploadCertsPhase(),
+			MarkControlPlanePhase(),
+			BootstrapTokenPhase(),
+			KubeletFinalizePhase(),
+			AddonPhase(),
+			CNIPhase(),
+			ShowJoinCommandPhase(),
 		},
 	}
+}
+
+// OnlinePhases names the init phases that need the API server.
+func OnlinePhases() []string {
+	return []string{"wait-control-plane", "upload-config", "upload-certs", "mark-control-plane",
+		"bootstrap-token", "kubelet-finalize", "addon", "cni", "show-join-command"}
 }
 
 // ResolveNode fills the node's name and advertise address from the host

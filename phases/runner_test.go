@@ -115,6 +115,15 @@ func TestInitRunnerHasKubeadmNames(t *testing.T) {
 		"etcd/local",
 		"control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler",
 		"kubelet-start",
+		"wait-control-plane",
+		"upload-config/kubeadm", "upload-config/kubelet",
+		"upload-certs",
+		"mark-control-plane",
+		"bootstrap-token",
+		"kubelet-finalize/enable-client-cert-rotation",
+		"addon/coredns", "addon/kube-proxy",
+		"cni", // kubeboot's: the pod network
+		"show-join-command",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("init phases:\n got %v\nwant %v", got, want)

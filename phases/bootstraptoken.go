@@ -1,0 +1,340 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+
+	"github.com/kubeboot/kubeboot/apiclient"
+	"github.com/kubeboot/kubeboot/bootstraptoken"
+	"github.com/kubeboot/kubeboot/certs"
+)
+
+// The RBAC objects and ConfigMap of kubeadm v1.34's bootstrap-token phase.
+const (
+	// GetNodesRole (ClusterRole and ClusterRoleBinding) lets bootstrap
+	// tokens get Nodes (join checks whether its Node name is taken).
+	GetNodesRole = "kubeadm:get-nodes"
+	// KubeletBootstrapBinding binds system:node-bootstrapper (post CSRs)
+	// to the bootstrap token group.
+	KubeletBootstrapBinding = "kubeadm:kubelet-bootstrap"
+	// NodeAutoApproveBootstrapBinding lets the csrapprover approve the
+	// token group's node client CSRs.
+	NodeAutoApproveBootstrapBinding = "kubeadm:node-autoapprove-bootstrap"
+	// NodeAutoApproveRotationBinding lets the csrapprover approve nodes'
+	// renewals of their own client certificates.
+	NodeAutoApproveRotationBinding = "kubeadm:node-autoapprove-certificate-rotation"
+	// ClusterAdminsGroup is admin.conf's group; ClusterAdminsBinding binds it
+	// to cluster-admin.
+	ClusterAdminsGroup   = "kubeadm:cluster-admins"
+	ClusterAdminsBinding = "kubeadm:cluster-admins"
+	// ClusterInfoRole (Role and RoleBinding in kube-public) lets anonymous
+	// users get cluster-info.
+	ClusterInfoRole = "kubeadm:bootstrap-signer-clusterinfo"
+
+	nodeBootstrapperClusterRole = "system:node-bootstrapper"
+	nodeClientClusterRole       = "system:certificates.k8s.io:certificatesigningrequests:nodeclient"
+	selfNodeClientClusterRole   = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
+	anonymousUser               = "system:anonymous"
+)
+
+// BootstrapTokenPhase is kubeadm's `bootstrap-token`: the bootstrap token
+// Secret, the RBAC rules for TLS bootstrap and CSR auto-approval, the
+// kubeadm:cluster-admins binding admin.conf relies on, and the cluster-info
+// ConfigMap with the Role letting anonymous users read it.
+func BootstrapTokenPhase() *Phase {
+	return &Phase{
+		Name:  "bootstrap-token",
+		Short: "Generates bootstrap tokens used to join a node to a cluster",
+		Run:   runBootstrapToken,
+	}
+}
+
+func runBootstrapToken(ctx context.Context, d *Data) error {
+	const tag = "bootstrap-token"
+	c, err := d.Client(ctx)
+	if err != nil {
+		return err
+	}
+	tok, err := ensureInitToken(ctx, d, c)
+	if err != nil {
+		return err
+	}
+	d.Init.Token = tok.String()
+	if !d.Init.SkipTokenPrint {
+		d.Out.Printf(tag, "Using token: %s", tok)
+	}
+	d.Out.Printf(tag, "Configuring bootstrap tokens, cluster-info ConfigMap, RBAC Roles")
+	if err := applyObjects(ctx, d, tag, bootstrapRBAC()...); err != nil {
+		return err
+	}
+	kubeconfig, err := clusterInfoKubeconfig(ctx, d)
+	if err != nil {
+		return err
+	}
+	if err := applyClusterInfo(ctx, d, c, kubeconfig); err != nil {
+		return err
+	}
+	return applyObjects(ctx, d, tag, clusterInfoRBAC()...)
+}
+
+// ensureInitToken makes sure init's bootstrap token exists: --token's
+// (reused when its Secret exists with the same secret, renewed when it has
+// expired), else a valid token kubeboot could have created before (both
+// usages, the default group, at least an hour left), else a new one.
+func ensureInitToken(ctx context.Context, d *Data, c kubernetes.Interface) (bootstraptoken.Token, error) {
+	const tag = "bootstrap-token"
+	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
+	now := d.Clock()
+	opts := bootstraptoken.DefaultOptions()
+	opts.TTL = d.Init.TokenTTL
+
+	var tok bootstraptoken.Token
+	if d.Init.Token != "" {
+		t, err := bootstraptoken.Parse(d.Init.Token)
+		if err != nil {
+			return tok, fmt.Errorf("--token: %w", err)
+		}
+		tok = t
+	} else {
+		reused, err := reusableToken(ctx, secrets, now)
+		if err != nil {
+			return tok, err
+		}
+		if reused != nil {
+			d.Out.Printf(tag, "Using existing bootstrap token %s (expires %s); pass --token to choose one", reused.Token.ID, expiry(reused))
+			return reused.Token, nil
+		}
+		t, err := bootstraptoken.Generate()
+		if err != nil {
+			return tok, err
+		}
+		tok = t
+	}
+	desired, err := bootstraptoken.Secret(tok, opts, now)
+	if err != nil {
+		return tok, err
+	}
+	live, err := secrets.Get(ctx, desired.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		if _, err := secrets.Create(ctx, desired, metav1.CreateOptions{}); err != nil {
+			return tok, fmt.Errorf("create the bootstrap token Secret %s: %w", desired.Name, err)
+		}
+		reportResult(d, tag, apiclient.Created, "bootstrap token "+tok.ID+" (Secret kube-system/"+desired.Name+")")
+		return tok, nil
+	case err != nil:
+		return tok, fmt.Errorf("get the bootstrap token Secret %s: %w", desired.Name, err)
+	}
+	info, err := bootstraptoken.FromSecret(live)
+	if err != nil || info.Token.Secret != tok.Secret {
+		return tok, fmt.Errorf("a bootstrap token with id %q already exists with another secret: choose another --token, or delete it first with `kubeboot token delete %s`", tok.ID, tok.ID)
+	}
+	if info.Expires != nil && !info.Expires.After(now) {
+		live.Data = desired.Data
+		if _, err := secrets.Update(ctx, live, metav1.UpdateOptions{}); err != nil {
+			return tok, fmt.Errorf("renew the expired bootstrap token Secret %s: %w", desired.Name, err)
+		}
+		reportResult(d, tag, apiclient.Updated, "bootstrap token "+tok.ID+" (it had expired; new expiry "+expiry(&info)+")")
+		return tok, nil
+	}
+	d.Out.Printf(tag, "Using existing bootstrap token %s (expires %s)", tok.ID, expiry(&info))
+	return tok, nil
+}
+
+// reusableToken returns the token, if any, that `kubeboot init` without
+// --token reuses: authentication and signing, the default group, an hour or
+// more left; the one that lives longest.
+func reusableToken(ctx context.Context, secrets interface {
+	List(context.Context, metav1.ListOptions) (*corev1.SecretList, error)
+}, now time.Time) (*bootstraptoken.Info, error) {
+	list, err := secrets.List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("type", string(bootstrapapi.SecretTypeBootstrapToken)).String()})
+	if err != nil {
+		return nil, fmt.Errorf("list the bootstrap tokens: %w", err)
+	}
+	var candidates []bootstraptoken.Info
+	for i := range list.Items {
+		s := &list.Items[i]
+		if s.Type != bootstrapapi.SecretTypeBootstrapToken {
+			continue
+		}
+		info, err := bootstraptoken.FromSecret(s)
+		if err != nil {
+			continue
+		}
+		if !contains(info.Usages, "authentication") || !contains(info.Usages, "signing") || !contains(info.Groups, bootstraptoken.DefaultGroup) {
+			continue
+		}
+		if info.Expires != nil && info.Expires.Sub(now) < time.Hour {
+			continue
+		}
+		candidates = append(candidates, info)
+	}
+	if len(candidates) == 0 {
+		return nil, nil
+	}
+	sort.Slice(candidates, func(i, j int) bool {
+		a, b := candidates[i].Expires, candidates[j].Expires
+		switch {
+		case a == nil:
+			return b != nil || candidates[i].Token.ID < candidates[j].Token.ID
+		case b == nil:
+			return false
+		case !a.Equal(*b):
+			return a.After(*b)
+		}
+		return candidates[i].Token.ID < candidates[j].Token.ID
+	})
+	return &candidates[0], nil
+}
+
+func expiry(info *bootstraptoken.Info) string {
+	if info.Expires == nil {
+		return "never"
+	}
+	return info.Expires.UTC().Format(time.RFC3339)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// reportResult prints what happened to an object not applied through
+// applyObjects.
+func reportResult(d *Data, tag string, res apiclient.Result, what string) {
+	switch {
+	case d.DryRun:
+		d.Out.Printf("dryrun", "Would create or update %s", what)
+	case res == apiclient.Created:
+		d.Out.Printf(tag, "Created %s", what)
+	case res == apiclient.Updated:
+		d.Out.Printf(tag, "Updated %s", what)
+	default:
+		d.Out.Printf(tag, "Using existing %s", what)
+	}
+}
+
+func clusterRoleBinding(name, role string, subject rbacv1.Subject) *rbacv1.ClusterRoleBinding {
+	return &rbacv1.ClusterRoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+		Subjects:   []rbacv1.Subject{subject},
+	}
+}
+
+func group(name string) rbacv1.Subject {
+	return rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: name}
+}
+
+// bootstrapRBAC is kubeadm's RBAC for joining nodes, in the order kubeadm
+// creates it, and the kubeadm:cluster-admins binding.
+func bootstrapRBAC() []apiclient.Object {
+	return []apiclient.Object{
+		&rbacv1.ClusterRole{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+			ObjectMeta: metav1.ObjectMeta{Name: GetNodesRole},
+			Rules:      []rbacv1.PolicyRule{{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"nodes"}}},
+		},
+		clusterRoleBinding(GetNodesRole, GetNodesRole, group(BootstrapTokenGroup)),
+		clusterRoleBinding(KubeletBootstrapBinding, nodeBootstrapperClusterRole, group(BootstrapTokenGroup)),
+		clusterRoleBinding(NodeAutoApproveBootstrapBinding, nodeClientClusterRole, group(BootstrapTokenGroup)),
+		clusterRoleBinding(NodeAutoApproveRotationBinding, selfNodeClientClusterRole, group(NodesGroup)),
+		clusterRoleBinding(ClusterAdminsBinding, "cluster-admin", group(ClusterAdminsGroup)),
+	}
+}
+
+// clusterInfoRBAC lets anonymous users get kube-public/cluster-info.
+func clusterInfoRBAC() []apiclient.Object {
+	return []apiclient.Object{
+		&rbacv1.Role{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+			ObjectMeta: metav1.ObjectMeta{Name: ClusterInfoRole, Namespace: metav1.NamespacePublic},
+			Rules: []rbacv1.PolicyRule{{
+				Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{bootstrapapi.ConfigMapClusterInfo},
+			}},
+		},
+		&rbacv1.RoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: ClusterInfoRole, Namespace: metav1.NamespacePublic},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ClusterInfoRole},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: anonymousUser}},
+		},
+	}
+}
+
+// clusterInfoKubeconfig is cluster-info's kubeconfig: one unnamed cluster
+// with the cluster CA and the control-plane endpoint, no users (kubeadm
+// copies admin.conf's cluster).
+func clusterInfoKubeconfig(ctx context.Context, d *Data) (string, error) {
+	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
+	ca, err := d.Host.ReadFile(ctx, caPath)
+	if err != nil {
+		return "", fmt.Errorf("read %s on %s: %w (run the certs phase first)", caPath, d.Host.Name(), err)
+	}
+	if _, err := certs.ParseCert(ca); err != nil {
+		return "", fmt.Errorf("%s: %w", caPath, err)
+	}
+	kc := clientcmdapi.Config{Clusters: map[string]*clientcmdapi.Cluster{
+		"": {Server: ControlPlaneEndpoint(d.Cfg), CertificateAuthorityData: ca},
+	}}
+	b, err := clientcmd.Write(kc)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// applyClusterInfo creates kube-public/cluster-info or updates its
+// kubeconfig, keeping the bootstrapsigner's jws-kubeconfig-* signatures of
+// an unchanged kubeconfig.
+func applyClusterInfo(ctx context.Context, d *Data, c kubernetes.Interface, kubeconfig string) error {
+	const tag = "bootstrap-token"
+	cms := c.CoreV1().ConfigMaps(metav1.NamespacePublic)
+	what := fmt.Sprintf("ConfigMap %s/%s", metav1.NamespacePublic, bootstrapapi.ConfigMapClusterInfo)
+	live, err := cms.Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: bootstrapapi.ConfigMapClusterInfo, Namespace: metav1.NamespacePublic},
+			Data:       map[string]string{bootstrapapi.KubeConfigKey: kubeconfig},
+		}
+		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create %s: %w", what, err)
+		}
+		reportResult(d, tag, apiclient.Created, what)
+		return nil
+	case err != nil:
+		return fmt.Errorf("get %s: %w", what, err)
+	}
+	if live.Data[bootstrapapi.KubeConfigKey] == kubeconfig {
+		reportResult(d, tag, apiclient.Unchanged, what)
+		return nil
+	}
+	if live.Data == nil {
+		live.Data = map[string]string{}
+	}
+	live.Data[bootstrapapi.KubeConfigKey] = kubeconfig
+	if _, err := cms.Update(ctx, live, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("update %s: %w", what, err)
+	}
+	reportResult(d, tag, apiclient.Updated, what+" (the bootstrapsigner signs it again)")
+	return nil
+}
