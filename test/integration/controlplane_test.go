@@ -81,7 +81,7 @@ func getEnv(t *testing.T) env {
 // dry-run init writes make a working control plane.
 func TestInitDryRunControlPlane(t *testing.T) {
 	e := getEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
 
 	root := t.TempDir() // removed by the testing package, pass or fail
@@ -245,6 +245,10 @@ func TestInitDryRunControlPlane(t *testing.T) {
 	// them (online_test.go).
 	if !t.Failed() {
 		t.Run("online phases", func(t *testing.T) { onlinePhases(ctx, t, e, root) })
+	}
+	// A second control plane joins it (join_test.go).
+	if !t.Failed() {
+		t.Run("join a second control plane", func(t *testing.T) { joinSecondControlPlane(ctx, t, e, root) })
 	}
 }
 
