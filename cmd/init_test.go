@@ -42,6 +42,9 @@ func TestInitHelpListsPhases(t *testing.T) {
 	}
 	for _, p := range []string{"preflight", "certs", "/apiserver-kubelet-client", "/etcd-healthcheck-client", "/sa",
 		"kubeconfig", "/super-admin", "etcd", "/local", "control-plane", "/controller-manager", "kubelet-start",
+		"wait-control-plane", "upload-config", "/kubelet", "upload-certs", "mark-control-plane", "bootstrap-token",
+		"kubelet-finalize", "/enable-client-cert-rotation", "addon", "/coredns", "/kube-proxy", "cni", "show-join-command",
+		"--upload-certs", "--certificate-key", "--token", "--skip-token-print",
 		"--skip-phases", "--ignore-preflight-errors", "--dry-run", "--apiserver-cert-extra-sans", "--control-plane-endpoint"} {
 		if !strings.Contains(out, p) {
 			t.Errorf("init --help lacks %q", p)

@@ -169,10 +169,10 @@ func runWaitControlPlane(ctx context.Context, d *Data) error {
 	if facts.SystemdPID1 {
 		d.Out.Printf("kubelet-check", "Waiting for a healthy kubelet at %s. This can take up to %s", kubeletHealthz, timeout)
 		if err := pollHealthy(ctx, hc, kubeletHealthz); err != nil {
-			d.Out.Printf("kubelet-check", "The kubelet is not healthy after %s", d.Clock().Sub(start))
+			d.Out.Printf("kubelet-check", "The kubelet is not healthy after %s", d.Clock().Sub(start).Round(time.Millisecond))
 			return fmt.Errorf("the kubelet on %s is not healthy after %s (%v); look at `systemctl status kubelet` and `journalctl -xeu kubelet`", d.Host.Name(), timeout, err)
 		}
-		d.Out.Printf("kubelet-check", "The kubelet is healthy after %s", d.Clock().Sub(start))
+		d.Out.Printf("kubelet-check", "The kubelet is healthy after %s", d.Clock().Sub(start).Round(time.Millisecond))
 	} else {
 		d.Out.Printf("kubelet-check", "systemd is not PID 1 on %s: not checking the kubelet (kubeboot did not start it)", d.Host.Name())
 	}
@@ -184,6 +184,7 @@ func runWaitControlPlane(ctx context.Context, d *Data) error {
 	type result struct {
 		check HealthCheck
 		err   error
+		after time.Duration
 	}
 	results := make([]result, len(checks))
 	var wg sync.WaitGroup
@@ -192,15 +193,18 @@ func runWaitControlPlane(ctx context.Context, d *Data) error {
 		go func() {
 			defer wg.Done()
 			err := pollHealthy(ctx, hc, c.URL)
-			results[i] = result{c, err}
-			if err != nil {
-				d.Out.Printf("control-plane-check", "%s is not healthy after %s", c.Component, d.Clock().Sub(start))
-			} else {
-				d.Out.Printf("control-plane-check", "%s is healthy after %s", c.Component, d.Clock().Sub(start))
-			}
+			results[i] = result{c, err, d.Clock().Sub(start)}
 		}()
 	}
 	wg.Wait()
+	// In the order of the checks, so the output reads the same every time.
+	for _, r := range results {
+		if r.err != nil {
+			d.Out.Printf("control-plane-check", "%s is not healthy after %s (%s)", r.check.Component, r.after.Round(time.Millisecond), r.check.URL)
+		} else {
+			d.Out.Printf("control-plane-check", "%s is healthy after %s (%s)", r.check.Component, r.after.Round(time.Millisecond), r.check.URL)
+		}
+	}
 	var bad []string
 	seen := map[string]bool{}
 	var failed []string

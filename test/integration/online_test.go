@@ -9,6 +9,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -260,6 +262,10 @@ func onlinePhases(ctx context.Context, t *testing.T, e env, root string) {
 		if !errors.Is(err, discovery.ErrNoSignature) {
 			t.Errorf("expired token: %v", err)
 		}
+		// Nor does the API server accept it any more.
+		if _, err := tokenClient(t, root, short.String()).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{}); !apierrors.IsUnauthorized(err) {
+			t.Errorf("the expired token still authenticates: %v", err)
+		}
 	})
 
 	t.Run("a TLS bootstrap like the kubelet's is approved and signed", func(t *testing.T) {
@@ -330,7 +336,7 @@ func onlinePhases(ctx context.Context, t *testing.T, e env, root string) {
 		}
 		owner := secret.OwnerReferences[0].Name
 		soon := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339)
-		patch := fmt.Sprintf(`{"data":{"expiration":%q}}`, []byte(soon))
+		patch := fmt.Sprintf(`{"data":{"expiration":%q}}`, base64.StdEncoding.EncodeToString([]byte(soon)))
 		if _, err := superAdmin.CoreV1().Secrets("kube-system").Patch(ctx, owner, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
