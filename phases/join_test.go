@@ -39,9 +39,9 @@ import (
 )
 
 const (
-	testToken   = "abcdef.0123456789abcdef"
-	testCertKey = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
-	testLB      = "lb.example.com:6443"
+	joinTestToken   = "abcdef.0123456789abcdef"
+	joinTestCertKey = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+	joinTestLB      = "lb.example.com:6443"
 )
 
 func TestJoinRunnerPhases(t *testing.T) {
@@ -74,7 +74,7 @@ type testCluster struct {
 func newTestCluster(t *testing.T) *testCluster {
 	t.Helper()
 	cfg := testConfig()
-	cfg.ControlPlaneEndpoint = testLB
+	cfg.ControlPlaneEndpoint = joinTestLB
 	cfg.EncryptionAlgorithm = inventory.ECDSAP256
 	cp1 := fakeNode(t, true)
 	var out bytes.Buffer
@@ -95,7 +95,7 @@ func newTestCluster(t *testing.T) *testCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := copycerts.ParseCertificateKey(testCertKey)
+	key, _ := copycerts.ParseCertificateKey(joinTestCertKey)
 	data, err := copycerts.SecretData(context.Background(), cp1, cfg, key)
 	if err != nil {
 		t.Fatal(err)
@@ -117,17 +117,17 @@ func newTestCluster(t *testing.T) *testCluster {
 // discover stands in for token discovery: it checks what the real one
 // checks against the cluster's token and CA pin.
 func (c *testCluster) discover(_ context.Context, o discovery.Options) (*clientcmdapi.Config, error) {
-	if o.Endpoint != testLB {
+	if o.Endpoint != joinTestLB {
 		return nil, fmt.Errorf("%w: endpoint %s", discovery.ErrUnreachable, o.Endpoint)
 	}
-	if o.Token.String() != testToken {
+	if o.Token.String() != joinTestToken {
 		return nil, discovery.ErrBadSignature
 	}
 	if len(o.CAPins) == 0 || o.CAPins[0] != c.pin {
 		return nil, discovery.ErrPinMismatch
 	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[""] = &clientcmdapi.Cluster{Server: "https://" + testLB, CertificateAuthorityData: c.ca}
+	cfg.Clusters[""] = &clientcmdapi.Cluster{Server: "https://" + joinTestLB, CertificateAuthorityData: c.ca}
 	return cfg, nil
 }
 
@@ -155,7 +155,7 @@ func (c *testCluster) joiningNode(t *testing.T, name string, cgroupV1 bool) *tra
 		}
 		h.SetFile("/var/lib/kubelet/pki/kubelet-client-current.pem", []byte("cert and key"), 0o600)
 		kc := clientcmdapi.NewConfig()
-		kc.Clusters["default-cluster"] = &clientcmdapi.Cluster{Server: "https://" + testLB, CertificateAuthority: "/etc/kubernetes/pki/ca.crt"}
+		kc.Clusters["default-cluster"] = &clientcmdapi.Cluster{Server: "https://" + joinTestLB, CertificateAuthority: "/etc/kubernetes/pki/ca.crt"}
 		kc.AuthInfos["default-auth"] = &clientcmdapi.AuthInfo{ClientCertificate: "/var/lib/kubelet/pki/kubelet-client-current.pem", ClientKey: "/var/lib/kubelet/pki/kubelet-client-current.pem"}
 		kc.Contexts["default-context"] = &clientcmdapi.Context{Cluster: "default-cluster", AuthInfo: "default-auth"}
 		kc.CurrentContext = "default-context"
@@ -170,14 +170,14 @@ func (c *testCluster) joiningNode(t *testing.T, name string, cgroupV1 bool) *tra
 	return h
 }
 
-// joinConfig is what `kubeboot join testLB --token ... --discovery-token-ca-cert-hash ...` builds.
+// joinConfig is what `kubeboot join joinTestLB --token ... --discovery-token-ca-cert-hash ...` builds.
 func (c *testCluster) joinConfig(name, addr string, controlPlane bool) *inventory.Cluster {
 	cfg := &inventory.Cluster{
 		Node: inventory.Node{Name: name, AdvertiseAddress: addr},
-		Join: &inventory.Join{APIServerEndpoint: testLB, Token: testToken, CACertHashes: []string{c.pin}, ControlPlane: controlPlane},
+		Join: &inventory.Join{APIServerEndpoint: joinTestLB, Token: joinTestToken, CACertHashes: []string{c.pin}, ControlPlane: controlPlane},
 	}
 	if controlPlane {
-		cfg.Join.CertificateKey = testCertKey
+		cfg.Join.CertificateKey = joinTestCertKey
 	}
 	inventory.SetDefaults(cfg)
 	return cfg
@@ -215,7 +215,7 @@ func TestJoinWorker(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	// The cluster's settings won over the defaults the node started from.
-	if d.Cfg.ControlPlaneEndpoint != testLB || d.Cfg.EncryptionAlgorithm != inventory.ECDSAP256 || d.Cfg.Node.Name != "worker1" {
+	if d.Cfg.ControlPlaneEndpoint != joinTestLB || d.Cfg.EncryptionAlgorithm != inventory.ECDSAP256 || d.Cfg.Node.Name != "worker1" {
 		t.Errorf("merged configuration: endpoint %q, algorithm %s, node %q", d.Cfg.ControlPlaneEndpoint, d.Cfg.EncryptionAlgorithm, d.Cfg.Node.Name)
 	}
 	// The CA from cluster-info, the kubelet's files; no control-plane files.
@@ -259,7 +259,7 @@ func TestJoinBootstrapKubeconfig(t *testing.T) {
 		controlPlane bool
 		server       string
 	}{
-		{"worker", false, "https://" + testLB},
+		{"worker", false, "https://" + joinTestLB},
 		{"control plane", true, "https://192.168.10.12:6443"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -285,7 +285,7 @@ func TestJoinBootstrapKubeconfig(t *testing.T) {
 				!bytes.Equal(kc.Clusters[ctx.Cluster].CertificateAuthorityData, c.ca) {
 				t.Errorf("bootstrap-kubelet.conf:\n%s", b)
 			}
-			if strings.Contains(out.String(), "uvwxyz.0123456789abcdef") || strings.Contains(out.String(), testToken) {
+			if strings.Contains(out.String(), "uvwxyz.0123456789abcdef") || strings.Contains(out.String(), joinTestToken) {
 				t.Errorf("the output shows a token:\n%s", out.String())
 			}
 		})
@@ -419,7 +419,7 @@ func TestJoinControlPlane(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	if strings.Contains(out.String(), testCertKey) {
+	if strings.Contains(out.String(), joinTestCertKey) {
 		t.Errorf("the output shows the certificate key")
 	}
 
@@ -482,7 +482,7 @@ func TestJoinRefusals(t *testing.T) {
 		}, "the bootstrap token abcdef may not: Forbidden;", nil},
 		{"no controlPlaneEndpoint", func(c *testCluster, _ *inventory.Cluster, _ *transporttest.Fake) {
 			cm, _ := c.client.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "kubeadm-config", metav1.GetOptions{})
-			cm.Data["KubebootConfiguration"] = strings.Replace(cm.Data["KubebootConfiguration"], "controlPlaneEndpoint: "+testLB+"\n", "", 1)
+			cm.Data["KubebootConfiguration"] = strings.Replace(cm.Data["KubebootConfiguration"], "controlPlaneEndpoint: "+joinTestLB+"\n", "", 1)
 			_, _ = c.client.CoreV1().ConfigMaps("kube-system").Update(context.Background(), cm, metav1.UpdateOptions{})
 		}, "unable to add a new control plane instance to a cluster that doesn't have a stable controlPlaneEndpoint address", nil},
 		{"kubeadm-certs expired", func(c *testCluster, _ *inventory.Cluster, _ *transporttest.Fake) {
@@ -526,7 +526,7 @@ func TestJoinRefusals(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("the error is not one line: %q", err)
 			}
-			if strings.Contains(err.Error(), testToken) || strings.Contains(err.Error(), "0123456789abcdef") {
+			if strings.Contains(err.Error(), joinTestToken) || strings.Contains(err.Error(), "0123456789abcdef") {
 				t.Errorf("the error shows a token secret: %v", err)
 			}
 			if tc.name != "a Ready Node of that name" && tc.name != "unhealthy etcd" {
@@ -699,13 +699,13 @@ func containsIP(c *x509.Certificate, ip string) bool {
 // kube-system/kubeadm-config, which every bootstrap token may read.
 func TestKubeadmConfigHasNoJoinSecrets(t *testing.T) {
 	cfg := testConfig()
-	cfg.Join = &inventory.Join{APIServerEndpoint: testLB, Token: testToken, CertificateKey: testCertKey, ControlPlane: true}
+	cfg.Join = &inventory.Join{APIServerEndpoint: joinTestLB, Token: joinTestToken, CertificateKey: joinTestCertKey, ControlPlane: true}
 	cm, err := KubeadmConfigMap(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range cm.Data {
-		if strings.Contains(v, "0123456789abcdef") || strings.Contains(v, testCertKey) {
+		if strings.Contains(v, "0123456789abcdef") || strings.Contains(v, joinTestCertKey) {
 			t.Errorf("%s carries a join secret:\n%s", k, v)
 		}
 	}
