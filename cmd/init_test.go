@@ -41,7 +41,7 @@ func TestInitHelpListsPhases(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"preflight", "certs", "/apiserver-kubelet-client", "/etcd-healthcheck-client", "/sa",
-		"kubeconfig", "/super-admin", "etcd", "/local", "control-plane", "/controller-manager", "kubelet-start",
+		"kubeconfig", "/super-admin", "etcd", "/local", "control-plane", "/controller-manager", "kubelet-start", "prepare", "/containerd", "--bundle",
 		"wait-control-plane", "upload-config", "/kubelet", "upload-certs", "mark-control-plane", "bootstrap-token",
 		"kubelet-finalize", "/enable-client-cert-rotation", "addon", "/coredns", "/kube-proxy", "cni", "show-join-command",
 		"--upload-certs", "--certificate-key", "--token", "--skip-token-print",
@@ -78,7 +78,7 @@ func TestConfigAndFlags(t *testing.T) {
 			args := append([]string{"init"}, tc.args...)
 			if len(tc.wantErr) == 0 {
 				// Offline, into a dry-run directory.
-				args = append(args, "--dry-run", "--dry-run-dir", dir, "--skip-phases", "preflight,kubelet-start")
+				args = append(args, "--dry-run", "--dry-run-dir", dir, "--skip-phases", "prepare,preflight,kubelet-start")
 			}
 			out, err := run(t, args...)
 			if len(tc.wantErr) == 0 {

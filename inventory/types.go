@@ -51,6 +51,8 @@ type Cluster struct {
 	KubeProxy KubeProxy `yaml:"kubeProxy,omitempty" json:"kubeProxy,omitempty"`
 	// Timeouts bound the waits of the online phases.
 	Timeouts Timeouts `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
+	// Containerd configures the container runtime the prepare phase sets up.
+	Containerd Containerd `yaml:"containerd,omitempty" json:"containerd,omitempty"`
 
 	// Join is how `kubeboot join` reaches and trusts the cluster it joins
 	// (kubeadm's JoinConfiguration discovery and controlPlane). Nil for init.
@@ -80,6 +82,16 @@ type KubeProxy struct {
 	// would crash-loop writing it), else kube-proxy's default (32768). 0
 	// leaves nf_conntrack_max alone.
 	ConntrackMaxPerCore *int32 `yaml:"conntrackMaxPerCore,omitempty" json:"conntrackMaxPerCore,omitempty"`
+}
+
+// Containerd is what kubeboot writes into containerd's configuration
+// besides what Kubernetes needs (the pause image, the systemd cgroup driver).
+type Containerd struct {
+	// RegistryMirrors maps a registry (docker.io, registry.k8s.io,
+	// quay.io:443, or _default for every registry) to mirror URLs tried in
+	// order before the registry itself; each becomes
+	// /etc/containerd/certs.d/<registry>/hosts.toml.
+	RegistryMirrors map[string][]string `yaml:"registryMirrors,omitempty" json:"registryMirrors,omitempty"`
 }
 
 // The CNI plugins kubeboot installs.

@@ -60,6 +60,7 @@ func Validate(c *Cluster) error {
 	v.hosts(c)
 	v.cniAndTimeouts(c)
 	v.join(c)
+	v.containerd(&c.Containerd)
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -678,6 +679,36 @@ func (v *validator) join(c *Cluster) {
 			v.add(p+".certificateKey", "not a certificate key (%d characters): expected 64 hex digits, as `kubeboot init --upload-certs` prints", len(j.CertificateKey))
 		case !j.ControlPlane:
 			v.add(p+".certificateKey", "is only used when joining a control plane: set controlPlane: true, or drop it for a worker")
+		}
+	}
+}
+
+// registryHostRE is a registry host[:port] as containerd's certs.d
+// directories name them.
+var registryHostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
+
+func (v *validator) containerd(c *Containerd) {
+	const f = "containerd.registryMirrors"
+	regs := make([]string, 0, len(c.RegistryMirrors))
+	for r := range c.RegistryMirrors {
+		regs = append(regs, r)
+	}
+	sort.Strings(regs)
+	for _, r := range regs {
+		at := f + "[" + r + "]"
+		if r != "_default" && (strings.Contains(r, "://") || !registryHostRE.MatchString(r)) {
+			v.addAt(f, at, "%q is not a registry: write its host[:port] (docker.io, registry.k8s.io, registry.example.com:5000) or _default for every registry", r)
+			continue
+		}
+		mirrors := c.RegistryMirrors[r]
+		if len(mirrors) == 0 {
+			v.addAt(f, at, "%s: no mirror URL; list at least one (e.g. https://mirror.example.com) or remove the entry", r)
+		}
+		for i, m := range mirrors {
+			u, err := url.Parse(m)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(m, " \t\"") {
+				v.addAt(f, fmt.Sprintf("%s[%d]", at, i), "%s: %q is not a mirror URL; write https://host[:port][/path]", r, m)
+			}
 		}
 	}
 }

@@ -49,6 +49,8 @@ type Data struct {
 	// Health performs wait-control-plane's health checks; nil uses
 	// NewHTTPHealthChecker (a plain HTTP client from the kubeboot process).
 	Health HealthChecker
+	// Prepare holds the options of the prepare phase (--bundle).
+	Prepare PrepareOptions
 
 	// Init holds the options of init's online phases that are not cluster
 	// configuration (kubeadm's flags of the same names). Phases fill in

@@ -19,6 +19,7 @@ func InitRunner() *Runner {
 	return &Runner{
 		Command: "init",
 		Phases: []*Phase{
+			PreparePhase(),
 			PreflightPhase(),
 			CertsPhase(),
 			KubeconfigPhase(),

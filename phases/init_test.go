@@ -72,7 +72,7 @@ func newData(t testing.TB, cfg *inventory.Cluster, h transport.Host, out *bytes.
 
 // offline is every init phase that needs neither the node's runtime nor
 // the API server (online_test.go runs those against a fake API).
-var offline = Options{Skip: append([]string{"preflight"}, OnlinePhases()...)}
+var offline = Options{Skip: append([]string{"prepare", "preflight"}, OnlinePhases()...)}
 
 func TestInitWritesKubeadmFiles(t *testing.T) {
 	for _, alg := range []inventory.EncryptionAlgorithm{inventory.RSA2048, inventory.ECDSAP256} {

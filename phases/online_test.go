@@ -89,7 +89,7 @@ func (n *onlineNode) data(t *testing.T, out *bytes.Buffer) *Data {
 }
 
 // online runs only the online phases.
-var online = Options{Skip: []string{"preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"}}
+var online = Options{Skip: []string{"prepare", "preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"}}
 
 var changedLine = regexp.MustCompile(`\b(Created|Updated|created|updated)\b`)
 

@@ -306,6 +306,7 @@ func InitChecks(cfg *inventory.Cluster) []Check {
 		Check{Name: "CgroupVersion", Run: checkCgroupVersion},
 		Check{Name: "OOMScoreAdj", Run: checkOOMScoreAdj},
 		Check{Name: "SystemdPID1", Run: checkSystemdPID1},
+		Check{Name: "KernelModules", Run: checkKernelModules},
 	)
 }
 

@@ -68,6 +68,8 @@ func pfHealthyHost() *transporttest.Fake {
 	f.SetFile("/sys/fs/cgroup/cgroup.controllers", []byte("cpuset cpu io memory hugetlb pids rdma misc\n"), 0o444)
 	f.Handle("getent hosts", transporttest.Reply("10.0.0.11       m1\n"))
 	f.SetFile(ipv4Forward, []byte("1\n"), 0o644)
+	f.SetFile("/proc/filesystems", []byte("nodev\tproc\n\text4\nnodev\toverlay\n"), 0o444)
+	f.SetFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("1\n"), 0o644)
 	// Host facts: systemd as PID 1, negative oom_score_adj allowed.
 	f.SetFile("/proc/1/comm", []byte("systemd\n"), 0o444)
 	f.Handle("sh -c", transporttest.Reply(""))
@@ -127,7 +129,7 @@ func TestInitChecksOrderAndNames(t *testing.T) {
 		"SystemVerification", "Hostname", "KubeletVersion", "Service-Kubelet", "Port-10250",
 		"FileContent--proc-sys-net-ipv4-ip_forward",
 		"Port-2379", "Port-2380", "DirAvailable--var-lib-etcd",
-		"CgroupVersion", "OOMScoreAdj", "SystemdPID1",
+		"CgroupVersion", "OOMScoreAdj", "SystemdPID1", "KernelModules",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("init checks:\n got %q\nwant %q", got, want)

@@ -108,6 +108,7 @@ func TestInitRunnerHasKubeadmNames(t *testing.T) {
 		got = append(got, l.Path)
 	}
 	want := []string{
+		"prepare/kernel", "prepare/swap", "prepare/binaries", "prepare/containerd", "prepare/images",
 		"preflight",
 		"certs/ca", "certs/apiserver", "certs/apiserver-kubelet-client", "certs/front-proxy-ca", "certs/front-proxy-client",
 		"certs/etcd-ca", "certs/etcd-server", "certs/etcd-peer", "certs/etcd-healthcheck-client", "certs/apiserver-etcd-client", "certs/sa",

@@ -1,0 +1,109 @@
+package bundle
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// VerifyError lists every file of a bundle that does not match its manifest.
+type VerifyError struct {
+	Bundle   string
+	Problems []string
+}
+
+func (e *VerifyError) Error() string {
+	return fmt.Sprintf("%s does not match its manifest:\n  %s", e.Bundle, strings.Join(e.Problems, "\n  "))
+}
+
+// Verify reads a bundle from start to end, checking every file against the
+// manifest's size and sha256; files missing from the archive and entries
+// the manifest does not list are problems too. It returns the manifest, and
+// a *VerifyError when anything does not match.
+func Verify(file string) (*Manifest, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m, tr, err := ReadManifest(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	want := map[string]File{}
+	for _, x := range m.Files {
+		want[x.Path] = x
+	}
+	seen := map[string]bool{}
+	var problems []string
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("the archive is damaged after %d files: %v", len(seen), err))
+			break
+		}
+		x, ok := want[h.Name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s: in the archive but not in the manifest", h.Name))
+			continue
+		}
+		if seen[h.Name] {
+			problems = append(problems, fmt.Sprintf("%s: in the archive twice", h.Name))
+			continue
+		}
+		seen[h.Name] = true
+		sum := sha256.New()
+		n, err := io.Copy(sum, tr)
+		switch got := hex.EncodeToString(sum.Sum(nil)); {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s: %v", h.Name, err))
+		case n != x.Size:
+			problems = append(problems, fmt.Sprintf("%s: %d bytes, the manifest says %d", h.Name, n, x.Size))
+		case got != x.SHA256:
+			problems = append(problems, fmt.Sprintf("%s: sha256 %s, the manifest says %s", h.Name, got, x.SHA256))
+		}
+	}
+	var missing []string
+	for p := range want {
+		if !seen[p] {
+			missing = append(missing, p)
+		}
+	}
+	sort.Strings(missing)
+	for _, p := range missing {
+		problems = append(problems, fmt.Sprintf("%s: in the manifest but not in the archive", p))
+	}
+	if len(problems) > 0 {
+		return m, &VerifyError{Bundle: file, Problems: problems}
+	}
+	return m, nil
+}
+
+// Summary renders the manifest as a table for people.
+func (m *Manifest) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Kubernetes %s, %s, CNI plugins %s\n", m.KubernetesVersion, m.Arch, m.CNIPluginsVersion)
+	fmt.Fprintf(&b, "%-34s %-10s %-14s %12s  %s\n", "PATH", "TYPE", "VERSION", "SIZE", "SHA256")
+	var total int64
+	for _, f := range m.Files {
+		fmt.Fprintf(&b, "%-34s %-10s %-14s %12d  %s\n", f.Path, f.Type, f.Version, f.Size, f.SHA256)
+		total += f.Size
+		for _, im := range f.Images {
+			d := im.Digest
+			if d == "" {
+				d = "config " + im.ConfigDigest
+			}
+			fmt.Fprintf(&b, "    %s  %s\n", im.Ref, d)
+		}
+	}
+	fmt.Fprintf(&b, "%d files, %d bytes\n", len(m.Files), total)
+	return b.String()
+}

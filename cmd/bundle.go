@@ -1,0 +1,79 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeboot/kubeboot/bundle"
+)
+
+func newBundleCommand(out io.Writer) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "bundle",
+		Short: "Create and check offline bundles (binaries and images for nodes without internet access)",
+		Long: `An offline bundle is one archive with the binaries (kubelet, kubectl, containerd,
+runc, the CNI plugins, optionally kubeadm and crictl) and container images a node
+needs for one Kubernetes version, and a manifest of their versions and sha256 sums.
+Copy it to each node and run "kubeboot init --bundle FILE" (or join --bundle FILE).
+
+    kubeboot bundle create --spec bundle.yaml -o kubeboot-v1.34.3-amd64.tar.gz
+    kubeboot bundle inspect kubeboot-v1.34.3-amd64.tar.gz`,
+	}
+	var spec, output string
+	create := &cobra.Command{
+		Use:   "create --spec SPEC.yaml -o OUT.tar[.gz]",
+		Short: "Pack the files a bundle spec (kind: BundleSpec) names into one archive",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if spec == "" || output == "" {
+				return fmt.Errorf("bundle create needs --spec SPEC.yaml and -o OUT.tar[.gz]")
+			}
+			s, err := bundle.LoadSpec(spec)
+			if err != nil {
+				return err
+			}
+			m, err := bundle.Create(s, output, func(format string, args ...any) {
+				fmt.Fprintf(out, "[bundle] "+format+"\n", args...)
+			})
+			if err != nil {
+				return err
+			}
+			fi, err := os.Stat(output)
+			if err != nil {
+				return err
+			}
+			images := 0
+			for _, f := range m.ByType(bundle.TypeImages) {
+				images += len(f.Images)
+			}
+			fmt.Fprintf(out, "[bundle] Wrote %s (%d bytes): Kubernetes %s for %s, %d files, %d images\n",
+				output, fi.Size(), m.KubernetesVersion, m.Arch, len(m.Files), images)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&spec, "spec", "", "The bundle spec (kind: BundleSpec; see `kubeboot bundle --help`)")
+	create.Flags().StringVarP(&output, "output", "o", "", "The archive to write; .tar.gz or .tgz compresses it")
+
+	inspect := &cobra.Command{
+		Use:     "inspect FILE",
+		Aliases: []string{"list"},
+		Short:   "Print a bundle's manifest and verify every file against its sha256",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			m, err := bundle.Verify(args[0])
+			if m != nil {
+				fmt.Fprint(out, m.Summary())
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s: every file matches its sha256\n", args[0])
+			return nil
+		},
+	}
+	c.AddCommand(create, inspect)
+	return c
+}

@@ -1,0 +1,278 @@
+package phases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"path"
+	"strings"
+
+	"github.com/kubeboot/kubeboot/bundle"
+	"github.com/kubeboot/kubeboot/transport"
+)
+
+// PrepareOptions are the options of the prepare phase.
+type PrepareOptions struct {
+	// Bundle is the absolute path, on the node, of an offline bundle
+	// (kubeboot bundle create) to install from (--bundle). Empty: the
+	// distribution's packages.
+	Bundle string
+
+	st *prepareState
+}
+
+// prepareState is what prepare's sub-phases share within one run.
+type prepareState struct {
+	plan []string
+	// manifest is the bundle's, read by the parent phase.
+	manifest *bundle.Manifest
+	// staged is the set of bundle paths unpacked and verified below
+	// stagingDir.
+	staged map[string]bool
+	// containerdChanged is set when containerd's binaries or unit changed,
+	// so the containerd sub-phase restarts it.
+	containerdChanged bool
+}
+
+func (d *Data) prepareState() *prepareState {
+	if d.Prepare.st == nil {
+		d.Prepare.st = &prepareState{staged: map[string]bool{}}
+	}
+	return d.Prepare.st
+}
+
+// Files and directories prepare writes.
+const (
+	modulesLoadFile = "/etc/modules-load.d/kubeboot.conf"
+	// 99-: applied after the distribution's files, which may turn
+	// forwarding off.
+	sysctlFile = "/etc/sysctl.d/99-kubeboot.conf"
+	fstabFile  = "/etc/fstab"
+	// stagingDir is where a bundle is unpacked and verified: on disk
+	// (images are large), not in /tmp, which may be memory.
+	stagingDir = "/var/lib/kubeboot/bundle-staging"
+)
+
+// PreparePhase is kubeboot's `prepare`, first in init and join: it installs
+// and configures what kubeadm assumes is already on the node. Each
+// sub-phase can be re-run alone (`init phase prepare containerd`) or skipped
+// (--skip-phases prepare/swap).
+func PreparePhase() *Phase {
+	return &Phase{
+		Name:  "prepare",
+		Short: "Install and configure the container runtime, kubelet, kubectl and kernel settings the node needs",
+		Prepare: func(_ context.Context, d *Data, plan []string) error {
+			d.prepareState().plan = plan
+			return nil
+		},
+		Run: runPrepareBundleCheck,
+		Phases: []*Phase{
+			{Name: "kernel", Short: "Load the overlay and br_netfilter modules and set the forwarding and bridge sysctls, persistently", Run: runPrepareKernel},
+			{Name: "swap", Short: "Turn swap off, now and in /etc/fstab", Run: runPrepareSwap},
+			{Name: "binaries", Short: "Install containerd, runc, the CNI plugins, kubelet, kubectl and their units (from --bundle, or the distribution's packages)", Run: runPrepareBinaries},
+			{Name: "containerd", Short: "Write containerd's configuration and registry mirrors, and (re)start it when they changed", Run: runPrepareContainerd},
+			{Name: "images", Short: "Import the bundle's images into containerd's k8s.io namespace (with --bundle)", Run: runPrepareImages},
+		},
+	}
+}
+
+// ---- kernel ----
+
+// kernelModule is a module Kubernetes networking or containerd needs, and
+// how to see that its feature is there (loaded or built in).
+type kernelModule struct {
+	name    string
+	present func(ctx context.Context, h transport.Host) bool
+}
+
+var kernelModules = []kernelModule{
+	{"overlay", func(ctx context.Context, h transport.Host) bool {
+		b, err := h.ReadFile(ctx, "/proc/filesystems")
+		if err != nil {
+			return false
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == "overlay" {
+				return true
+			}
+		}
+		return false
+	}},
+	{"br_netfilter", func(ctx context.Context, h transport.Host) bool {
+		ok, _ := transport.Exists(ctx, h, "/proc/sys/net/bridge/bridge-nf-call-iptables")
+		return ok
+	}},
+}
+
+// sysctl is a kernel parameter and the value Kubernetes needs.
+type sysctl struct{ key, value string }
+
+// prepareSysctls are what kubeadm's preflight and the pod network need:
+// forwarding, and bridged traffic through iptables (kube-proxy's rules
+// must see pod-to-pod traffic on one node's bridge). IPv6 forwarding only
+// for clusters with IPv6 addresses.
+func prepareSysctls(d *Data) []sysctl {
+	s := []sysctl{
+		{"net.bridge.bridge-nf-call-iptables", "1"},
+		{"net.bridge.bridge-nf-call-ip6tables", "1"},
+		{"net.ipv4.ip_forward", "1"},
+	}
+	v6 := false
+	for _, cidr := range strings.Split(d.Cfg.Networking.PodSubnet+","+d.Cfg.Networking.ServiceSubnet, ",") {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err == nil && p.Addr().Is6() {
+			v6 = true
+		}
+	}
+	if ip, err := netip.ParseAddr(d.Cfg.Node.AdvertiseAddress); err == nil && ip.Is6() {
+		v6 = true
+	}
+	if v6 {
+		s = append(s, sysctl{"net.ipv6.conf.all.forwarding", "1"}, sysctl{"net.ipv6.conf.default.forwarding", "1"})
+	}
+	return s
+}
+
+const writtenByKubeboot = "# Written by kubeboot (prepare phase); changes are overwritten on the next run.\n"
+
+func runPrepareKernel(ctx context.Context, d *Data) error {
+	const tag = "prepare"
+	h := d.Host
+	var mods strings.Builder
+	mods.WriteString(writtenByKubeboot)
+	for _, m := range kernelModules {
+		mods.WriteString(m.name + "\n")
+	}
+	if err := writeReport(ctx, d, modulesLoadFile, "kernel modules to load at boot", []byte(mods.String()), 0o644); err != nil {
+		return err
+	}
+	for _, m := range kernelModules {
+		if m.present(ctx, h) {
+			d.Out.Printf(tag, "Kernel module %s: available (loaded or built in)", m.name)
+			continue
+		}
+		_, err := h.Run(ctx, transport.Cmd{Args: []string{"modprobe", m.name}})
+		switch {
+		case d.DryRun:
+			d.Out.Printf(tag, "Kernel module %s: not loaded; would run modprobe %s", m.name, m.name)
+		case err == nil || m.present(ctx, h):
+			d.Out.Printf(tag, "Kernel module %s: loaded", m.name)
+		default:
+			return fmt.Errorf("kernel module %s is missing on %s and cannot be loaded (%v): load it on the host (modprobe %s), or use a kernel that has it", m.name, h.Name(), err, m.name)
+		}
+	}
+
+	var conf strings.Builder
+	conf.WriteString(writtenByKubeboot)
+	for _, s := range prepareSysctls(d) {
+		fmt.Fprintf(&conf, "%s = %s\n", s.key, s.value)
+	}
+	if err := writeReport(ctx, d, sysctlFile, "kernel parameters", []byte(conf.String()), 0o644); err != nil {
+		return err
+	}
+	var set []string
+	for _, s := range prepareSysctls(d) {
+		file := "/proc/sys/" + strings.ReplaceAll(s.key, ".", "/")
+		if cur, err := readTrimmed(ctx, h, file); err == nil && cur == s.value {
+			continue
+		}
+		if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sysctl", "-w", s.key + "=" + s.value}}); err != nil {
+			return fmt.Errorf("set %s=%s: %w", s.key, s.value, err)
+		}
+		set = append(set, s.key+"="+s.value)
+	}
+	if len(set) == 0 {
+		d.Out.Printf(tag, "Kernel parameters are set (%s)", sysctlFile)
+	} else {
+		d.Out.Printf(tag, "Set %s", strings.Join(set, ", "))
+	}
+	return nil
+}
+
+// writeReport writes a file when its content differs and says which it was.
+func writeReport(ctx context.Context, d *Data, file, what string, data []byte, mode fs.FileMode) error {
+	changed, _, err := writeIfChanged(ctx, d, file, data, mode)
+	if err != nil {
+		return err
+	}
+	if changed {
+		d.Out.Printf("prepare", "Writing %s to %s", what, file)
+	} else {
+		d.Out.Printf("prepare", "Using existing %s %s", what, file)
+	}
+	return nil
+}
+
+// ---- swap ----
+
+func runPrepareSwap(ctx context.Context, d *Data) error {
+	const tag = "prepare"
+	h := d.Host
+	if b, err := h.ReadFile(ctx, "/proc/swaps"); err == nil && len(strings.Split(strings.TrimSpace(string(b)), "\n")) > 1 {
+		if c := containerHost(ctx, h); c != "" {
+			// /proc/swaps is not namespaced: this is the host's swap, and
+			// swapoff would change the machine this container runs on.
+			d.Out.Printf(tag, "WARNING: swap is on, and %s is a container (%s): the swap is the host's; turn it off there (swapoff -a), or the kubelet will not start", h.Name(), c)
+		} else if _, err := h.Run(ctx, transport.Cmd{Args: []string{"swapoff", "-a"}}); err != nil {
+			return fmt.Errorf("turn swap off: %w", err)
+		} else {
+			d.Out.Printf(tag, "Turned swap off (swapoff -a)")
+		}
+	} else {
+		d.Out.Printf(tag, "Swap is off")
+	}
+
+	b, err := h.ReadFile(ctx, fstabFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", fstabFile, err)
+	}
+	out, n := disableSwapInFstab(string(b))
+	if n == 0 {
+		d.Out.Printf(tag, "No swap in %s", fstabFile)
+		return nil
+	}
+	mode := fs.FileMode(0o644)
+	if fi, err := h.Stat(ctx, fstabFile); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	if err := h.WriteFile(ctx, fstabFile, []byte(out), mode); err != nil {
+		return fmt.Errorf("write %s: %w", fstabFile, err)
+	}
+	d.Out.Printf(tag, "Commented out %d swap entr%s in %s", n, map[bool]string{true: "y", false: "ies"}[n == 1], fstabFile)
+	return nil
+}
+
+// swapCommentPrefix marks the fstab lines prepare turned off.
+const swapCommentPrefix = "#kubeboot swap off# "
+
+// disableSwapInFstab comments out every swap entry of an fstab and says how
+// many there were.
+func disableSwapInFstab(fstab string) (string, int) {
+	lines := strings.SplitAfter(fstab, "\n")
+	n := 0
+	for i, line := range lines {
+		f := strings.Fields(line)
+		if len(f) >= 3 && !strings.HasPrefix(f[0], "#") && f[2] == "swap" {
+			lines[i] = swapCommentPrefix + line
+			n++
+		}
+	}
+	return strings.Join(lines, ""), n
+}
+
+// containerHost says which container manager h runs under, or "".
+func containerHost(ctx context.Context, h transport.Host) string {
+	if b, err := h.ReadFile(ctx, "/run/systemd/container"); err == nil && strings.TrimSpace(string(b)) != "" {
+		return strings.TrimSpace(string(b))
+	}
+	for _, f := range []string{"/.dockerenv", "/run/.containerenv"} {
+		if ok, _ := transport.Exists(ctx, h, f); ok {
+			return path.Base(f)
+		}
+	}
+	return ""
+}
