@@ -40,6 +40,7 @@ type joinOptions struct {
 	skipPhases       []string
 	dryRun           bool
 	dryRunDir        string
+	bundle           string
 }
 
 // joinFlag ties a flag to the configuration field it sets.
@@ -111,6 +112,7 @@ func (o *joinOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.skipPhases, "skip-phases", nil, "List of phases to be skipped")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "Don't apply any changes; write the files under --dry-run-dir and print what would be done (discovery still reads the cluster)")
 	fs.StringVar(&o.dryRunDir, "dry-run-dir", "", "With --dry-run: the directory that stands in for / (default: a new temporary directory, printed)")
+	fs.StringVar(&o.bundle, "bundle", "", "An offline bundle (kubeboot bundle create) on the node: the prepare phase installs containerd, runc, the CNI plugins, kubelet, kubectl and the images from it")
 }
 
 // loadConfig builds the configuration from --config and/or the flags and
@@ -338,6 +340,7 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		DryRun:                o.dryRun,
 		IgnorePreflightErrors: ignore,
 		NewClient:             o.newAdminClient(host),
+		Prepare:               phases.PrepareOptions{Bundle: absPath(o.bundle)},
 		Join: &phases.JoinState{
 			NewKeys: func(alg inventory.EncryptionAlgorithm) phases.KeySource { return certs.NewKeyPool(alg, nil) },
 		},
@@ -358,10 +361,23 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	if runErr != nil {
 		return runErr
 	}
-	if only == "" && len(o.skipPhases) == 0 && dry == nil {
+	if only == "" && !skipsJoinWork(o.skipPhases) && dry == nil {
 		printJoined(printer, cfg.Join.ControlPlane)
 	}
 	return nil
+}
+
+// skipsJoinWork reports whether a skipped phase is one the success message
+// speaks for (anything but prepare and preflight).
+func skipsJoinWork(skip []string) bool {
+	for _, s := range skip {
+		s = strings.Trim(strings.TrimSpace(s), "/")
+		top, _, _ := strings.Cut(s, "/")
+		if s != "" && top != "prepare" && top != "preflight" {
+			return true
+		}
+	}
+	return false
 }
 
 func printJoined(p *phases.Printer, controlPlane bool) {

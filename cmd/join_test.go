@@ -145,7 +145,7 @@ func TestJoinHelpListsPhases(t *testing.T) {
 		"check-etcd", "kubelet-start", "etcd-join", "kubelet-wait-bootstrap", "control-plane-join", "/mark-control-plane", "wait-control-plane",
 		"--token", "--discovery-token", "--tls-bootstrap-token", "--discovery-token-ca-cert-hash", "--discovery-token-unsafe-skip-ca-verification",
 		"--control-plane", "--certificate-key", "--apiserver-advertise-address", "--apiserver-bind-port", "--node-name", "--cri-socket",
-		"--ignore-preflight-errors", "--skip-phases", "--dry-run", "--dry-run-dir", "--config"} {
+		"--ignore-preflight-errors", "--skip-phases", "--dry-run", "--dry-run-dir", "--config", "prepare", "--bundle"} {
 		if !strings.Contains(out, p) {
 			t.Errorf("join --help lacks %q", p)
 		}

@@ -24,8 +24,11 @@ import (
 // JoinRunner returns the `join` workflow: kubeadm v1.34.3's phases, in its
 // order and with its names (ControlPlaneKubeletLocalMode, kubeadm's default:
 // etcd joins in etcd-join, after the kubelet started, and the kubelet
-// bootstraps against this node's own API server), with discovery as a phase
-// of its own after preflight. kubeadm's check-etcd and
+// bootstraps against this node's own API server), with two of kubeboot's
+// in front. discovery (kubeadm does it on demand, from preflight on) comes
+// first: it only reads from the cluster, and kubeboot's prepare, which
+// installs and configures the node before preflight checks it (as in
+// init), needs the cluster's configuration. kubeadm's check-etcd and
 // kubelet-wait-bootstrap are hidden phases; kubeboot lists them. kubeadm's
 // control-plane-join/etcd only runs without ControlPlaneKubeletLocalMode,
 // so kubeboot, which always joins etcd in etcd-join, has no such phase.
@@ -34,8 +37,9 @@ func JoinRunner() *Runner {
 	return &Runner{
 		Command: "join",
 		Phases: []*Phase{
-			JoinPreflightPhase(),
 			DiscoveryPhase(),
+			joinPreparePhase(),
+			JoinPreflightPhase(),
 			ControlPlanePreparePhase(),
 			CheckEtcdPhase(),
 			JoinKubeletStartPhase(),
@@ -49,6 +53,26 @@ func JoinRunner() *Runner {
 			onlyOnControlPlane(WaitControlPlanePhase()),
 		},
 	}
+}
+
+// joinPreparePhase is the prepare phase for a joining node: what it
+// installs and configures follows the cluster's configuration (the
+// Kubernetes version of the kubelet and of a bundle, the imageRepository of
+// containerd's sandbox image), so run alone (`join phase prepare`) it runs
+// discovery first.
+func joinPreparePhase() *Phase {
+	p := PreparePhase()
+	run := p.Run
+	p.Run = func(ctx context.Context, d *Data) error {
+		if err := ensureCluster(ctx, d); err != nil {
+			return err
+		}
+		if run == nil {
+			return nil
+		}
+		return run(ctx, d)
+	}
+	return p
 }
 
 // onlyOnControlPlane is p for a joining control plane, after discovery;
@@ -234,6 +258,10 @@ func mergeJoinConfig(cluster, local *inventory.Cluster) *inventory.Cluster {
 	c.Join = local.Join
 	c.Timeouts = local.Timeouts
 	c.Hosts = local.Hosts
+	// Registry mirrors are about what this node can reach.
+	if len(local.Containerd.RegistryMirrors) > 0 {
+		c.Containerd = local.Containerd
+	}
 	return &c
 }
 

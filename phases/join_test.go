@@ -50,7 +50,9 @@ func TestJoinRunnerPhases(t *testing.T) {
 		got = append(got, l.Path)
 	}
 	want := []string{
-		"preflight", "discovery",
+		"discovery",
+		"prepare/kernel", "prepare/swap", "prepare/binaries", "prepare/containerd", "prepare/images",
+		"preflight",
 		"control-plane-prepare/download-certs", "control-plane-prepare/certs", "control-plane-prepare/kubeconfig", "control-plane-prepare/control-plane",
 		"check-etcd", "kubelet-start", "etcd-join", "kubelet-wait-bootstrap",
 		"control-plane-join/mark-control-plane", "wait-control-plane",
@@ -204,7 +206,7 @@ func (c *testCluster) data(t *testing.T, cfg *inventory.Cluster, h transport.Hos
 }
 
 // joinAll is every join phase that the fakes can stand in for.
-var joinAll = Options{Skip: []string{"preflight"}}
+var joinAll = Options{Skip: []string{"prepare", "preflight"}}
 
 func TestJoinWorker(t *testing.T) {
 	c := newTestCluster(t)
@@ -561,7 +563,7 @@ func TestJoinPreflightChecks(t *testing.T) {
 	}
 	cp := c.joinConfig("cp2", "10.0.0.12", true)
 	cpNames := names(append(JoinChecks(cp), JoinControlPlaneChecks(cp)...))
-	if containsString(cpNames, "FileAvailable--etc-kubernetes-pki-ca.crt") || containsString(cpNames, "KubernetesVersion") {
+	if containsString(cpNames, "FileAvailable--etc-kubernetes-pki-ca.crt") || !containsString(cpNames, "KubernetesVersion") {
 		t.Errorf("control-plane checks: %v", cpNames)
 	}
 	seen := map[string]int{}
@@ -712,5 +714,30 @@ func TestKubeadmConfigHasNoJoinSecrets(t *testing.T) {
 	back, err := ClusterConfigFromConfigMap(cm)
 	if err != nil || back.Join != nil {
 		t.Errorf("read back: join %v, %v", back.Join, err)
+	}
+}
+
+// TestJoinPrepareFollowsTheCluster: prepare runs discovery first, so what
+// it configures follows the cluster (here: the image repository the kubelet
+// pulls from), not the defaults the node started with.
+func TestJoinPrepareFollowsTheCluster(t *testing.T) {
+	c := newTestCluster(t)
+	mirror := *c.cfg
+	mirror.ImageRepository = "registry.aliyuncs.com/google_containers"
+	cm, err := KubeadmConfigMap(&mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.client.CoreV1().ConfigMaps("kube-system").Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := c.joiningNode(t, "w1", false)
+	var out bytes.Buffer
+	d := c.data(t, c.joinConfig("w1", "", false), h, &out)
+	if err := JoinRunner().Run(context.Background(), d, Options{Only: "prepare/images"}); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "[discovery] Joining cluster") || !strings.Contains(out.String(), "registry.aliyuncs.com/google_containers") {
+		t.Errorf("prepare did not use the cluster's configuration:\n%s", out.String())
 	}
 }

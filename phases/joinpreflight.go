@@ -12,10 +12,9 @@ import (
 
 // JoinPreflightPhase is join's `preflight`: kubeadm's join checks and, with
 // --control-plane, its checks for a new control-plane instance, reported
-// together. It runs before discovery, on this node's own settings (flags
-// or --config); what needs the cluster's configuration (a stable
-// controlPlaneEndpoint, the shared certificates, the version) is checked by
-// discovery.
+// together, on the cluster's configuration with this node's settings (it
+// runs after discovery, as kubeadm's reads the cluster's configuration, and
+// after prepare, which installs what it checks for).
 func JoinPreflightPhase() *Phase {
 	return &Phase{
 		Name:  "preflight",
@@ -25,6 +24,9 @@ func JoinPreflightPhase() *Phase {
 }
 
 func runJoinPreflight(ctx context.Context, d *Data) error {
+	if err := ensureCluster(ctx, d); err != nil {
+		return err
+	}
 	d.Out.Printf("preflight", "Running pre-flight checks")
 	facts, err := d.Facts(ctx)
 	if err != nil {
@@ -53,9 +55,9 @@ func runJoinPreflight(ctx context.Context, d *Data) error {
 
 // JoinChecks are kubeadm v1.34's JoinNodeChecks, root first, followed by
 // kubeboot's own (CgroupVersion, OOMScoreAdj, SystemdPID1). As in kubeadm,
-// the kubelet's version is not compared with a control-plane version here
-// (discovery has not run), and a control plane may already have the
-// cluster CA (copied by hand for a join without --certificate-key).
+// the common checks get no Kubernetes version (the kubelet's is not
+// compared with the control plane's), and a control plane may already have
+// the cluster CA (copied by hand for a join without --certificate-key).
 func JoinChecks(cfg *inventory.Cluster) []Check {
 	checks := []Check{
 		{Name: "IsPrivilegedUser", Run: checkPrivilegedUser},
@@ -90,11 +92,11 @@ func JoinChecks(cfg *inventory.Cluster) []Check {
 
 // JoinControlPlaneChecks are kubeadm's InitNodeChecks for a secondary
 // control plane: init's checks without the ones JoinChecks already ran (root,
-// the common node checks, kubeboot's own), the forwarding sysctl and the
-// Kubernetes version (the cluster's, checked after discovery), and, with a
-// certificate key, the external etcd client files download-certs brings.
+// the common node checks, kubeboot's own) and the forwarding sysctl, and,
+// with a certificate key, the external etcd client files download-certs
+// brings. The Kubernetes version checked is the cluster's.
 func JoinControlPlaneChecks(cfg *inventory.Cluster) []Check {
-	already := map[string]bool{"KubernetesVersion": true}
+	already := map[string]bool{}
 	for _, c := range JoinChecks(cfg) {
 		already[c.Name] = true
 	}
