@@ -63,7 +63,7 @@ func onlinePhases(ctx context.Context, t *testing.T, e env, root string) {
 	// prints the control-plane join command only with one): the advertise
 	// address here, so every kubeconfig of the dry run stays valid.
 	online := []string{"init", "--node-name", nodeName, "--upload-certs", "--control-plane-endpoint", e.addr + ":6443",
-		"--skip-phases", "preflight,certs,kubeconfig,etcd,control-plane,kubelet-start"}
+		"--skip-phases", "prepare,preflight,certs,kubeconfig,etcd,control-plane,kubelet-start"}
 	out := runKubeboot(t, e, root, online...)
 	token := regexp.MustCompile(`--token ([a-z0-9]{6}\.[a-z0-9]{16})`).FindStringSubmatch(out)
 	hash := regexp.MustCompile(`--discovery-token-ca-cert-hash (sha256:[0-9a-f]{64})`).FindStringSubmatch(out)
