@@ -15,6 +15,7 @@ build:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^test/k8sbin/')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet -tags sshd ./test/sshd/
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./test/integration/
 
@@ -31,6 +32,11 @@ integration:
 # kubeboot's offline phases against kubeadm's, RSA-2048 and ECDSA-P256.
 bench:
 	test/bench/offline-phases.sh
+
+# transport.SSH against OpenSSH's real sshd on 127.0.0.1 (root, openssh-server).
+.PHONY: integration-ssh
+integration-ssh:
+	test/sshd/run.sh
 
 k8s-binaries:
 	test/k8sbin/build.sh

@@ -82,3 +82,14 @@ require (
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.3.0 // indirect
 )
+
+// transport: SSH+SFTP and the fan-out's errors (golang.org/x/crypto above).
+require (
+	github.com/hashicorp/go-multierror v1.1.1
+	github.com/pkg/sftp v1.13.9
+)
+
+require (
+	github.com/hashicorp/errwrap v1.0.0 // indirect
+	github.com/kr/fs v0.1.0 // indirect
+)

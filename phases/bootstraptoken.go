@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"time"
 
@@ -174,7 +175,7 @@ func reusableToken(ctx context.Context, secrets interface {
 		if err != nil {
 			continue
 		}
-		if !contains(info.Usages, "authentication") || !contains(info.Usages, "signing") || !contains(info.Groups, bootstraptoken.DefaultGroup) {
+		if !slices.Contains(info.Usages, "authentication") || !slices.Contains(info.Usages, "signing") || !slices.Contains(info.Groups, bootstraptoken.DefaultGroup) {
 			continue
 		}
 		if info.Expires != nil && info.Expires.Sub(now) < time.Hour {
@@ -205,15 +206,6 @@ func expiry(info *bootstraptoken.Info) string {
 		return "never"
 	}
 	return info.Expires.UTC().Format(time.RFC3339)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // reportResult prints what happened to an object not applied through

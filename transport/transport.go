@@ -1,8 +1,9 @@
 // Package transport hides how kubeboot reaches a host: the local machine
 // (init on bare metal), a dry-run recorder that writes under a directory and
-// changes nothing, and (with the inventory install) SSH+SFTP. Phases and
+// changes nothing, and SSH+SFTP (DialSSH; the inventory install). Phases and
 // preflight checks use only the Host interface, so they run unchanged on any
-// of them.
+// of them. Upload copies big files to any Host; Each runs a function on many
+// hosts with a limit and collects every host's failure.
 package transport
 
 import (

@@ -17,11 +17,14 @@ make -s build
 bindir=$(test/k8sbin/build.sh kubeadm)
 kubeadm=$bindir/kubeadm
 work=$(mktemp -d /tmp/kubeboot-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# The tmpfs mount points are made on the host if missing; remove what we made.
+made=()
+for d in /etc/kubernetes /var/lib/etcd; do [ -e "$d" ] || { mkdir -p "$d"; made+=("$d"); }; done
+trap 'rm -rf "$work"; for d in "${made[@]}"; do rmdir "$d" 2>/dev/null || true; done' EXIT
 
 # The online phases neither tool runs here.
 skip_kubeadm=preflight,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command
-skip_kubeboot=preflight,kubelet-start
+skip_kubeboot=prepare,$skip_kubeadm,cni
 
 for alg in RSA-2048 ECDSA-P256; do
   cat > "$work/kubeadm-$alg.yaml" <<YAML
@@ -50,8 +53,8 @@ done
 # /etc/kubernetes and /var/lib/etcd; prints milliseconds.
 time_one() {
   unshare --mount --propagation private -- sh -ec '
-    mount -t tmpfs tmpfs /etc/kubernetes 2>/dev/null || { mkdir -p /etc/kubernetes; mount -t tmpfs tmpfs /etc/kubernetes; }
-    mkdir -p /var/lib/etcd; mount -t tmpfs tmpfs /var/lib/etcd
+    mount -t tmpfs tmpfs /etc/kubernetes
+    mount -t tmpfs tmpfs /var/lib/etcd
     t0=$(date +%s%N); "$@" >/tmp/kubeboot-bench.out 2>&1 || { cat /tmp/kubeboot-bench.out >&2; exit 1; }
     t1=$(date +%s%N); test -s /etc/kubernetes/manifests/kube-apiserver.yaml
     echo $(( (t1 - t0) / 1000000 ))' sh "$@"
