@@ -32,6 +32,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kubeboot/kubeboot/transport"
 )
 
 // Config describes the machines to boot. Zero fields take the defaults.
@@ -56,7 +58,7 @@ type Config struct {
 	WorkDir string
 	// LogDir, when set, receives each machine's console log at Down.
 	LogDir string
-	// BootTimeout bounds the wait for sshd in every machine (2 minutes).
+	// BootTimeout bounds the wait for SSH logins to every machine (2 minutes).
 	BootTimeout time.Duration
 	// Logf prints progress (discarded when nil).
 	Logf func(format string, args ...any)
@@ -140,7 +142,7 @@ type Machine struct {
 	Dir, Root string
 	// HostKey is the machine's SSH host public key (authorized_keys format).
 	HostKey string
-	// BootTime is from nspawn's start to sshd answering.
+	// BootTime is from nspawn's start to the first SSH login.
 	BootTime time.Duration
 
 	cmd     *exec.Cmd
@@ -148,6 +150,24 @@ type Machine struct {
 	exited  chan struct{}
 	cgroups []hierarchy // the machine's own cgroup in each hierarchy
 	console string
+}
+
+// SSHConfig is how to log in to m as root: the run's key, the pinned host
+// key (strict checking: an unknown or different key is refused).
+func (c *Cluster) SSHConfig(m *Machine) transport.SSHConfig {
+	return transport.SSHConfig{
+		Name:           m.Name,
+		Address:        m.IP.String(),
+		User:           "root",
+		KeyFile:        c.KeyFile,
+		KnownHostsFile: c.KnownHostsFile,
+		ConnectTimeout: 10 * time.Second,
+	}
+}
+
+// Dial opens an SSH connection to m (transport.SSH); close it when done.
+func (c *Cluster) Dial(ctx context.Context, m *Machine) (*transport.SSH, error) {
+	return transport.DialSSH(ctx, c.SSHConfig(m))
 }
 
 // Addr is the machine's SSH address (ip:22).
@@ -231,8 +251,8 @@ func handleSignals() {
 	})
 }
 
-// Boot starts cfg.N machines in parallel and waits until sshd answers in
-// each. On error everything already created is removed again. The caller
+// Boot starts cfg.N machines in parallel and waits until root can log in
+// to each over SSH (pinned host key). On error everything already created is removed again. The caller
 // must call Down (t.Cleanup(func() { c.Down() })).
 func Boot(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := cfg.setDefaults(); err != nil {
@@ -347,7 +367,10 @@ func (c *Cluster) boot(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = waitSSH(ctx, m)
+			if errs[i] = waitSSH(ctx, m); errs[i] != nil {
+				return
+			}
+			errs[i] = c.login(ctx, m)
 		}()
 	}
 	wg.Wait()
@@ -356,7 +379,7 @@ func (c *Cluster) boot(ctx context.Context) error {
 	}
 	c.BootTime = time.Since(start)
 	for _, m := range c.Machines {
-		cfg.Logf("%s %s: sshd up %s after start", m.Name, m.IP, m.BootTime.Round(10*time.Millisecond))
+		cfg.Logf("%s %s: root login over ssh %s after start", m.Name, m.IP, m.BootTime.Round(10*time.Millisecond))
 	}
 	cfg.Logf("%d machines up in %s", len(c.Machines), c.BootTime.Round(10*time.Millisecond))
 	return nil
@@ -502,8 +525,7 @@ func hierarchyRoot(hs []hierarchy, name string) string {
 	return ""
 }
 
-// waitSSH waits until sshd in m answers with an SSH banner (the client in
-// the scenario then authenticates with the pinned host key).
+// waitSSH waits until sshd in m answers with an SSH banner.
 func waitSSH(ctx context.Context, m *Machine) error {
 	for {
 		if !m.Running() {
@@ -526,6 +548,21 @@ func waitSSH(ctx context.Context, m *Machine) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// login checks that root can log in to m with the run's key and the pinned
+// host key, and run a command.
+func (c *Cluster) login(ctx context.Context, m *Machine) error {
+	h, err := c.Dial(ctx, m)
+	if err != nil {
+		return fmt.Errorf("%s: ssh: %w", m.Name, err)
+	}
+	defer h.Close()
+	if _, err := h.Run(ctx, transport.Cmd{Args: []string{"true"}, ReadOnly: true}); err != nil {
+		return fmt.Errorf("%s: ssh: %w", m.Name, err)
+	}
+	m.BootTime = time.Since(m.started)
+	return nil
 }
 
 func readTail(path string, n int) string {
