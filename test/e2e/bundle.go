@@ -34,7 +34,7 @@ type built struct {
 // Kubernetes, add-on and Debian components, the images, and packs the
 // bundle with `kubeboot bundle create` into workDir. On 2 cores the
 // downloads (debootstrap, apt) run beside the compiles, nothing else does.
-func buildAll(ctx context.Context, st *stages, logf func(string, ...any), repo, kubeboot, workDir string) (*built, error) {
+func buildAll(ctx context.Context, st *stages, logf func(string, ...any), repo, kubeboot, workDir, logDir string) (*built, error) {
 	b := &components.Builder{Repo: repo, Cache: nspawn.CacheDir(), Logf: logf}
 	out := &built{}
 	var (
@@ -151,7 +151,7 @@ images:
 		containerd.Version, containerd.Path("usr/bin/containerd"), containerd.Path("usr/bin/containerd-shim-runc-v2"), containerd.Path("usr/bin/ctr"),
 		runc.Version, runc.Path("usr/sbin/runc"),
 		cni.Version, cni.Path("usr/lib/cni"), imagesTar)
-	specFile := filepath.Join(workDir, "bundle.yaml")
+	specFile := filepath.Join(logDir, "bundle.yaml")
 	if err := os.WriteFile(specFile, []byte(spec), 0o644); err != nil {
 		return nil, err
 	}

@@ -111,7 +111,7 @@ func TestTwoNodeCluster(t *testing.T) {
 	})
 
 	// 1. Everything the bundle carries, from real components (cached).
-	b, err := buildAll(ctx, st, logf, repo, kubeboot, t.TempDir())
+	b, err := buildAll(ctx, st, logf, repo, kubeboot, t.TempDir(), logDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -20,9 +21,10 @@ type stages struct {
 }
 
 type stage struct {
-	name string
-	d    time.Duration
-	err  error
+	name  string
+	start time.Time
+	d     time.Duration
+	err   error
 }
 
 func newStages() *stages { return &stages{start: time.Now()} }
@@ -31,14 +33,10 @@ func newStages() *stages { return &stages{start: time.Now()} }
 func (s *stages) run(name string, f func() error) error {
 	t0 := time.Now()
 	err := f()
-	s.add(name, time.Since(t0), err)
-	return err
-}
-
-func (s *stages) add(name string, d time.Duration, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.list = append(s.list, stage{name: name, d: d, err: err})
+	s.list = append(s.list, stage{name: name, start: t0, d: time.Since(t0), err: err})
+	return err
 }
 
 // note adds a line to the report (memory, sizes, versions).
@@ -52,13 +50,15 @@ func (s *stages) report() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "e2e stages (total %s):\n", time.Since(s.start).Round(100*time.Millisecond))
-	for _, st := range s.list {
+	fmt.Fprintf(&b, "e2e stages (total %s; start offset, duration):\n", time.Since(s.start).Round(100*time.Millisecond))
+	list := append([]stage(nil), s.list...)
+	sort.SliceStable(list, func(i, j int) bool { return list[i].start.Before(list[j].start) })
+	for _, st := range list {
 		status := ""
 		if st.err != nil {
 			status = "  FAILED"
 		}
-		fmt.Fprintf(&b, "  %-40s %9s%s\n", st.name, st.d.Round(100*time.Millisecond), status)
+		fmt.Fprintf(&b, "  %-48s +%7s %9s%s\n", st.name, st.start.Sub(s.start).Round(100*time.Millisecond), st.d.Round(100*time.Millisecond), status)
 	}
 	for _, n := range s.notes {
 		fmt.Fprintf(&b, "  %s\n", n)
