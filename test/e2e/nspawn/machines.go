@@ -129,6 +129,8 @@ type Cluster struct {
 	// BootTime is how long Boot took, from the first copy to the last sshd.
 	BootTime time.Duration
 
+	mu            sync.Mutex // guards the machines' processes against a Down during Boot (a signal)
+	closed        bool
 	bridgeCreated bool
 	downOnce      sync.Once
 	downErr       error
@@ -358,7 +360,10 @@ func (c *Cluster) boot(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", m.Name, err)
 		}
 	}
-	if err := c.saveState(); err != nil {
+	c.mu.Lock()
+	err = c.saveState()
+	c.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.BootTimeout)
@@ -406,11 +411,18 @@ func (c *Cluster) setupBridge(ctx context.Context) error {
 	if _, err := net.InterfaceByName(cfg.Bridge); err == nil {
 		return fmt.Errorf("interface %s already exists: another e2e run is active, or remove it (ip link del %s)", cfg.Bridge, cfg.Bridge)
 	}
-	if err := run(ctx, "ip", "link", "add", cfg.Bridge, "type", "bridge"); err != nil {
-		return err
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errors.New("the cluster is being removed")
 	}
-	c.bridgeCreated = true
-	if err := c.saveState(); err != nil {
+	err = run(ctx, "ip", "link", "add", cfg.Bridge, "type", "bridge")
+	if err == nil {
+		c.bridgeCreated = true
+		err = c.saveState()
+	}
+	c.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	if err := run(ctx, "ip", "addr", "add", fmt.Sprintf("%s/%d", gw, cfg.Network.Bits()), "dev", cfg.Bridge); err != nil {
@@ -493,6 +505,11 @@ func (c *Cluster) start(m *Machine, hs []hierarchy) error {
 		"--kill-signal=SIGRTMIN+3", "--console=read-only",
 		"--resolv-conf=off", "--timezone=off", "--link-journal=no",
 		InitPath)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("the cluster is being removed")
+	}
 	log, err := os.Create(m.console)
 	if err != nil {
 		return err
@@ -588,6 +605,9 @@ func (c *Cluster) Down() error {
 }
 
 func (c *Cluster) down() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
 	var errs []error
 	for _, m := range c.Machines {
 		if m.Running() {
