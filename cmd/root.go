@@ -33,6 +33,7 @@ everything below a directory and changes nothing on the host.
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.AddCommand(newInitCommand(out), newConfigCommand(out), newVersionCommand(out), newTokenCommand(out), newCertsCommand(out))
+	root.AddCommand(newJoinCommand(out))
 	root.AddCommand(newBundleCommand(out))
 	return root
 }

@@ -89,6 +89,10 @@ func SetDefaults(c *Cluster) {
 			t.d.Duration = t.v
 		}
 	}
+	if j := c.Join; j != nil {
+		// kubeadm's SetDefaults_Discovery: one token for both uses.
+		def(&j.TLSBootstrapToken, j.Token)
+	}
 	for i := range c.Hosts {
 		if c.Hosts[i].Port == 0 {
 			c.Hosts[i].Port = 22

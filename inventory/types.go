@@ -54,6 +54,10 @@ type Cluster struct {
 	// Containerd configures the container runtime the prepare phase sets up.
 	Containerd Containerd `yaml:"containerd,omitempty" json:"containerd,omitempty"`
 
+	// Join is how `kubeboot join` reaches and trusts the cluster it joins
+	// (kubeadm's JoinConfiguration discovery and controlPlane). Nil for init.
+	Join *Join `yaml:"join,omitempty" json:"join,omitempty"`
+
 	// Hosts is reserved for the inventory install: the machines kubeboot
 	// drives over SSH. Single-node `kubeboot init` leaves it empty.
 	Hosts []Host `yaml:"hosts,omitempty" json:"hosts,omitempty"`
@@ -105,6 +109,33 @@ type Timeouts struct {
 	Discovery Duration `yaml:"discovery,omitempty" json:"discovery,omitempty"`
 	// TLSBootstrap bounds join's wait for the kubelet's TLS bootstrap (5m).
 	TLSBootstrap Duration `yaml:"tlsBootstrap,omitempty" json:"tlsBootstrap,omitempty"`
+}
+
+// Join is kubeadm's JoinConfiguration, as far as token discovery needs it.
+type Join struct {
+	// APIServerEndpoint is the API server to discover the cluster from, as
+	// host:port (kubeadm join's positional argument).
+	APIServerEndpoint string `yaml:"apiServerEndpoint" json:"apiServerEndpoint"`
+	// Token is the bootstrap token that signs cluster-info
+	// (--discovery-token, or --token for both uses).
+	Token string `yaml:"token" json:"token"`
+	// TLSBootstrapToken authenticates the kubelet's TLS bootstrap
+	// (--tls-bootstrap-token); Token when empty.
+	TLSBootstrapToken string `yaml:"tlsBootstrapToken,omitempty" json:"tlsBootstrapToken,omitempty"`
+	// CACertHashes pin the cluster CA: "sha256:<hex>" of its public key
+	// (--discovery-token-ca-cert-hash).
+	CACertHashes []string `yaml:"caCertHashes,omitempty" json:"caCertHashes,omitempty"`
+	// UnsafeSkipCAVerification trusts the CA in cluster-info on the token
+	// alone, when no CACertHashes are given
+	// (--discovery-token-unsafe-skip-ca-verification).
+	UnsafeSkipCAVerification bool `yaml:"unsafeSkipCAVerification,omitempty" json:"unsafeSkipCAVerification,omitempty"`
+	// ControlPlane makes this node a new control-plane instance
+	// (--control-plane).
+	ControlPlane bool `yaml:"controlPlane,omitempty" json:"controlPlane,omitempty"`
+	// CertificateKey decrypts the kubeadm-certs Secret that `init
+	// --upload-certs` made (--certificate-key): 64 hex digits. Without it a
+	// control plane needs the shared CAs and keys copied in by hand.
+	CertificateKey string `yaml:"certificateKey,omitempty" json:"certificateKey,omitempty"`
 }
 
 // EncryptionAlgorithm names a private key type.

@@ -59,6 +59,7 @@ func Validate(c *Cluster) error {
 	v.node(&c.Node)
 	v.hosts(c)
 	v.cniAndTimeouts(c)
+	v.join(c)
 	v.containerd(&c.Containerd)
 	if len(v.errs) == 0 {
 		return nil
@@ -615,6 +616,69 @@ func (v *validator) cniAndTimeouts(c *Cluster) {
 	} {
 		if d.Duration < 0 {
 			v.add(f, "must not be negative")
+		}
+	}
+}
+
+// The formats of kubeadm's join settings (bootstrap token, CA pin,
+// certificate key), checked here without importing the packages that use
+// them. Messages never repeat a token or key: they are secrets.
+var (
+	tokenRE          = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+	caPinRE          = regexp.MustCompile(`^(?i:sha256):[0-9a-fA-F]{64}$`)
+	certificateKeyRE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+)
+
+func (v *validator) join(c *Cluster) {
+	j := c.Join
+	if j == nil {
+		return
+	}
+	const p = "join"
+	switch ep := j.APIServerEndpoint; {
+	case ep == "":
+		v.addAt(p+".apiServerEndpoint", p, "required: the API server to join, as host:port (e.g. 10.0.0.10:6443)")
+	case strings.Contains(ep, "://"):
+		v.add(p+".apiServerEndpoint", "%q must be host:port, without a scheme (e.g. 10.0.0.10:6443)", ep)
+	default:
+		host, port, err := net.SplitHostPort(ep)
+		n, perr := strconv.Atoi(port)
+		switch {
+		case err != nil || host == "":
+			v.add(p+".apiServerEndpoint", "%q must be host:port (e.g. 10.0.0.10:6443)", ep)
+		case perr != nil || n < 1 || n > 65535:
+			v.add(p+".apiServerEndpoint", "%q: port %q must be a number between 1 and 65535", ep, port)
+		case net.ParseIP(host) == nil && dnsSubdomainProblem(strings.ToLower(host)) != "":
+			v.add(p+".apiServerEndpoint", "%q: host %q must be an IP address or a DNS name", ep, host)
+		}
+	}
+	token := func(field, s string) {
+		if !tokenRE.MatchString(s) {
+			v.add(field, "not a bootstrap token (%d characters): expected the form [a-z0-9]{6}.[a-z0-9]{16}, e.g. abcdef.0123456789abcdef; `kubeboot token create` on a control-plane node makes one", len(s))
+		}
+	}
+	if j.Token == "" {
+		v.addAt(p+".token", p, "required: the bootstrap token (`kubeboot token create --print-join-command` on a control-plane node prints the join command)")
+	} else {
+		token(p+".token", j.Token)
+	}
+	if j.TLSBootstrapToken != "" && j.TLSBootstrapToken != j.Token {
+		token(p+".tlsBootstrapToken", j.TLSBootstrapToken)
+	}
+	for i, h := range j.CACertHashes {
+		if !caPinRE.MatchString(h) {
+			v.addAt(p+".caCertHashes", fmt.Sprintf("%s.caCertHashes[%d]", p, i), "%q is not a CA pin: expected sha256:<64 hex digits>, the SHA-256 of the CA certificate's public key", h)
+		}
+	}
+	if len(j.CACertHashes) == 0 && !j.UnsafeSkipCAVerification {
+		v.addAt(p+".caCertHashes", p, "required: pin the cluster CA with sha256:<hex> (kubeboot init prints it), or set unsafeSkipCAVerification: true (--discovery-token-unsafe-skip-ca-verification) to trust it on the strength of the token alone")
+	}
+	if j.CertificateKey != "" {
+		switch {
+		case !certificateKeyRE.MatchString(j.CertificateKey):
+			v.add(p+".certificateKey", "not a certificate key (%d characters): expected 64 hex digits, as `kubeboot init --upload-certs` prints", len(j.CertificateKey))
+		case !j.ControlPlane:
+			v.add(p+".certificateKey", "is only used when joining a control plane: set controlPlane: true, or drop it for a worker")
 		}
 	}
 }

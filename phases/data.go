@@ -57,6 +57,8 @@ type Data struct {
 	// what they generate (the token, the certificate key) for the phases
 	// after them.
 	Init InitOptions
+	// Join is what `kubeboot join`'s phases share (join.go); nil for init.
+	Join *JoinState
 
 	clientOnce sync.Once
 	client     kubernetes.Interface

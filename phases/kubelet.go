@@ -28,9 +28,9 @@ func runKubeletStart(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	hostname, err := d.Host.ReadFile(ctx, "/proc/sys/kernel/hostname")
+	hostname, err := hostName(ctx, d.Host)
 	if err != nil {
-		return fmt.Errorf("read the hostname: %w", err)
+		return err
 	}
 	resolv := resolvConf(ctx, d)
 	// cgroup v1 hosts: the v1.34 kubelet refuses to start unless told
@@ -39,19 +39,40 @@ func runKubeletStart(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("render the kubelet configuration: %w", err)
 	}
-	kubeletBin := kubeletPaths[0]
+	return writeKubeletFilesAndStart(ctx, d, facts, cfgYAML, templates.KubeletFlagsEnv(d.Cfg, hostname))
+}
+
+func hostName(ctx context.Context, h transport.Host) (string, error) {
+	b, err := h.ReadFile(ctx, "/proc/sys/kernel/hostname")
+	if err != nil {
+		return "", fmt.Errorf("read the hostname: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// kubeletBinary is the kubelet the systemd drop-in starts.
+func kubeletBinary(ctx context.Context, h transport.Host) string {
 	for _, p := range kubeletPaths {
-		if ok, _ := transport.Exists(ctx, d.Host, p); ok {
-			kubeletBin = p
-			break
+		if ok, _ := transport.Exists(ctx, h, p); ok {
+			return p
 		}
 	}
+	return kubeletPaths[0]
+}
+
+// writeKubeletFilesAndStart is what init's and join's kubelet-start share:
+// write the kubelet configuration, its flags file, the instance
+// configuration and the systemd drop-in (each only when its content
+// changed), then (re)start the kubelet through systemd, or say how to
+// start it where systemd is not PID 1.
+func writeKubeletFilesAndStart(ctx context.Context, d *Data, facts HostFacts, configYAML, flagsEnv []byte) error {
+	kubeletBin := kubeletBinary(ctx, d.Host)
 	files := []struct {
 		path, what string
 		data       []byte
 	}{
-		{inventory.KubeletEnvFile, "kubelet environment", templates.KubeletFlagsEnv(d.Cfg, strings.TrimSpace(string(hostname)))},
-		{inventory.KubeletConfigFile, "kubelet configuration", cfgYAML},
+		{inventory.KubeletEnvFile, "kubelet environment", flagsEnv},
+		{inventory.KubeletConfigFile, "kubelet configuration", configYAML},
 		// kubeadm v1.34 (NodeLocalCRISocket) keeps the node's CRI endpoint
 		// here too; join and upgrade read it back.
 		{templates.KubeletInstanceConfigFile, "kubelet instance configuration", templates.KubeletInstanceConfig(d.Cfg)},
@@ -73,16 +94,29 @@ func runKubeletStart(ctx context.Context, d *Data) error {
 	if facts.CgroupV1 {
 		d.Out.Printf("kubelet-start", "cgroup v1 host: the kubelet configuration sets failCgroupV1: false")
 	}
+	return startKubelet(ctx, d, facts, kubeletBin, anyChanged)
+}
+
+// startKubelet restarts the kubelet through systemctl when its files
+// changed or it is not running; without systemd as PID 1 it prints the
+// command line that starts it.
+func startKubelet(ctx context.Context, d *Data, facts HostFacts, kubeletBin string, changed bool) error {
 	if !facts.SystemdPID1 {
-		d.Out.Printf("kubelet-start", "systemd is not PID 1 on %s: kubeboot cannot start the kubelet; start it yourself with: %s --config=%s --kubeconfig=%s $(. %s; echo $KUBELET_KUBEADM_ARGS)",
-			d.Host.Name(), kubeletBin, inventory.KubeletConfigFile, inventory.KubeletKubeconfig, inventory.KubeletEnvFile)
+		boot := ""
+		if d.Join != nil {
+			// The drop-in's KUBELET_KUBECONFIG_ARGS: a joining kubelet
+			// bootstraps its kubelet.conf.
+			boot = " --bootstrap-kubeconfig=" + inventory.BootstrapKubeconfig
+		}
+		d.Out.Printf("kubelet-start", "systemd is not PID 1 on %s: kubeboot cannot start the kubelet; start it yourself with: %s%s --config=%s --kubeconfig=%s $(. %s; echo $KUBELET_KUBEADM_ARGS)",
+			d.Host.Name(), kubeletBin, boot, inventory.KubeletConfigFile, inventory.KubeletKubeconfig, inventory.KubeletEnvFile)
 		return nil
 	}
 	active := false
 	if out, err := transport.Output(ctx, d.Host, "systemctl", "is-active", "kubelet"); err == nil && out == "active" {
 		active = true
 	}
-	if !anyChanged && active {
+	if !changed && active {
 		d.Out.Printf("kubelet-start", "The kubelet is running with this configuration; not restarting it")
 		return nil
 	}
@@ -95,12 +129,15 @@ func runKubeletStart(ctx context.Context, d *Data) error {
 	return nil
 }
 
+// systemdResolvConf is systemd-resolved's list of the real upstream servers.
+const systemdResolvConf = "/run/systemd/resolve/resolv.conf"
+
 // resolvConf returns the resolv.conf the kubelet should hand to pods: on a
 // host whose /etc/resolv.conf points at systemd-resolved's local stub
 // (127.0.0.53), CoreDNS would forward to itself and its loop plugin exits,
 // so the kubelet must use the real upstream list, as kubeadm arranges.
 func resolvConf(ctx context.Context, d *Data) string {
-	const upstream = "/run/systemd/resolve/resolv.conf"
+	const upstream = systemdResolvConf
 	h := d.Host
 	b, err := h.ReadFile(ctx, "/etc/resolv.conf")
 	if err != nil {

@@ -97,6 +97,7 @@ func KubeadmConfigMap(cfg *inventory.Cluster) (*corev1.ConfigMap, error) {
 	shared := *cfg
 	shared.Node = inventory.Node{}
 	shared.Hosts = nil
+	shared.Join = nil // a join section holds a token and a certificate key
 	kb, err := inventory.Marshal(&shared)
 	if err != nil {
 		return nil, fmt.Errorf("encode the kubeboot configuration: %w", err)
@@ -165,6 +166,7 @@ func ClusterConfigFromConfigMap(cm *corev1.ConfigMap) (*inventory.Cluster, error
 	}
 	cfg.Node = inventory.Node{}
 	cfg.Hosts = nil
+	cfg.Join = nil
 	inventory.SetDefaults(cfg)
 	if err := inventory.Validate(cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)

@@ -16,9 +16,31 @@ func nodeName(cfg *inventory.Cluster) string {
 	return strings.ToLower(strings.TrimSpace(cfg.Node.Name))
 }
 
+// EtcdMember is one member of the etcd cluster a new member joins: its name
+// and peer URL, as etcd's member list has them.
+type EtcdMember struct {
+	Name    string
+	PeerURL string
+}
+
 // EtcdPod is the local etcd member's static pod for a new single-member
 // cluster (kubeadm init), as kubeadm v1.34.3 writes it.
 func EtcdPod(cfg *inventory.Cluster) (*corev1.Pod, error) {
+	return etcdPod(cfg, nil)
+}
+
+// EtcdJoinPod is the static pod of a member joining an existing cluster
+// (kubeadm join --control-plane): as EtcdPod, but --initial-cluster lists
+// members, which must include the joining one (the member list after
+// `member add`), and --initial-cluster-state is existing.
+func EtcdJoinPod(cfg *inventory.Cluster, members []EtcdMember) (*corev1.Pod, error) {
+	if len(members) == 0 {
+		return nil, fmt.Errorf("joining an etcd cluster needs its members")
+	}
+	return etcdPod(cfg, members)
+}
+
+func etcdPod(cfg *inventory.Cluster, members []EtcdMember) (*corev1.Pod, error) {
 	if cfg.Etcd.External != nil {
 		return nil, fmt.Errorf("no etcd static pod with an external etcd")
 	}
@@ -63,6 +85,18 @@ func EtcdPod(cfg *inventory.Cluster) (*corev1.Pod, error) {
 		{"feature-gates", "InitialCorruptCheck=true"},
 		{"watch-progress-notify-interval", "5s"},
 		{"initial-cluster", name + "=" + peerURL},
+	}
+	if len(members) > 0 {
+		// kubeadm's getEtcdCommand: the members in the order given.
+		list := make([]string, len(members))
+		for i, m := range members {
+			if m.Name == "" || m.PeerURL == "" {
+				return nil, fmt.Errorf("etcd member %d has no name or peer URL", i)
+			}
+			list[i] = m.Name + "=" + m.PeerURL
+		}
+		args = setArg(args, "initial-cluster", strings.Join(list, ","))
+		args = setArg(args, "initial-cluster-state", "existing")
 	}
 	// kubeadm joins the paths by concatenation here, not filepath.Join.
 	certsDir := d + "/etcd"

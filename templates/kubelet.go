@@ -77,7 +77,34 @@ func KubeletInstanceConfig(cfg *inventory.Cluster) []byte {
 // kubelet and kubeadm do), then node.kubeletExtraArgs, which replace flags of
 // the same name; sorted. The CRI endpoint is in config.yaml instead.
 func KubeletFlagsEnv(cfg *inventory.Cluster, hostname string) []byte {
+	return kubeletFlagsEnv(cfg, hostname, nil)
+}
+
+// KubeletJoinFlagsEnv is kubeadm-flags.env as kubeadm v1.34.3's join writes
+// it: KubeletFlagsEnv, plus --register-with-taints with node.taints for a
+// worker (a control plane gets its taints from mark-control-plane).
+func KubeletJoinFlagsEnv(cfg *inventory.Cluster, hostname string, controlPlane bool) []byte {
+	var taints []inventory.Taint
+	if !controlPlane && cfg.Node.Taints != nil {
+		taints = *cfg.Node.Taints
+	}
+	return kubeletFlagsEnv(cfg, hostname, taints)
+}
+
+func kubeletFlagsEnv(cfg *inventory.Cluster, hostname string, taints []inventory.Taint) []byte {
 	args := []arg{{"pod-infra-container-image", Image(cfg, Pause)}}
+	if len(taints) > 0 {
+		// kubeadm's Taint.ToString: key=value:effect, or key:effect.
+		list := make([]string, len(taints))
+		for i, t := range taints {
+			list[i] = t.Key
+			if t.Value != "" {
+				list[i] += "=" + t.Value
+			}
+			list[i] += ":" + t.Effect
+		}
+		args = append(args, arg{"register-with-taints", strings.Join(list, ",")})
+	}
 	host := strings.ToLower(strings.TrimSpace(hostname))
 	name := host
 	if n := nodeName(cfg); n != "" {

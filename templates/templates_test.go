@@ -581,3 +581,84 @@ func TestKubeletDropIn(t *testing.T) {
 		t.Error("empty kubelet path is not /usr/bin/kubelet")
 	}
 }
+
+// TestEtcdJoinPod: a member joining an existing cluster lists every member
+// (itself included, in member-list order) and the existing state; the rest
+// of the manifest is init's.
+func TestEtcdJoinPod(t *testing.T) {
+	cfg := baseConfig()
+	members := []EtcdMember{
+		{Name: "cp1", PeerURL: "https://192.168.1.11:2380"},
+		{Name: "node1", PeerURL: "https://192.168.1.10:2380"},
+	}
+	pod, err := EtcdJoinPod(cfg, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPod(t, Etcd, pod)
+	b, err := MarshalPod(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "join-etcd/etcd.yaml", b)
+	cmd := strings.Join(pod.Spec.Containers[0].Command, " ")
+	for _, want := range []string{
+		"--initial-cluster=cp1=https://192.168.1.11:2380,node1=https://192.168.1.10:2380",
+		"--initial-cluster-state=existing",
+	} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("command lacks %s: %s", want, cmd)
+		}
+	}
+	// Only those two flags differ from the init manifest.
+	initPod, err := EtcdPod(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extra []string
+	initArgs := map[string]bool{}
+	for _, a := range initPod.Spec.Containers[0].Command {
+		initArgs[a] = true
+	}
+	for _, a := range pod.Spec.Containers[0].Command {
+		if !initArgs[a] {
+			extra = append(extra, a)
+		}
+	}
+	if len(extra) != 2 || len(pod.Spec.Containers[0].Command) != len(initPod.Spec.Containers[0].Command)+1 {
+		t.Errorf("join manifest differs from init's in %v", extra)
+	}
+	for _, bad := range [][]EtcdMember{nil, {{Name: "", PeerURL: "https://x:2380"}}} {
+		if _, err := EtcdJoinPod(cfg, bad); err == nil {
+			t.Errorf("EtcdJoinPod(%v) succeeded", bad)
+		}
+	}
+}
+
+// TestKubeletJoinFlagsEnv: a joining worker registers with its taints (as
+// kubeadm's --register-with-taints); a control plane never does (its
+// taints come from mark-control-plane), nor a worker without taints.
+func TestKubeletJoinFlagsEnv(t *testing.T) {
+	cfg := baseConfig()
+	const pause = "--pod-infra-container-image=registry.k8s.io/pause:3.10.1"
+	taints := []inventory.Taint{{Key: "dedicated", Value: "gpu", Effect: "NoSchedule"}, {Key: "example.com/spot", Effect: "PreferNoSchedule"}}
+	for _, c := range []struct {
+		name         string
+		taints       *[]inventory.Taint
+		controlPlane bool
+		want         string
+	}{
+		{"worker without taints", nil, false, pause},
+		{"worker with no taints", &[]inventory.Taint{}, false, pause},
+		{"worker with taints", &taints, false, pause + " --register-with-taints=dedicated=gpu:NoSchedule,example.com/spot:PreferNoSchedule"},
+		{"control plane", &taints, true, pause},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg.Node.Taints = c.taints
+			got := string(KubeletJoinFlagsEnv(cfg, "node1", c.controlPlane))
+			if want := `KUBELET_KUBEADM_ARGS="` + c.want + "\"\n"; got != want {
+				t.Errorf("got %s want %s", got, want)
+			}
+		})
+	}
+}

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "integration tests need root (network namespace, ports)" >&2; exit 1; }
-for tool in unshare ip; do
+for tool in unshare nsenter ip; do
   command -v $tool >/dev/null || { echo "missing $tool: apt-get install -y util-linux iproute2" >&2; exit 1; }
 done
 
@@ -30,5 +30,5 @@ exec unshare --net --mount --pid --fork --kill-child --mount-proc -- sh -ec '
   ip link set kb1 up
   ip link set kb0 up
   ip route add default dev kb0
-  cd test/integration && exec ../../bin/integration.test -test.v -test.timeout 15m "$@"
+  cd test/integration && exec ../../bin/integration.test -test.v -test.timeout 20m "$@"
 ' sh "$@"

@@ -1,0 +1,409 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubeboot/kubeboot/certs"
+	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/transport"
+)
+
+// joinOptions are the flags of `kubeboot join`, kubeadm's join flags.
+type joinOptions struct {
+	configPath       string
+	endpoint         string // the positional argument
+	token            string
+	discoveryToken   string
+	tlsToken         string
+	caHashes         []string
+	unsafeSkipCA     bool
+	controlPlane     bool
+	certificateKey   string
+	advertiseAddress string
+	bindPort         int
+	nodeName         string
+	criSocket        string
+	ignorePreflight  []string
+	skipPhases       []string
+	dryRun           bool
+	dryRunDir        string
+	bundle           string
+}
+
+// joinFlag ties a flag to the configuration field it sets.
+type joinFlag struct {
+	flag, field string
+	get         func(*inventory.Cluster) string
+	set         func(*inventory.Cluster, string)
+	value       func(*joinOptions) string
+	// viaToken: --token sets this field too when its own flag is not given.
+	viaToken bool
+}
+
+func joinFlags() []joinFlag {
+	j := func(c *inventory.Cluster) *inventory.Join {
+		if c.Join == nil {
+			c.Join = &inventory.Join{}
+		}
+		return c.Join
+	}
+	str := func(flag, field string, p func(*inventory.Cluster) *string, v func(*joinOptions) string) joinFlag {
+		return joinFlag{flag: flag, field: field,
+			get: func(c *inventory.Cluster) string { return *p(c) }, set: func(c *inventory.Cluster, s string) { *p(c) = s }, value: v}
+	}
+	boolean := func(flag, field string, p func(*inventory.Cluster) *bool, v func(*joinOptions) bool) joinFlag {
+		return joinFlag{flag: flag, field: field,
+			get:   func(c *inventory.Cluster) string { return strconv.FormatBool(*p(c)) },
+			set:   func(c *inventory.Cluster, s string) { *p(c) = s == "true" },
+			value: func(o *joinOptions) string { return strconv.FormatBool(v(o)) }}
+	}
+	disc := str("discovery-token", "join.token", func(c *inventory.Cluster) *string { return &j(c).Token }, func(o *joinOptions) string { return o.discoveryToken })
+	disc.viaToken = true
+	tlsBoot := str("tls-bootstrap-token", "join.tlsBootstrapToken", func(c *inventory.Cluster) *string { return &j(c).TLSBootstrapToken }, func(o *joinOptions) string { return o.tlsToken })
+	tlsBoot.viaToken = true
+	return []joinFlag{
+		disc,
+		tlsBoot,
+		{flag: "discovery-token-ca-cert-hash", field: "join.caCertHashes",
+			get:   func(c *inventory.Cluster) string { return strings.Join(j(c).CACertHashes, ",") },
+			set:   func(c *inventory.Cluster, s string) { j(c).CACertHashes = strings.Split(s, ",") },
+			value: func(o *joinOptions) string { return strings.Join(o.caHashes, ",") }},
+		boolean("discovery-token-unsafe-skip-ca-verification", "join.unsafeSkipCAVerification", func(c *inventory.Cluster) *bool { return &j(c).UnsafeSkipCAVerification }, func(o *joinOptions) bool { return o.unsafeSkipCA }),
+		boolean("control-plane", "join.controlPlane", func(c *inventory.Cluster) *bool { return &j(c).ControlPlane }, func(o *joinOptions) bool { return o.controlPlane }),
+		str("certificate-key", "join.certificateKey", func(c *inventory.Cluster) *string { return &j(c).CertificateKey }, func(o *joinOptions) string { return o.certificateKey }),
+		str("apiserver-advertise-address", "node.advertiseAddress", func(c *inventory.Cluster) *string { return &c.Node.AdvertiseAddress }, func(o *joinOptions) string { return o.advertiseAddress }),
+		{flag: "apiserver-bind-port", field: "node.bindPort",
+			get:   func(c *inventory.Cluster) string { return strconv.Itoa(c.Node.BindPort) },
+			set:   func(c *inventory.Cluster, s string) { c.Node.BindPort, _ = strconv.Atoi(s) },
+			value: func(o *joinOptions) string { return strconv.Itoa(o.bindPort) }},
+		str("node-name", "node.name", func(c *inventory.Cluster) *string { return &c.Node.Name }, func(o *joinOptions) string { return o.nodeName }),
+		str("cri-socket", "node.criSocket", func(c *inventory.Cluster) *string { return &c.Node.CRISocket }, func(o *joinOptions) string { return o.criSocket }),
+	}
+}
+
+func (o *joinOptions) addFlags(fs *pflag.FlagSet) {
+	d := inventory.Default()
+	fs.StringVar(&o.configPath, "config", "", "Path to a kubeboot configuration file (kind: Cluster) with a join section")
+	fs.StringVar(&o.token, "token", "", "Use this token for both discovery-token and tls-bootstrap-token when those values are not provided")
+	fs.StringVar(&o.discoveryToken, "discovery-token", "", "For token-based discovery, the token used to validate cluster information fetched from the API server")
+	fs.StringVar(&o.tlsToken, "tls-bootstrap-token", "", "Specify the token used to temporarily authenticate with the Kubernetes Control Plane while joining the node")
+	fs.StringSliceVar(&o.caHashes, "discovery-token-ca-cert-hash", nil, "For token-based discovery, validate that the root CA public key matches this hash (format: \"<type>:<value>\")")
+	fs.BoolVar(&o.unsafeSkipCA, "discovery-token-unsafe-skip-ca-verification", false, "For token-based discovery, allow joining without --discovery-token-ca-cert-hash pinning")
+	fs.BoolVar(&o.controlPlane, "control-plane", false, "Create a new control plane instance on this node")
+	fs.StringVar(&o.certificateKey, "certificate-key", "", "Use this key to decrypt the certificate secrets uploaded by init. The certificate key is a hex encoded string that is an AES key of size 32 bytes")
+	fs.StringVar(&o.advertiseAddress, "apiserver-advertise-address", "", "If the node should host a new control plane instance, the IP address the API Server will advertise it's listening on. If not set the default network interface will be used")
+	fs.IntVar(&o.bindPort, "apiserver-bind-port", d.Node.BindPort, "If the node should host a new control plane instance, the port for the API Server to bind to")
+	fs.StringVar(&o.nodeName, "node-name", "", "Specify the node name")
+	fs.StringVar(&o.criSocket, "cri-socket", d.Node.CRISocket, "Path to the CRI socket to connect")
+	fs.StringSliceVar(&o.ignorePreflight, "ignore-preflight-errors", nil, "A list of checks whose errors will be shown as warnings. Example: 'IsPrivilegedUser,Swap'. Value 'all' ignores errors from all checks")
+	fs.StringSliceVar(&o.skipPhases, "skip-phases", nil, "List of phases to be skipped")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "Don't apply any changes; write the files under --dry-run-dir and print what would be done (discovery still reads the cluster)")
+	fs.StringVar(&o.dryRunDir, "dry-run-dir", "", "With --dry-run: the directory that stands in for / (default: a new temporary directory, printed)")
+	fs.StringVar(&o.bundle, "bundle", "", "An offline bundle (kubeboot bundle create) on the node: the prepare phase installs containerd, runc, the CNI plugins, kubelet, kubectl and the images from it")
+}
+
+// loadConfig builds the configuration from --config and/or the flags and
+// the positional endpoint. A flag may fill what the file leaves empty; one
+// that contradicts the file is an error.
+func (o *joinOptions) loadConfig(fs *pflag.FlagSet) (*inventory.Cluster, error) {
+	// kubeadm: --token stands for whichever of the two tokens is not given.
+	if fs.Changed("token") {
+		if !fs.Changed("discovery-token") {
+			o.discoveryToken = o.token
+		}
+		if !fs.Changed("tls-bootstrap-token") {
+			o.tlsToken = o.token
+		}
+	}
+	flags := joinFlags()
+	given := func(f joinFlag) bool { return fs.Changed(f.flag) || f.viaToken && fs.Changed("token") }
+	name := func(f joinFlag) string {
+		if f.viaToken && !fs.Changed(f.flag) {
+			return "--token"
+		}
+		return "--" + f.flag
+	}
+	var cfg *inventory.Cluster
+	if o.configPath != "" {
+		data, err := os.ReadFile(o.configPath)
+		if err != nil {
+			return nil, fmt.Errorf("reading the configuration: %w", err)
+		}
+		if cfg, err = inventory.Parse(o.configPath, data); err != nil {
+			return nil, err
+		}
+		if cfg.Join == nil {
+			return nil, fmt.Errorf("%s has no join section: add one (apiServerEndpoint, token, caCertHashes), or join with the flags alone", o.configPath)
+		}
+		var bad []string
+		for _, f := range flags {
+			if !given(f) {
+				continue
+			}
+			switch cur, want := f.get(cfg), f.value(o); cur {
+			case want:
+			case "", "0", "false":
+				f.set(cfg, want)
+			default:
+				bad = append(bad, fmt.Sprintf("%s contradicts %s", name(f), f.field)+valueNote(f, name(f), cur, want))
+			}
+		}
+		switch ep := cfg.Join.APIServerEndpoint; {
+		case o.endpoint == "" || o.endpoint == ep:
+		case ep == "":
+			cfg.Join.APIServerEndpoint = o.endpoint
+		default:
+			bad = append(bad, fmt.Sprintf("the endpoint argument %s contradicts join.apiServerEndpoint: %q", o.endpoint, ep))
+		}
+		if len(bad) > 0 {
+			return nil, fmt.Errorf("can not mix '--config' with arguments that contradict %s:\n  %s\nset the value in the file or drop the flag", o.configPath, strings.Join(bad, "\n  "))
+		}
+	} else {
+		cfg = &inventory.Cluster{Join: &inventory.Join{APIServerEndpoint: o.endpoint}}
+		for _, f := range flags {
+			if given(f) {
+				f.set(cfg, f.value(o))
+			}
+		}
+	}
+	if cfg.Join.APIServerEndpoint == "" {
+		return nil, fmt.Errorf("kubeboot join needs the API server to join: kubeboot join <host:port> --token ... --discovery-token-ca-cert-hash sha256:... (or --config with join.apiServerEndpoint)")
+	}
+	inventory.SetDefaults(cfg)
+	if err := inventory.Validate(cfg); err != nil {
+		if o.configPath != "" {
+			return nil, err
+		}
+		return nil, joinFlagError(err, flags, fs)
+	}
+	return cfg, nil
+}
+
+// valueNote shows both values unless they are secrets.
+func valueNote(f joinFlag, flag, cur, want string) string {
+	switch f.field {
+	case "join.token", "join.tlsBootstrapToken", "join.certificateKey":
+		return " (the values differ; they are secrets, not shown)"
+	}
+	return fmt.Sprintf(": %s=%s, the file has %q", flag, want, cur)
+}
+
+// joinFlagError names the flags that set the fields of a validation error.
+func joinFlagError(err error, flags []joinFlag, fs *pflag.FlagSet) error {
+	msg := err.Error()
+	names := map[string]string{"join.apiServerEndpoint": "the endpoint argument"}
+	for _, f := range flags {
+		names[f.field] = "--" + f.flag
+		if f.viaToken && (fs == nil || !fs.Changed(f.flag)) {
+			names[f.field] = "--token"
+		}
+	}
+	for field, flag := range names {
+		msg = strings.ReplaceAll(msg, field+":", flag+" ("+field+"):")
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+func newJoinCommand(out io.Writer) *cobra.Command {
+	o := &joinOptions{}
+	runner := phases.JoinRunner()
+	cmd := &cobra.Command{
+		Use:   "join [api-server-endpoint]",
+		Short: "Run this on any machine you wish to join an existing cluster",
+		Long: `Run this on any machine you wish to join an existing cluster.
+
+    kubeboot join 10.0.0.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:<hex>
+    kubeboot join lb.example.com:6443 --token ... --discovery-token-ca-cert-hash sha256:<hex> --control-plane --certificate-key <hex>
+    kubeboot join --config node.yaml             # kind: Cluster with a join section
+
+Discovery fetches the cluster-info ConfigMap without trusting the server,
+verifies its signature with the token and the cluster CA against every
+--discovery-token-ca-cert-hash pin (--discovery-token-unsafe-skip-ca-verification
+must be explicit), then fetches it again over TLS trusting only that CA.
+
+` + phaseHelp(runner),
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.endpoint = args[0]
+			}
+			return o.run(c, out, runner, "")
+		},
+	}
+	o.addFlags(cmd.PersistentFlags())
+
+	phaseCmd := &cobra.Command{
+		Use:   "phase <name>[/<sub>|/all] | phase <name> [<sub>|all]",
+		Short: "Use this command to invoke single phase of the join workflow",
+		Long:  "Use this command to invoke single phase of the join workflow.\n\n" + phaseHelp(runner),
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return c.Help()
+			}
+			return o.run(c, out, runner, strings.Join(args, "/"))
+		},
+	}
+	for _, p := range runner.Phases {
+		phaseCmd.AddCommand(joinPhaseCommand(o, out, runner, p, ""))
+	}
+	cmd.AddCommand(phaseCmd)
+	return cmd
+}
+
+// joinPhaseCommand is `join phase <name> [api-server-endpoint]`, with
+// sub-phases and `all`, as kubeadm's.
+func joinPhaseCommand(o *joinOptions, out io.Writer, runner *phases.Runner, p *phases.Phase, prefix string) *cobra.Command {
+	path := prefix + p.Name
+	run := func(c *cobra.Command, args []string) error {
+		if len(args) == 1 {
+			o.endpoint = args[0]
+		}
+		return o.run(c, out, runner, path)
+	}
+	c := &cobra.Command{Use: p.Name + " [api-server-endpoint]", Short: p.Short, Args: cobra.MaximumNArgs(1), RunE: run}
+	if len(p.Phases) > 0 {
+		c.AddCommand(&cobra.Command{Use: "all [api-server-endpoint]", Short: "Run all " + p.Name + " phases", Args: cobra.MaximumNArgs(1), RunE: run})
+		for _, sub := range p.Phases {
+			c.AddCommand(joinPhaseCommand(o, out, runner, sub, path+"/"))
+		}
+	}
+	return c
+}
+
+// newAdminClient is how the control-plane join phases (check-etcd,
+// etcd-join, mark-control-plane, wait-control-plane) reach the cluster:
+// the admin.conf control-plane-prepare wrote, read through the host; a
+// fake, in-memory API in a dry run.
+func (o *joinOptions) newAdminClient(h transport.Host) func(ctx context.Context) (kubernetes.Interface, error) {
+	return func(ctx context.Context) (kubernetes.Interface, error) {
+		if o.dryRun {
+			return fake.NewClientset(), nil
+		}
+		return phases.ClientFromKubeconfig(ctx, h, inventory.AdminKubeconfig)
+	}
+}
+
+func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner, only string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ignore, err := phases.ValidateIgnorePreflightErrors(o.ignorePreflight)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.loadConfig(c.Flags())
+	if err != nil {
+		return err
+	}
+	printer := phases.NewPrinter(out)
+	var host transport.Host = transport.NewLocal()
+	var dry *transport.DryRun
+	if o.dryRun {
+		dir := o.dryRunDir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "kubeboot-dry-run-"); err != nil {
+				return err
+			}
+		} else if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		dry = transport.NewDryRun(host, dir)
+		host = dry
+		printer.Printf("dryrun", "Dry run: files are written below %s at their real paths; no command that changes the host is run; discovery and the cluster's configuration are read from the cluster", dir)
+	} else if o.dryRunDir != "" {
+		return fmt.Errorf("--dry-run-dir needs --dry-run")
+	}
+	if err := phases.ResolveJoinNode(ctx, host, cfg); err != nil {
+		return err
+	}
+	if err := inventory.Validate(cfg); err != nil {
+		return joinFlagError(err, joinFlags(), c.Flags())
+	}
+	d := &phases.Data{
+		Cfg:                   cfg,
+		Host:                  host,
+		Out:                   printer,
+		DryRun:                o.dryRun,
+		IgnorePreflightErrors: ignore,
+		NewClient:             o.newAdminClient(host),
+		Prepare:               phases.PrepareOptions{Bundle: absPath(o.bundle)},
+		Join: &phases.JoinState{
+			NewKeys: func(alg inventory.EncryptionAlgorithm) phases.KeySource { return certs.NewKeyPool(alg, nil) },
+		},
+	}
+	role := "worker"
+	if cfg.Join.ControlPlane {
+		role = "control-plane"
+	}
+	if only != "" {
+		printer.Printf("join", "Running phase %s on %s (%s node %q)", only, host.Name(), role, cfg.Node.Name)
+	} else {
+		printer.Printf("join", "Joining %s as %s node %q on %s", cfg.Join.APIServerEndpoint, role, cfg.Node.Name, host.Name())
+	}
+	runErr := runner.Run(ctx, d, phases.Options{Only: only, Skip: o.skipPhases})
+	if dry != nil {
+		printDryRun(printer, dry)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if only == "" && !skipsJoinWork(o.skipPhases) && dry == nil {
+		printJoined(printer, cfg.Join.ControlPlane)
+	}
+	return nil
+}
+
+// skipsJoinWork reports whether a skipped phase is one the success message
+// speaks for (anything but prepare and preflight).
+func skipsJoinWork(skip []string) bool {
+	for _, s := range skip {
+		s = strings.Trim(strings.TrimSpace(s), "/")
+		top, _, _ := strings.Cut(s, "/")
+		if s != "" && top != "prepare" && top != "preflight" {
+			return true
+		}
+	}
+	return false
+}
+
+func printJoined(p *phases.Printer, controlPlane bool) {
+	if !controlPlane {
+		p.Printf("", `
+This node has joined the cluster:
+* Certificate signing request was sent to apiserver and a response was received.
+* The Kubelet was informed of the new secure connection details.
+
+Run 'kubectl get nodes' on the control-plane to see this node join the cluster.`)
+		return
+	}
+	p.Printf("", `
+This node has joined the cluster and a new control plane instance was created:
+
+* Certificate signing request was sent to apiserver and approval was received.
+* The Kubelet was informed of the new secure connection details.
+* Control plane label and taint were applied to the new node.
+* The Kubernetes control plane instances scaled up.
+* A new etcd member was added to the local/stacked etcd cluster.
+
+To start administering your cluster from this node, you need to run the following as a regular user:
+
+	mkdir -p $HOME/.kube
+	sudo cp -i %s $HOME/.kube/config
+	sudo chown $(id -u):$(id -g) $HOME/.kube/config
+
+Run 'kubectl get nodes' to see this node join the cluster.`, inventory.AdminKubeconfig)
+}
