@@ -125,6 +125,7 @@ func buildAll(ctx context.Context, st *stages, logf func(string, ...any), repo, 
 	}); err != nil {
 		return nil, err
 	}
+	b.PruneImages(imagesTar, out.testImages)
 	for _, f := range []string{imagesTar, out.testImages} {
 		if fi, err := os.Stat(f); err == nil {
 			st.note("image archive %s: %d MiB", filepath.Base(f), fi.Size()>>20)

@@ -152,7 +152,11 @@ type goBin struct {
 func (b *Builder) goBuild(ctx context.Context, bin goBin) (string, error) {
 	modDir := filepath.Join(b.Repo, bin.module)
 	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum"} {
+	modFiles := []string{"go.mod", "go.sum"}
+	if bin.module == "." {
+		modFiles = nil // kubeboot's own module: its tools here use the standard library only
+	}
+	for _, f := range modFiles {
 		data, err := os.ReadFile(filepath.Join(modDir, f))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return "", err

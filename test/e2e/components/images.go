@@ -172,6 +172,22 @@ type Image struct {
 	Cmd        []string
 }
 
+// PruneImages removes the image archives of earlier runs from the cache,
+// all but keep.
+func (b *Builder) PruneImages(keep ...string) {
+	k := map[string]bool{}
+	for _, f := range keep {
+		k[f] = true
+	}
+	old, _ := filepath.Glob(filepath.Join(b.Cache, "images", "images-*.tar"))
+	for _, f := range old {
+		if !k[f] {
+			_ = os.Remove(f)
+			_ = os.Remove(f + ".json")
+		}
+	}
+}
+
 // Images builds images into one docker-save archive (the base layer stored
 // once) with mkimages, or finds it in Cache/images, keyed by the images'
 // definitions, the inputs' sizes and modification times, and mkimages itself.

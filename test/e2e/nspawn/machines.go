@@ -590,8 +590,9 @@ func readTail(path string, n int) string {
 	return string(tail(b, n))
 }
 
-// Down stops every machine (systemd shuts down cleanly, SIGKILL after 20
-// s), kills anything left in the machines' cgroups, removes the cgroups, the
+// Down stops every machine (SIGTERM: systemd shuts down; SIGKILL after 5 s,
+// as a container scope whose PID 1 ignores SIGTERM holds systemd's
+// shutdown for 90 s), kills anything left in the machines' cgroups, removes the cgroups, the
 // rootfs copies, the state and the bridge. It is safe to call more than
 // once and from several goroutines; later calls return the first result.
 func (c *Cluster) Down() error {
@@ -614,7 +615,7 @@ func (c *Cluster) down() error {
 			_ = m.cmd.Process.Signal(syscall.SIGTERM) // nspawn: SIGRTMIN+3 to systemd = poweroff
 		}
 	}
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(5 * time.Second)
 	for _, m := range c.Machines {
 		if m.cmd == nil {
 			continue
@@ -624,7 +625,7 @@ func (c *Cluster) down() error {
 		case <-deadline:
 		}
 		if m.Running() {
-			c.cfg.Logf("%s: no clean shutdown in 20s, SIGKILL", m.Name)
+			c.cfg.Logf("%s: no clean shutdown in 5s, SIGKILL", m.Name)
 			_ = m.cmd.Process.Kill()
 			select {
 			case <-m.exited:
