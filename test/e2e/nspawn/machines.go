@@ -737,7 +737,7 @@ func (c *Cluster) saveState() error {
 
 // procStart is a process's start time in clock ticks since boot (field 22
 // of /proc/pid/stat): with the PID it identifies the process even after
-// the PID is reused.
+// the PID is reused. A dead process (a zombie not yet reaped) has none.
 func procStart(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -749,7 +749,7 @@ func procStart(pid int) string {
 		return ""
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
 		return ""
 	}
 	return f[19]
