@@ -193,7 +193,7 @@ func verifySignature(cm *corev1.ConfigMap, t bootstraptoken.Token) ([]byte, erro
 	}
 	if !tokenjws.DetachedTokenIsValid(sig, kubeconfig, t.ID, t.Secret) {
 		return nil, newError(ErrBadSignature, nil,
-			"the cluster-info signature for token %s does not verify: the token secret is wrong (or cluster-info was altered on the way)", t.ID)
+			"the cluster-info signature for token %s does not verify: the token secret is wrong (or cluster-info was altered on the way); check the whole token with `kubeboot token list` on a control-plane node", t.ID)
 	}
 	return []byte(kubeconfig), nil
 }

@@ -741,3 +741,48 @@ func TestJoinPrepareFollowsTheCluster(t *testing.T) {
 		t.Errorf("prepare did not use the cluster's configuration:\n%s", out.String())
 	}
 }
+
+// TestJoinDryRun: a dry run reads the cluster (discovery, its
+// configuration, the kubeadm-certs Secret) but changes nothing: files land
+// below the dry-run directory, etcd is not touched, nothing is restarted.
+func TestJoinDryRun(t *testing.T) {
+	c := newTestCluster(t)
+	h := c.joiningNode(t, "cp2", false)
+	before := snapshot(h)
+	dry := transport.NewDryRun(h, t.TempDir())
+	var out bytes.Buffer
+	d := c.data(t, c.joinConfig("cp2", "192.168.10.12", true), dry, &out)
+	d.DryRun = true
+	admin := fake.NewClientset() // as cmd sets it up: a fake API of its own
+	d.NewClient = func(context.Context) (kubernetes.Interface, error) { return admin, nil }
+	if err := JoinRunner().Run(context.Background(), d, joinAll); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if snapshot(h) != before {
+		t.Errorf("the dry run changed the host")
+	}
+	if c.etcd.calls() != 0 || len(admin.Actions()) != 0 {
+		t.Errorf("the dry run used etcd (%s) or the admin API (%v)", c.etcd.log(), admin.Actions())
+	}
+	for _, cmd := range h.Commands() {
+		if strings.Contains(cmd, "restart") {
+			t.Errorf("the dry run ran %s", cmd)
+		}
+	}
+	var wrote []string
+	for _, a := range dry.Actions() {
+		if a.Kind == "write" {
+			wrote = append(wrote, a.Path)
+		}
+	}
+	for _, want := range []string{"/etc/kubernetes/pki/ca.key", "/etc/kubernetes/pki/apiserver.crt", "/etc/kubernetes/admin.conf", inventory.ManifestPath("etcd"), inventory.BootstrapKubeconfig, inventory.KubeletConfigFile} {
+		if !containsString(wrote, want) {
+			t.Errorf("the dry run did not write %s (below its directory)", want)
+		}
+	}
+	for _, want := range []string{"Would add etcd member https://192.168.10.12:2380 as a learner", "Would wait for the kubelet to be bootstrapped", "Would check that the etcd cluster is healthy"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

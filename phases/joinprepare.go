@@ -230,7 +230,6 @@ func requireSA(ctx context.Context, d *Data) error {
 }
 
 func runJoinKubeconfigs(ctx context.Context, d *Data) error {
-	d.Out.Printf("kubeconfig", "Generating kubeconfig files")
 	d.Out.Printf("kubeconfig", "Using kubeconfig folder %q", inventory.KubernetesDir)
 	for _, name := range joinKubeconfigs {
 		if err := runKubeconfig(ctx, d, name); err != nil {

@@ -110,10 +110,10 @@ func joinSecondControlPlane(ctx context.Context, t *testing.T, e env, root strin
 		for _, tc := range []struct {
 			name, endpoint, token, pin, want string
 		}{
-			{"wrong pin", endpoint, token, "sha256:" + strings.Repeat("0", 64), "the cluster CA does not match the --discovery-token-ca-cert-hash pin(s): its hash is " + pin},
-			{"wrong token", endpoint, token[:7] + "0000000000000000", pin, "the cluster-info signature for token " + token[:6] + " does not verify: the token secret is wrong"},
-			{"deleted token", endpoint, deleted, pin, "there is no JWS signed token in the cluster-info ConfigMap for token ID " + deleted[:6] + ": the token is wrong, expired or deleted"},
-			{"unreachable endpoint", e.addr + ":1", token, pin, "cannot reach the API server at https://" + e.addr + ":1"},
+			{"wrong pin", endpoint, token, "sha256:" + strings.Repeat("0", 64), "the cluster CA does not match the --discovery-token-ca-cert-hash pin(s): its hash is " + pin + "; check the pin on a control-plane node with: openssl"},
+			{"wrong token", endpoint, token[:7] + "0000000000000000", pin, "the cluster-info signature for token " + token[:6] + " does not verify: the token secret is wrong (or cluster-info was altered on the way); check the whole token with `kubeboot token list`"},
+			{"deleted token", endpoint, deleted, pin, "there is no JWS signed token in the cluster-info ConfigMap for token ID " + deleted[:6] + ": the token is wrong, expired or deleted, or the controller-manager has not signed it yet; check `kubeboot token list`"},
+			{"unreachable endpoint", e.addr + ":1", token, pin, "cannot reach the API server at https://" + e.addr + ":1: dial tcp " + e.addr + ":1: connect: connection refused; check the address and that port 1 is open"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				dir := newNodeRoot(t)
