@@ -1,6 +1,7 @@
 package bootstraptoken
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 )
@@ -105,4 +107,37 @@ func FromSecret(s *corev1.Secret) (Info, error) {
 		info.Groups = strings.Split(g, ",")
 	}
 	return info, nil
+}
+
+// SecretLister is the part of a typed Secrets client (kube-system) that List uses.
+type SecretLister interface {
+	List(ctx context.Context, opts metav1.ListOptions) (*corev1.SecretList, error)
+}
+
+// List reads every bootstrap token Secret, sorted by token ID. A Secret of
+// the bootstrap token type that is not a valid token is left out, as kubeadm
+// does, and handed to skipped when it is not nil.
+func List(ctx context.Context, secrets SecretLister, skipped func(name string, err error)) ([]Info, error) {
+	sel := fields.OneTermEqualSelector("type", string(bootstrapapi.SecretTypeBootstrapToken)).String()
+	list, err := secrets.List(ctx, metav1.ListOptions{FieldSelector: sel})
+	if err != nil {
+		return nil, fmt.Errorf("list the bootstrap token Secrets: %w", err)
+	}
+	var infos []Info
+	for i := range list.Items {
+		s := &list.Items[i]
+		if s.Type != bootstrapapi.SecretTypeBootstrapToken {
+			continue
+		}
+		info, err := FromSecret(s)
+		if err != nil {
+			if skipped != nil {
+				skipped(s.Name, err)
+			}
+			continue
+		}
+		infos = append(infos, info)
+	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Token.ID < infos[j].Token.ID })
+	return infos, nil
 }

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
@@ -213,26 +211,9 @@ func redactArg(s string) string {
 // listTokens reads every bootstrap token Secret, sorted by ID; invalid ones
 // are reported on errOut and skipped, as kubeadm does.
 func listTokens(ctx context.Context, c kubernetes.Interface, errOut io.Writer) ([]bootstraptoken.Info, error) {
-	sel := fields.OneTermEqualSelector("type", string(bootstrapapi.SecretTypeBootstrapToken)).String()
-	list, err := c.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{FieldSelector: sel})
-	if err != nil {
-		return nil, fmt.Errorf("list the bootstrap token Secrets: %w", err)
-	}
-	var infos []bootstraptoken.Info
-	for i := range list.Items {
-		s := &list.Items[i]
-		if s.Type != bootstrapapi.SecretTypeBootstrapToken {
-			continue
-		}
-		info, err := bootstraptoken.FromSecret(s)
-		if err != nil {
-			fmt.Fprintf(errOut, "[token] WARNING: skipping %s: %v\n", s.Name, err)
-			continue
-		}
-		infos = append(infos, info)
-	}
-	sort.Slice(infos, func(i, j int) bool { return infos[i].Token.ID < infos[j].Token.ID })
-	return infos, nil
+	return bootstraptoken.List(ctx, c.CoreV1().Secrets(metav1.NamespaceSystem), func(name string, err error) {
+		fmt.Fprintf(errOut, "[token] WARNING: skipping %s: %v\n", name, err)
+	})
 }
 
 // outputToken is kubeadm's output.kubeadm.k8s.io/v1alpha3 BootstrapToken.

@@ -12,7 +12,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -158,23 +157,13 @@ func ensureInitToken(ctx context.Context, d *Data, c kubernetes.Interface) (boot
 // reusableToken returns the token, if any, that `kubeboot init` without
 // --token reuses: authentication and signing, the default group, an hour or
 // more left; the one that lives longest.
-func reusableToken(ctx context.Context, secrets interface {
-	List(context.Context, metav1.ListOptions) (*corev1.SecretList, error)
-}, now time.Time) (*bootstraptoken.Info, error) {
-	list, err := secrets.List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("type", string(bootstrapapi.SecretTypeBootstrapToken)).String()})
+func reusableToken(ctx context.Context, secrets bootstraptoken.SecretLister, now time.Time) (*bootstraptoken.Info, error) {
+	infos, err := bootstraptoken.List(ctx, secrets, nil)
 	if err != nil {
-		return nil, fmt.Errorf("list the bootstrap tokens: %w", err)
+		return nil, err
 	}
 	var candidates []bootstraptoken.Info
-	for i := range list.Items {
-		s := &list.Items[i]
-		if s.Type != bootstrapapi.SecretTypeBootstrapToken {
-			continue
-		}
-		info, err := bootstraptoken.FromSecret(s)
-		if err != nil {
-			continue
-		}
+	for _, info := range infos {
 		if !slices.Contains(info.Usages, "authentication") || !slices.Contains(info.Usages, "signing") || !slices.Contains(info.Groups, bootstraptoken.DefaultGroup) {
 			continue
 		}

@@ -2,12 +2,8 @@ package phases
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"sort"
 	"strings"
-
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubeboot/kubeboot/apiclient"
 )
@@ -65,30 +61,6 @@ func applyAndReport(ctx context.Context, d *Data, tag string, withExt, quiet boo
 		}
 	}
 	return changed, nil
-}
-
-// configMapChecksum is kubeadm's ChecksumForConfigMap (SHA-256 over the
-// values of data, then binaryData, in key order), which it stores in the
-// component-config hash annotation of the ConfigMaps it generated.
-func configMapChecksum(cm *corev1.ConfigMap) string {
-	h := sha256.New()
-	keys := make([]string, 0, len(cm.Data))
-	for k := range cm.Data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		h.Write([]byte(cm.Data[k]))
-	}
-	keys = keys[:0]
-	for k := range cm.BinaryData {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		h.Write(cm.BinaryData[k])
-	}
-	return fmt.Sprintf("sha256:%x", h.Sum(nil))
 }
 
 // plural is "1 object" / "2 objects".

@@ -26,6 +26,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/templates/addons"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -493,7 +494,7 @@ func TestKubeletConfigMapIsClusterWide(t *testing.T) {
 			t.Errorf("kubelet-config carries the node-local %s:\n%s", bad, kc)
 		}
 	}
-	if !strings.Contains(kc, "clusterDNS:\n- 10.96.0.10") || cm.Annotations[componentConfigHashAnnotation] != configMapChecksum(cm) {
+	if !strings.Contains(kc, "clusterDNS:\n- 10.96.0.10") || cm.Annotations[addons.ComponentConfigHashAnnotation] != addons.ConfigMapChecksum(cm) {
 		t.Errorf("kubelet-config:\n%s\n%v", kc, cm.Annotations)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/templates"
+	"github.com/kubeboot/kubeboot/templates/addons"
 )
 
 // The ConfigMaps upload-config writes and join reads, with kubeadm v1.34's
@@ -46,9 +47,6 @@ const (
 
 	// kubeadmAPIVersion is the ClusterConfiguration's apiVersion.
 	kubeadmAPIVersion = "kubeadm.k8s.io/v1beta4"
-	// componentConfigHashAnnotation is kubeadm's checksum of a component
-	// configuration it generated.
-	componentConfigHashAnnotation = "kubeadm.kubernetes.io/component-config.hash"
 )
 
 // UploadConfigPhase is kubeadm's `upload-config` with its sub-phases kubeadm
@@ -130,7 +128,7 @@ func KubeletConfigMap(cfg *inventory.Cluster) (*corev1.ConfigMap, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: KubeletConfigConfigMap, Namespace: metav1.NamespaceSystem},
 		Data:       map[string]string{KubeletConfigKey: string(kc)},
 	}
-	cm.Annotations = map[string]string{componentConfigHashAnnotation: configMapChecksum(cm)}
+	cm.Annotations = map[string]string{addons.ComponentConfigHashAnnotation: addons.ConfigMapChecksum(cm)}
 	return cm, nil
 }
 

@@ -70,6 +70,14 @@ func (*Local) Remove(_ context.Context, path string) error {
 // mode already set, syncs it and renames it into place, so a reader (or a
 // crash) never sees a half-written file. Parent directories are created 0755.
 func WriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
+	return writeAtomic(path, mode, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
+// writeAtomic is WriteFileAtomic with fill writing the content.
+func writeAtomic(path string, mode fs.FileMode, fill func(*os.File) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -89,7 +97,7 @@ func WriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	if err := f.Chmod(mode); err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	if err := fill(f); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 )
 
 // Uploader is a Host that copies a local file to itself without reading it
@@ -58,37 +57,10 @@ func copyFileAtomic(ctx context.Context, src, dst string, mode fs.FileMode) erro
 	} else if !fi.Mode().IsRegular() {
 		return fmt.Errorf("upload %s: not a regular file", src)
 	}
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
+	return writeAtomic(dst, mode, func(f *os.File) error {
+		if _, err := io.Copy(f, &ctxReader{ctx: ctx, r: in}); err != nil {
+			return fmt.Errorf("upload %s to %s: %w", src, dst, err)
 		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, &ctxReader{ctx: ctx, r: in}); err != nil {
-		return fmt.Errorf("upload %s to %s: %w", src, dst, err)
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+		return nil
+	})
 }

@@ -381,8 +381,8 @@ func TestKubeProxy(t *testing.T) {
 			}
 			// Signed (kubeadm-generated) only without user settings.
 			if got, ok := cm.Annotations[ComponentConfigHashAnnotation]; tc.proxy.ConntrackMaxPerCore == nil {
-				if got != configMapChecksum(cm) || !strings.HasPrefix(got, "sha256:") {
-					t.Errorf("hash annotation %q, want %q", got, configMapChecksum(cm))
+				if got != ConfigMapChecksum(cm) || !strings.HasPrefix(got, "sha256:") {
+					t.Errorf("hash annotation %q, want %q", got, ConfigMapChecksum(cm))
 				}
 			} else if ok {
 				t.Errorf("user-supplied configuration signed: %q", got)

@@ -220,14 +220,14 @@ func kubeProxyConfigMap(server string, conf []byte, sign bool) ([]byte, error) {
 		return nil, fmt.Errorf("kube-proxy ConfigMap: %w", err)
 	}
 	if sign {
-		cm.Annotations = map[string]string{ComponentConfigHashAnnotation: configMapChecksum(&cm)}
+		cm.Annotations = map[string]string{ComponentConfigHashAnnotation: ConfigMapChecksum(&cm)}
 	}
 	return yaml.Marshal(&cm)
 }
 
-// configMapChecksum is kubeadm's ChecksumForConfigMap: SHA-256 over the
+// ConfigMapChecksum is kubeadm's ChecksumForConfigMap: SHA-256 over the
 // values of data, then of binaryData, each in key order.
-func configMapChecksum(cm *corev1.ConfigMap) string {
+func ConfigMapChecksum(cm *corev1.ConfigMap) string {
 	h := sha256.New()
 	keys := make([]string, 0, len(cm.Data))
 	for k := range cm.Data {
