@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
 # Packages with concurrency (key pool, printer, transports) run under -race.
 RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/...
 
-.PHONY: build test lint integration bench k8s-binaries clean
+.PHONY: build test lint integration e2e bench k8s-binaries clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubeboot ./cmd/kubeboot
@@ -18,6 +18,7 @@ lint:
 	$(GO) vet -tags sshd ./test/sshd/
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./test/integration/
+	$(GO) vet -tags e2e ./test/e2e/
 
 test: lint
 	$(GO) test ./...
@@ -28,6 +29,11 @@ test: lint
 integration:
 	test/integration/run.sh
 	sh templates/testdata/kubeadmref/run.sh
+
+# Root: a 2-node cluster from kubeboot init/join --bundle on systemd-nspawn
+# machines, the bundle built from real components (cached in ~/.cache/kubeboot).
+e2e:
+	test/e2e/run.sh
 
 # kubeboot's offline phases against kubeadm's, RSA-2048 and ECDSA-P256.
 bench:

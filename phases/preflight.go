@@ -21,9 +21,11 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpproxy"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -141,7 +143,16 @@ func runPreflight(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("inspect %s: %w", d.Host.Name(), err)
 	}
-	results := RunChecks(ctx, d.Host, d.Cfg, facts, InitChecks(d.Cfg), d.IgnorePreflightErrors)
+	checks := InitChecks(d.Cfg)
+	own, err := ownControlPlane(ctx, d)
+	if err != nil {
+		return err
+	}
+	if own {
+		d.Out.Printf("preflight", "This node already runs the control plane of this configuration (every static Pod manifest is up to date): skipping the checks of its ports, manifests and etcd data directory")
+		checks = withoutOwnControlPlaneChecks(d.Cfg, checks)
+	}
+	results := RunChecks(ctx, d.Host, d.Cfg, facts, checks, d.IgnorePreflightErrors)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -155,6 +166,76 @@ func runPreflight(ctx context.Context, d *Data) error {
 		return nil
 	}
 	return perr
+}
+
+// ownControlPlane reports whether the node already runs the control plane
+// that this configuration describes: every static Pod manifest init writes
+// is there, byte for byte what this run would write (a re-run of the same
+// init). kubeadm refuses such a node; kubeboot's phases reuse what they
+// find, so a re-run must get past preflight. Any other manifest (another
+// configuration, another cluster, a joined control plane) keeps kubeadm's
+// refusal.
+func ownControlPlane(ctx context.Context, d *Data) (bool, error) {
+	builds := map[string]func(*inventory.Cluster) (*corev1.Pod, error){
+		"kube-apiserver":          templates.APIServerPod,
+		"kube-controller-manager": templates.ControllerManagerPod,
+		"kube-scheduler":          templates.SchedulerPod,
+	}
+	if d.Cfg.Etcd.External == nil {
+		builds["etcd"] = templates.EtcdPod
+	}
+	for component, build := range builds {
+		pod, err := build(d.Cfg)
+		if err != nil {
+			return false, nil // the phase that renders it reports the problem
+		}
+		want, err := templates.MarshalPod(pod)
+		if err != nil {
+			return false, nil
+		}
+		have, err := d.Host.ReadFile(ctx, inventory.ManifestPath(component))
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read %s: %w", inventory.ManifestPath(component), err)
+		}
+		if !bytes.Equal(have, want) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// withoutOwnControlPlaneChecks drops the checks that the node's own
+// running control plane fails: its ports (API server, scheduler,
+// controller-manager, kubelet, etcd), its manifests and etcd's data.
+func withoutOwnControlPlaneChecks(cfg *inventory.Cluster, checks []Check) []Check {
+	bindPort := cfg.Node.BindPort
+	if bindPort == 0 {
+		bindPort = inventory.DefaultBindPort
+	}
+	skip := map[string]bool{}
+	for _, p := range []int{bindPort, kubeSchedulerPort, kubeControllerManagerPort, kubeletPort, etcdListenClientPort, etcdListenPeerPort} {
+		skip[portCheck(p).Name] = true
+	}
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"} {
+		skip[fileAvailableCheck(inventory.ManifestPath(c)).Name] = true
+	}
+	if local := cfg.Etcd.Local; local != nil {
+		dataDir := local.DataDir
+		if dataDir == "" {
+			dataDir = inventory.DefaultEtcdDataDir
+		}
+		skip[dirAvailableCheck(dataDir).Name] = true
+	}
+	var out []Check
+	for _, c := range checks {
+		if !skip[c.Name] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // PrintResults prints every warning and error, check by check, as

@@ -12,7 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -799,5 +802,69 @@ func TestSemver(t *testing.T) {
 	}
 	if v, _ := parseSemver("v1.35.0-rc.1+abc"); v.String() != "1.35.0-rc.1" {
 		t.Errorf("String = %s", v)
+	}
+}
+
+// pfOwnControlPlane makes h look like a node on which init with cfg
+// already ran: its static Pod manifests, its components listening, etcd's
+// data on disk.
+func pfOwnControlPlane(t *testing.T, h *transporttest.Fake, cfg *inventory.Cluster) {
+	t.Helper()
+	for component, build := range map[string]func(*inventory.Cluster) (*corev1.Pod, error){
+		"kube-apiserver": templates.APIServerPod, "kube-controller-manager": templates.ControllerManagerPod,
+		"kube-scheduler": templates.SchedulerPod, "etcd": templates.EtcdPod,
+	} {
+		pod, err := build(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := templates.MarshalPod(pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.SetFile(inventory.ManifestPath(component), data, 0o600)
+	}
+	tcp := pfTCPHeader
+	for i, p := range []int{22, 6443, 10259, 10257, 10250, 2379, 2380} {
+		tcp += pfTCPLine(i, p, "0A")
+	}
+	h.SetFile("/proc/net/tcp", []byte(tcp), 0o444)
+	h.SetFile("/var/lib/etcd/member/snap/db", []byte("etcd"), 0o600)
+}
+
+// TestPreflightRerunOnOwnControlPlane: init again on the node it set up
+// passes preflight (its phases reuse everything); a node whose control
+// plane is another configuration's is refused as kubeadm refuses it.
+func TestPreflightRerunOnOwnControlPlane(t *testing.T) {
+	h := pfHealthyHost()
+	pfOwnControlPlane(t, h, pfConfig())
+	out, err := pfRunPhase(t, h, nil, false)
+	if err != nil {
+		t.Fatalf("re-run refused: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "already runs the control plane of this configuration") {
+		t.Errorf("output does not say why the checks are skipped:\n%s", out)
+	}
+
+	other := pfConfig()
+	other.Networking.ServiceSubnet = "10.100.0.0/16"
+	h = pfHealthyHost()
+	pfOwnControlPlane(t, h, other)
+	_, err = pfRunPhase(t, h, nil, false)
+	var perr *PreflightError
+	if !errors.As(err, &perr) {
+		t.Fatalf("another configuration's control plane: error %v, want a preflight refusal", err)
+	}
+	var got []string
+	for _, f := range perr.Failures {
+		got = append(got, f.Check)
+	}
+	sort.Strings(got)
+	want := []string{"DirAvailable--var-lib-etcd",
+		"FileAvailable--etc-kubernetes-manifests-etcd.yaml", "FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml",
+		"FileAvailable--etc-kubernetes-manifests-kube-controller-manager.yaml", "FileAvailable--etc-kubernetes-manifests-kube-scheduler.yaml",
+		"Port-10250", "Port-10257", "Port-10259", "Port-2379", "Port-2380", "Port-6443"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("fatal checks %q\nwant %q", got, want)
 	}
 }

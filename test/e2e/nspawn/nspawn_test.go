@@ -1,0 +1,89 @@
+package nspawn
+
+import (
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseHierarchies(t *testing.T) {
+	mountinfo := `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset,clone_children
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd,release_agent=/x
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+50 23 0:40 /sub /mnt/odd\040dir rw - cgroup cgroup rw,pids
+`
+	procCgroup := `9:name=systemd:/
+4:memory:/process_api/abc
+3:cpuset:/
+2:cpuacct,cpu:/user.slice
+7:pids:/sub/x
+8:devices:/
+0::/
+`
+	got, err := parseHierarchies([]byte(procCgroup), []byte(mountinfo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []hierarchy{
+		{Name: "name=systemd", Dir: "/sys/fs/cgroup/systemd"},
+		{Name: "memory", Dir: "/sys/fs/cgroup/memory/process_api/abc"},
+		{Name: "cpuset", Dir: "/sys/fs/cgroup/cpuset"},
+		{Name: "cpuacct,cpu", Dir: "/sys/fs/cgroup/cpu,cpuacct/user.slice"},
+		{Name: "pids", Dir: "/mnt/odd dir/x"},
+		// devices is not mounted: left out.
+		{Name: "", Dir: "/sys/fs/cgroup/unified"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	if _, err := parseHierarchies([]byte("0::/\n"), []byte("")); err == nil {
+		t.Error("no mounted hierarchy: want an error")
+	}
+}
+
+func TestRootfsKey(t *testing.T) {
+	a := DefaultRootfs
+	b := DefaultRootfs
+	b.Packages = append([]string(nil), a.Packages...)
+	b.Packages[0], b.Packages[1] = b.Packages[1], b.Packages[0]
+	b.Mirror = "http://mirror.example/debian"
+	if a.Key() != b.Key() {
+		t.Errorf("package order or mirror changed the key: %s vs %s", a.Key(), b.Key())
+	}
+	c := DefaultRootfs
+	c.Packages = append(append([]string(nil), a.Packages...), "strace")
+	if a.Key() == c.Key() {
+		t.Error("another package list has the same key")
+	}
+	if !strings.HasPrefix(a.Key(), "bookworm-") {
+		t.Errorf("key %s does not name the suite", a.Key())
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c := Config{Rootfs: "/r", N: 3}
+	if err := c.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Gateway() != netip.MustParseAddr("10.251.0.1") || c.MachineIP(1) != netip.MustParseAddr("10.251.0.11") || c.MachineIP(3) != netip.MustParseAddr("10.251.0.13") {
+		t.Errorf("addresses: gateway %s, m1 %s, m3 %s", c.Gateway(), c.MachineIP(1), c.MachineIP(3))
+	}
+	if c.Nameserver != "10.251.0.1" || c.Bridge != "kb-e2e" || c.NamePrefix != "m" {
+		t.Errorf("defaults: %+v", c)
+	}
+	for name, bad := range map[string]Config{
+		"no rootfs":          {},
+		"loopback resolver":  {Rootfs: "/r", Nameserver: "127.0.0.53"},
+		"too many machines":  {Rootfs: "/r", N: 201},
+		"IPv6 network":       {Rootfs: "/r", Network: netip.MustParsePrefix("fd00::/64")},
+		"network too narrow": {Rootfs: "/r", Network: netip.MustParsePrefix("10.1.0.0/28")},
+	} {
+		if err := bad.setDefaults(); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+}
