@@ -42,9 +42,19 @@ func runPrepareContainerd(ctx context.Context, d *Data) error {
 	}
 
 	// The configuration format follows the installed containerd: 1.x
-	// reads version 2, 2.x version 3.
+	// reads version 2, 2.x version 3. With a bundle it is the bundle's
+	// containerd, the one its unit runs, even when another one comes first
+	// in the PATH (/usr/local/bin/containerd from an upstream tarball).
 	major := 1
 	bin, lerr := lookPath(ctx, h, "containerd")
+	if st.manifest != nil {
+		if b, ok := st.manifest.Binary("containerd"); ok {
+			bin, lerr = bundle.InstallPath(b), nil
+			if ok, _ := transport.Exists(ctx, h, bin); !ok {
+				lerr = notInPathError("containerd")
+			}
+		}
+	}
 	if lerr == nil {
 		v, mj, err := containerdVersion(ctx, h, bin)
 		if err != nil && !d.DryRun {
@@ -86,7 +96,10 @@ func runPrepareContainerd(ctx context.Context, d *Data) error {
 		case running && (changed || st.containerdChanged):
 			d.Out.Printf(tag, "systemd is not PID 1 on %s: kubeboot cannot restart containerd; restart it yourself to apply the new configuration", h.Name())
 		case !running:
-			d.Out.Printf(tag, "systemd is not PID 1 on %s: kubeboot cannot start containerd; start it yourself (%s)", h.Name(), "/usr/bin/containerd")
+			if bin == "" {
+				bin = "containerd"
+			}
+			d.Out.Printf(tag, "systemd is not PID 1 on %s: kubeboot cannot start containerd; start it yourself (%s)", h.Name(), bin)
 		}
 		return nil
 	}

@@ -293,6 +293,29 @@ func TestPrepareContainerdRestartsOnlyOnChange(t *testing.T) {
 	}
 }
 
+// TestPrepareContainerdConfigFollowsBundle: the configuration's version is
+// the one the bundle's containerd (which its unit runs) reads, even when an
+// upstream containerd 2.x comes first in the PATH: version 3 would keep the
+// bundle's containerd 1.6 from starting.
+func TestPrepareContainerdConfigFollowsBundle(t *testing.T) {
+	h := newNode(t, nodeOpts{})
+	h.SetFile(testBundle, fixtureBundle(t, nil), 0o644)
+	h.SetFile("/usr/local/bin/containerd", []byte("ELF"), 0o755)
+	h.Handle("/usr/local/bin/containerd --version", transporttest.Reply("containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376\n"))
+	cfg := testConfig()
+	var out bytes.Buffer
+	if err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, testBundle), Options{}); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	conf, _, _ := h.File(templates.ContainerdConfigFile)
+	if want := templates.ContainerdConfig(cfg, templates.ContainerdOptions{Major: 1, RestrictOOMScoreAdj: true}); string(conf) != string(want) {
+		t.Errorf("config for the PATH's containerd 2.x, not the bundle's 1.6:\n%s", conf)
+	}
+	if !strings.Contains(out.String(), "containerd 1.6.20~ds1 reads configuration version 2") {
+		t.Errorf("output:\n%s", out.String())
+	}
+}
+
 // TestPrepareWithoutSystemd writes everything and says what it could not
 // start.
 func TestPrepareWithoutSystemd(t *testing.T) {
