@@ -32,10 +32,17 @@ func criSocketPath(cfg *inventory.Cluster) string {
 	return strings.TrimPrefix(s, "unix://")
 }
 
-func runPrepareContainerd(ctx context.Context, d *Data) error {
+func runPrepareContainerd(ctx context.Context, d *Data) (err error) {
 	const tag = "prepare"
 	h := d.Host
 	st := d.prepareState()
+	// The run stops here on an error: the bundle's files unpacked for
+	// prepare/images would stay on disk until the next run.
+	defer func() {
+		if err != nil && len(st.staged) > 0 {
+			st.cleanup(ctx, d)
+		}
+	}()
 	facts, err := d.Facts(ctx)
 	if err != nil {
 		return err

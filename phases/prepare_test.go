@@ -316,6 +316,30 @@ func TestPrepareContainerdConfigFollowsBundle(t *testing.T) {
 	}
 }
 
+// TestPrepareContainerdFailureRemovesStaging: when containerd does not
+// start, the run stops before prepare/images, and the bundle's unpacked
+// files kept for it are removed, not left on disk until the next run.
+func TestPrepareContainerdFailureRemovesStaging(t *testing.T) {
+	h := newNode(t, nodeOpts{})
+	h.SetFile(testBundle, fixtureBundle(t, nil), 0o644)
+	h.Handle("systemctl restart containerd", func(transport.Cmd) (transport.Result, error) {
+		return transport.Result{}, exitErr(1, "Job for containerd.service failed because the control process exited with error code.")
+	})
+	var out bytes.Buffer
+	err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, testBundle), Options{})
+	if err == nil || !strings.Contains(err.Error(), "journalctl -u containerd") {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+	if _, _, ok := h.File("/usr/bin/kubelet"); !ok {
+		t.Fatalf("prepare/binaries did not install from the bundle (the staging was never used):\n%s", out.String())
+	}
+	for _, p := range h.Paths() {
+		if strings.HasPrefix(p, stagingDir) {
+			t.Errorf("left behind: %s", p)
+		}
+	}
+}
+
 // TestPrepareWithoutSystemd writes everything and says what it could not
 // start.
 func TestPrepareWithoutSystemd(t *testing.T) {
