@@ -692,20 +692,57 @@ func cleanupMachine(name, dir string, cgroups []string) error {
 	return errors.Join(errs...)
 }
 
+// mountedBelow returns a mount point at or below dir, or "".
 func mountedBelow(dir string) (string, error) {
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(string(mi), "\n") {
+	if m := mountsBelow(mi, dir); len(m) > 0 {
+		return m[0], nil
+	}
+	return "", nil
+}
+
+// mountsBelow lists the mount points of a mountinfo that are dir or below
+// it, in mount order.
+func mountsBelow(mountinfo []byte, dir string) []string {
+	dir = filepath.Clean(dir)
+	var out []string
+	for _, line := range strings.Split(string(mountinfo), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 4 {
 			if p := unescapeMount(f[4]); p == dir || strings.HasPrefix(p, dir+"/") {
-				return p, nil
+				out = append(out, p)
 			}
 		}
 	}
-	return "", nil
+	return out
+}
+
+// removeBuildDir removes a directory the harness built in (a debootstrap
+// target), unless something is still mounted below it: an interrupted
+// debootstrap leaves the host's /proc, /sys and a devpts mounted in its
+// target, and removing the tree would delete through them. Those mounts
+// are unmounted first (they are the build's own); if one stays, the
+// directory is left and said so.
+func removeBuildDir(dir string, logf func(string, ...any)) {
+	for i := 0; i < 20; i++ {
+		m, err := mountedBelow(dir)
+		if err != nil {
+			logf("not removing %s: %v", dir, err)
+			return
+		}
+		if m == "" {
+			_ = os.RemoveAll(dir)
+			return
+		}
+		if err := run(context.Background(), "umount", "--recursive", "--lazy", m); err != nil {
+			logf("not removing %s: %s is mounted below it and does not unmount: %v", dir, m, err)
+			return
+		}
+	}
+	logf("not removing %s: mounts below it keep coming back", dir)
 }
 
 func (c *Cluster) saveState() error {

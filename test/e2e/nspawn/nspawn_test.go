@@ -87,3 +87,27 @@ func TestConfigDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestMountsBelow: what an interrupted debootstrap leaves mounted in its
+// target is found (escaped names included); a sibling with the same prefix
+// is not below it.
+func TestMountsBelow(t *testing.T) {
+	mountinfo := []byte(`22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
+90 22 0:5 / /root/.cache/kubeboot/rootfs/.build-x-1/proc rw - proc proc rw
+91 22 0:21 / /root/.cache/kubeboot/rootfs/.build-x-1/sys rw - sysfs sysfs rw
+92 22 0:44 / /root/.cache/kubeboot/rootfs/.build-x-1/dev/pts rw - devpts devpts rw
+93 22 0:45 / /root/.cache/kubeboot/rootfs/.build-x-10/proc rw - proc proc rw
+94 22 0:46 / /var/tmp/odd\040dir/proc rw - proc proc rw
+`)
+	got := mountsBelow(mountinfo, "/root/.cache/kubeboot/rootfs/.build-x-1/")
+	want := []string{"/root/.cache/kubeboot/rootfs/.build-x-1/proc", "/root/.cache/kubeboot/rootfs/.build-x-1/sys", "/root/.cache/kubeboot/rootfs/.build-x-1/dev/pts"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("mountsBelow = %q, want %q", got, want)
+	}
+	if got := mountsBelow(mountinfo, "/var/tmp/odd dir"); !reflect.DeepEqual(got, []string{"/var/tmp/odd dir/proc"}) {
+		t.Errorf("escaped mount point: %q", got)
+	}
+	if got := mountsBelow(mountinfo, "/var/tmp/kubeboot-e2e"); len(got) != 0 {
+		t.Errorf("nothing is below /var/tmp/kubeboot-e2e: %q", got)
+	}
+}
