@@ -601,6 +601,41 @@ func TestKernelModulesCheck(t *testing.T) {
 	}
 }
 
+// TestKernelTunablesCheck: a parameter the kubelet sets that differs is an
+// error only where it cannot be written (a container's read-only /proc/sys);
+// one that is right, writable or absent is not.
+func TestKernelTunablesCheck(t *testing.T) {
+	const overcommit = "/proc/sys/vm/overcommit_memory"
+	for _, tc := range []struct {
+		name     string
+		value    string // "" leaves the file out
+		writable bool
+		want     string
+	}{
+		{"as the kubelet sets it", "1", false, ""},
+		{"differs, writable", "0", true, ""},
+		{"differs, read-only", "0", false, "vm.overcommit_memory = 0 (the kubelet sets 1): read-only here, so the kubelet will not start"},
+		{"absent", "", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := transporttest.New("node1")
+			if tc.value != "" {
+				h.SetFile(overcommit, []byte(tc.value+"\n"), 0o644)
+			}
+			h.Handle("test -w", func(c transport.Cmd) (transport.Result, error) {
+				if c.Args[2] == overcommit && tc.writable {
+					return transport.Result{}, nil
+				}
+				return transport.Result{}, exitErr(1, "")
+			})
+			warns, errs := checkKernelTunables(bgCtx, h, testConfig(), HostFacts{})
+			if len(warns) > 0 || (tc.want == "") != (len(errs) == 0) || tc.want != "" && !strings.Contains(errs[0].Error(), tc.want) {
+				t.Errorf("warnings %v, errors %v; want %q", warns, errs, tc.want)
+			}
+		})
+	}
+}
+
 func TestContainerdVersion(t *testing.T) {
 	for out, want := range map[string]string{
 		"containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3":                    "1.6.20~ds1 1",
