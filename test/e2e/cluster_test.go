@@ -507,9 +507,17 @@ func checkReinit(ctx context.Context, t *testing.T, k *kubectl, cp *node, initCm
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.run(ctx, logDir, "init-again", initCmd...); err != nil {
+	out, err := cp.run(ctx, logDir, "init-again", initCmd...)
+	if err != nil {
 		t.Errorf("FAIL kubeboot init again: %v", err)
 		return
+	}
+	// What the snapshots cannot see: the images imported again (same
+	// content), containerd restarted, sysctls set again.
+	if acts := prepareActions(out); len(acts) > 0 {
+		t.Errorf("FAIL init again: prepare acted:\n  %s", strings.Join(acts, "\n  "))
+	} else {
+		t.Logf("PASS init again: prepare installed, imported, restarted and set nothing")
 	}
 	// Give kubelet time to act on anything that changed (it watches the
 	// manifests with inotify) before looking at the pods.
