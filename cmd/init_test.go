@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -76,9 +77,18 @@ func TestConfigAndFlags(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			args := append([]string{"init"}, tc.args...)
-			if len(tc.wantErr) == 0 {
+			switch {
+			case len(tc.wantErr) == 0:
 				// Offline, into a dry-run directory.
 				args = append(args, "--dry-run", "--dry-run-dir", dir, "--skip-phases", "prepare,preflight,kubelet-start")
+			case !slices.Contains(tc.args, "--dry-run-dir"):
+				// Refused before any phase runs; should that ever change,
+				// the phases still only write below dir.
+				args = append(args, "--dry-run", "--dry-run-dir", dir)
+			default:
+				// The case is that --dry-run is missing; should the refusal
+				// ever go, no phase may touch this machine.
+				args = append(args, "--skip-phases", "prepare,preflight,certs,kubeconfig,etcd,control-plane,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon,cni,show-join-command")
 			}
 			out, err := run(t, args...)
 			if len(tc.wantErr) == 0 {

@@ -54,7 +54,8 @@ func runJoinPreflight(ctx context.Context, d *Data) error {
 }
 
 // JoinChecks are kubeadm v1.34's JoinNodeChecks, root first, followed by
-// kubeboot's own (CgroupVersion, OOMScoreAdj, SystemdPID1). As in kubeadm,
+// kubeboot's own (CgroupVersion, OOMScoreAdj, SystemdPID1, KernelModules,
+// KernelTunables). As in kubeadm,
 // the common checks get no Kubernetes version (the kubelet's is not
 // compared with the control plane's), and a control plane may already have
 // the cluster CA (copied by hand for a join without --certificate-key).
@@ -87,6 +88,8 @@ func JoinChecks(cfg *inventory.Cluster) []Check {
 		Check{Name: "CgroupVersion", Run: checkCgroupVersion},
 		Check{Name: "OOMScoreAdj", Run: checkOOMScoreAdj},
 		Check{Name: "SystemdPID1", Run: checkSystemdPID1},
+		Check{Name: "KernelModules", Run: checkKernelModules},
+		Check{Name: "KernelTunables", Run: checkKernelTunables},
 	)
 }
 

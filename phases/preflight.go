@@ -388,6 +388,7 @@ func InitChecks(cfg *inventory.Cluster) []Check {
 		Check{Name: "OOMScoreAdj", Run: checkOOMScoreAdj},
 		Check{Name: "SystemdPID1", Run: checkSystemdPID1},
 		Check{Name: "KernelModules", Run: checkKernelModules},
+		Check{Name: "KernelTunables", Run: checkKernelTunables},
 	)
 }
 
@@ -1101,6 +1102,43 @@ func checkOOMScoreAdj(_ context.Context, _ transport.Host, _ *inventory.Cluster,
 		return []error{errors.New("a negative oom_score_adj is not permitted here (no CAP_SYS_RESOURCE, as in a nested container): containerd must set restrict_oom_score_adj = true or pods fail to start")}, nil
 	}
 	return nil, nil
+}
+
+// kubeletSysctls are the kernel parameters the kubelet sets when it starts
+// (its container manager's setupKernelTunables); it does not start when it
+// cannot set one that differs.
+var kubeletSysctls = []sysctl{
+	{"vm.overcommit_memory", "1"},
+	{"vm.panic_on_oom", "0"},
+	{"kernel.panic", "10"},
+	{"kernel.panic_on_oops", "1"},
+	{"kernel.keys.root_maxkeys", "1000000"},
+	{"kernel.keys.root_maxbytes", "25000000"},
+}
+
+// checkKernelTunables is kubeboot's KernelTunables check: a kernel parameter
+// the kubelet sets that differs and cannot be written here (a read-only
+// /proc/sys, as in containers and systemd-nspawn machines, where these
+// parameters are the host's) stops the kubelet from starting. They have to
+// be set on the host, or in /proc/sys by whatever runs the container.
+func checkKernelTunables(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+	var bad []string
+	for _, s := range kubeletSysctls {
+		file := "/proc/sys/" + strings.ReplaceAll(s.key, ".", "/")
+		cur, err := readTrimmed(ctx, h, file)
+		if err != nil || cur == s.value {
+			continue // absent (another kernel), or already right
+		}
+		_, err = h.Run(ctx, transport.Cmd{Args: []string{"test", "-w", file}, ReadOnly: true})
+		var ee *transport.ExitError
+		if errors.As(err, &ee) && ee.ExitCode == 1 {
+			bad = append(bad, fmt.Sprintf("%s = %s (the kubelet sets %s)", s.key, cur, s.value))
+		}
+	}
+	if len(bad) > 0 {
+		errs = append(errs, fmt.Errorf("%s: read-only here, so the kubelet will not start; set them where they can be written (on the host of this container: sysctl -w)", strings.Join(bad, ", ")))
+	}
+	return nil, errs
 }
 
 func checkSystemdPID1(_ context.Context, _ transport.Host, _ *inventory.Cluster, facts HostFacts) (warns, _ []error) {

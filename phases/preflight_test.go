@@ -132,7 +132,7 @@ func TestInitChecksOrderAndNames(t *testing.T) {
 		"SystemVerification", "Hostname", "KubeletVersion", "Service-Kubelet", "Port-10250",
 		"FileContent--proc-sys-net-ipv4-ip_forward",
 		"Port-2379", "Port-2380", "DirAvailable--var-lib-etcd",
-		"CgroupVersion", "OOMScoreAdj", "SystemdPID1", "KernelModules",
+		"CgroupVersion", "OOMScoreAdj", "SystemdPID1", "KernelModules", "KernelTunables",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("init checks:\n got %q\nwant %q", got, want)

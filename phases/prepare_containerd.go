@@ -32,19 +32,36 @@ func criSocketPath(cfg *inventory.Cluster) string {
 	return strings.TrimPrefix(s, "unix://")
 }
 
-func runPrepareContainerd(ctx context.Context, d *Data) error {
+func runPrepareContainerd(ctx context.Context, d *Data) (err error) {
 	const tag = "prepare"
 	h := d.Host
 	st := d.prepareState()
+	// The run stops here on an error: the bundle's files unpacked for
+	// prepare/images would stay on disk until the next run.
+	defer func() {
+		if err != nil && len(st.staged) > 0 {
+			st.cleanup(ctx, d)
+		}
+	}()
 	facts, err := d.Facts(ctx)
 	if err != nil {
 		return err
 	}
 
 	// The configuration format follows the installed containerd: 1.x
-	// reads version 2, 2.x version 3.
+	// reads version 2, 2.x version 3. With a bundle it is the bundle's
+	// containerd, the one its unit runs, even when another one comes first
+	// in the PATH (/usr/local/bin/containerd from an upstream tarball).
 	major := 1
 	bin, lerr := lookPath(ctx, h, "containerd")
+	if st.manifest != nil {
+		if b, ok := st.manifest.Binary("containerd"); ok {
+			bin, lerr = bundle.InstallPath(b), nil
+			if ok, _ := transport.Exists(ctx, h, bin); !ok {
+				lerr = notInPathError("containerd")
+			}
+		}
+	}
 	if lerr == nil {
 		v, mj, err := containerdVersion(ctx, h, bin)
 		if err != nil && !d.DryRun {
@@ -86,7 +103,10 @@ func runPrepareContainerd(ctx context.Context, d *Data) error {
 		case running && (changed || st.containerdChanged):
 			d.Out.Printf(tag, "systemd is not PID 1 on %s: kubeboot cannot restart containerd; restart it yourself to apply the new configuration", h.Name())
 		case !running:
-			d.Out.Printf(tag, "systemd is not PID 1 on %s: kubeboot cannot start containerd; start it yourself (%s)", h.Name(), "/usr/bin/containerd")
+			if bin == "" {
+				bin = "containerd"
+			}
+			d.Out.Printf(tag, "systemd is not PID 1 on %s: kubeboot cannot start containerd; start it yourself (%s)", h.Name(), bin)
 		}
 		return nil
 	}

@@ -293,6 +293,53 @@ func TestPrepareContainerdRestartsOnlyOnChange(t *testing.T) {
 	}
 }
 
+// TestPrepareContainerdConfigFollowsBundle: the configuration's version is
+// the one the bundle's containerd (which its unit runs) reads, even when an
+// upstream containerd 2.x comes first in the PATH: version 3 would keep the
+// bundle's containerd 1.6 from starting.
+func TestPrepareContainerdConfigFollowsBundle(t *testing.T) {
+	h := newNode(t, nodeOpts{})
+	h.SetFile(testBundle, fixtureBundle(t, nil), 0o644)
+	h.SetFile("/usr/local/bin/containerd", []byte("ELF"), 0o755)
+	h.Handle("/usr/local/bin/containerd --version", transporttest.Reply("containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376\n"))
+	cfg := testConfig()
+	var out bytes.Buffer
+	if err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, testBundle), Options{}); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	conf, _, _ := h.File(templates.ContainerdConfigFile)
+	if want := templates.ContainerdConfig(cfg, templates.ContainerdOptions{Major: 1, RestrictOOMScoreAdj: true}); string(conf) != string(want) {
+		t.Errorf("config for the PATH's containerd 2.x, not the bundle's 1.6:\n%s", conf)
+	}
+	if !strings.Contains(out.String(), "containerd 1.6.20~ds1 reads configuration version 2") {
+		t.Errorf("output:\n%s", out.String())
+	}
+}
+
+// TestPrepareContainerdFailureRemovesStaging: when containerd does not
+// start, the run stops before prepare/images, and the bundle's unpacked
+// files kept for it are removed, not left on disk until the next run.
+func TestPrepareContainerdFailureRemovesStaging(t *testing.T) {
+	h := newNode(t, nodeOpts{})
+	h.SetFile(testBundle, fixtureBundle(t, nil), 0o644)
+	h.Handle("systemctl restart containerd", func(transport.Cmd) (transport.Result, error) {
+		return transport.Result{}, exitErr(1, "Job for containerd.service failed because the control process exited with error code.")
+	})
+	var out bytes.Buffer
+	err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, testBundle), Options{})
+	if err == nil || !strings.Contains(err.Error(), "journalctl -u containerd") {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+	if _, _, ok := h.File("/usr/bin/kubelet"); !ok {
+		t.Fatalf("prepare/binaries did not install from the bundle (the staging was never used):\n%s", out.String())
+	}
+	for _, p := range h.Paths() {
+		if strings.HasPrefix(p, stagingDir) {
+			t.Errorf("left behind: %s", p)
+		}
+	}
+}
+
 // TestPrepareWithoutSystemd writes everything and says what it could not
 // start.
 func TestPrepareWithoutSystemd(t *testing.T) {
@@ -548,6 +595,41 @@ func TestKernelModulesCheck(t *testing.T) {
 			}
 			warns, errs := checkKernelModules(bgCtx, h, testConfig(), HostFacts{})
 			if len(errs) > 0 || (tc.want == "") != (len(warns) == 0) || tc.want != "" && !strings.Contains(warns[0].Error(), tc.want) {
+				t.Errorf("warnings %v, errors %v; want %q", warns, errs, tc.want)
+			}
+		})
+	}
+}
+
+// TestKernelTunablesCheck: a parameter the kubelet sets that differs is an
+// error only where it cannot be written (a container's read-only /proc/sys);
+// one that is right, writable or absent is not.
+func TestKernelTunablesCheck(t *testing.T) {
+	const overcommit = "/proc/sys/vm/overcommit_memory"
+	for _, tc := range []struct {
+		name     string
+		value    string // "" leaves the file out
+		writable bool
+		want     string
+	}{
+		{"as the kubelet sets it", "1", false, ""},
+		{"differs, writable", "0", true, ""},
+		{"differs, read-only", "0", false, "vm.overcommit_memory = 0 (the kubelet sets 1): read-only here, so the kubelet will not start"},
+		{"absent", "", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := transporttest.New("node1")
+			if tc.value != "" {
+				h.SetFile(overcommit, []byte(tc.value+"\n"), 0o644)
+			}
+			h.Handle("test -w", func(c transport.Cmd) (transport.Result, error) {
+				if c.Args[2] == overcommit && tc.writable {
+					return transport.Result{}, nil
+				}
+				return transport.Result{}, exitErr(1, "")
+			})
+			warns, errs := checkKernelTunables(bgCtx, h, testConfig(), HostFacts{})
+			if len(warns) > 0 || (tc.want == "") != (len(errs) == 0) || tc.want != "" && !strings.Contains(errs[0].Error(), tc.want) {
 				t.Errorf("warnings %v, errors %v; want %q", warns, errs, tc.want)
 			}
 		})

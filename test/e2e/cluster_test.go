@@ -477,9 +477,14 @@ func checkCluster(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, 
 }
 
 // snapshotFiles records the content hash and mtime of every file kubeboot
-// writes on a control-plane node.
+// writes on a control-plane node: the control plane's, and prepare's (the
+// bundle's binaries and CNI plugins, the units, sysctls and modules).
 func snapshotFiles(ctx context.Context, n *node) (map[string]fileState, error) {
-	paths := []string{"/etc/kubernetes", "/var/lib/kubelet/config.yaml", "/var/lib/kubelet/kubeadm-flags.env", "/etc/containerd"}
+	paths := []string{"/etc/kubernetes", "/var/lib/kubelet/config.yaml", "/var/lib/kubelet/kubeadm-flags.env", "/etc/containerd",
+		"/etc/systemd/system/containerd.service", "/etc/systemd/system/kubelet.service", "/etc/systemd/system/kubelet.service.d",
+		"/etc/sysctl.d/99-kubeboot.conf", "/etc/modules-load.d/kubeboot.conf",
+		"/usr/bin/kubelet", "/usr/bin/kubectl", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/bin/ctr", "/usr/sbin/runc",
+		"/opt/cni/bin"}
 	mt, err := n.run(ctx, "", "", append(append([]string{"find"}, paths...), "-type", "f", "-printf", `%p %T@\n`)...)
 	if err != nil {
 		return nil, err
@@ -502,9 +507,17 @@ func checkReinit(ctx context.Context, t *testing.T, k *kubectl, cp *node, initCm
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.run(ctx, logDir, "init-again", initCmd...); err != nil {
+	out, err := cp.run(ctx, logDir, "init-again", initCmd...)
+	if err != nil {
 		t.Errorf("FAIL kubeboot init again: %v", err)
 		return
+	}
+	// What the snapshots cannot see: the images imported again (same
+	// content), containerd restarted, sysctls set again.
+	if acts := prepareActions(out); len(acts) > 0 {
+		t.Errorf("FAIL init again: prepare acted:\n  %s", strings.Join(acts, "\n  "))
+	} else {
+		t.Logf("PASS init again: prepare installed, imported, restarted and set nothing")
 	}
 	// Give kubelet time to act on anything that changed (it watches the
 	// manifests with inotify) before looking at the pods.
@@ -520,7 +533,7 @@ func checkReinit(ctx context.Context, t *testing.T, k *kubectl, cp *node, initCm
 	if d := diffFiles(files, files2); len(d) > 0 {
 		t.Errorf("FAIL init again changed files:\n  %s", strings.Join(d, "\n  "))
 	} else {
-		t.Logf("PASS init again: %d files under /etc/kubernetes, /etc/containerd, /var/lib/kubelet unchanged (content and mtime)", len(files))
+		t.Logf("PASS init again: %d files (/etc/kubernetes, /etc/containerd, /var/lib/kubelet, prepare's binaries, units, sysctls) unchanged (content and mtime)", len(files))
 	}
 	if d := diffPods(pods, pods2); len(d) > 0 {
 		t.Errorf("FAIL init again changed pods:\n  %s", strings.Join(d, "\n  "))

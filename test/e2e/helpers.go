@@ -8,6 +8,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -175,4 +176,20 @@ func short(id string) string {
 		id = id[:12]
 	}
 	return id
+}
+
+// prepareActionRE matches the prepare phase's lines that report a change
+// (as opposed to "Using existing ...", "... not reinstalling them").
+var prepareActionRE = regexp.MustCompile(`^\[prepare\] (Importing|Installed|Unpacking|Verified|Starting|Restarting|Writing|Set |Turned|Commented|Copied|Enabled|Removed)`)
+
+// prepareActions lists the lines of kubeboot's output where prepare changed
+// something on the node.
+func prepareActions(out string) []string {
+	var acts []string
+	for _, line := range strings.Split(out, "\n") {
+		if prepareActionRE.MatchString(line) {
+			acts = append(acts, line)
+		}
+	}
+	return acts
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -113,5 +115,27 @@ func TestDiffPods(t *testing.T) {
 	}
 	if d := diffPods(before, after); !reflect.DeepEqual(d, want) {
 		t.Errorf("diff\n got %q\nwant %q", d, want)
+	}
+}
+
+// TestPrepareActions holds the e2e re-run check to prepare's own output:
+// its first run on a bare node (phases/testdata) reports every change, its
+// re-run none.
+func TestPrepareActions(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("../../phases/testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	first := prepareActions(read("prepare-bundle-output.golden"))
+	for _, want := range []string{"Writing kernel parameters", "Set net.bridge", "Unpacking", "Installed kubelet", "Enabled kubelet", "Starting containerd", "Importing images/coredns.tar", "Removed /var/lib/kubeboot"} {
+		if !strings.Contains(strings.Join(first, "\n"), want) {
+			t.Errorf("the first run's actions lack %q: %q", want, first)
+		}
+	}
+	if again := prepareActions(read("prepare-bundle-rerun.golden")); len(again) > 0 {
+		t.Errorf("the re-run's output reports actions: %q", again)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -273,6 +274,10 @@ func Boot(ctx context.Context, cfg Config) (*Cluster, error) {
 	defer bootLock.Unlock()
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, err
+	}
+	// The runs' state files there decide what a later run kills and removes.
+	if err := privateDir(cfg.WorkDir); err != nil {
+		return nil, fmt.Errorf("nspawn: work directory: %w; remove it, or set Config.WorkDir", err)
 	}
 	sweep(cfg.WorkDir, cfg.Logf)
 
@@ -692,20 +697,57 @@ func cleanupMachine(name, dir string, cgroups []string) error {
 	return errors.Join(errs...)
 }
 
+// mountedBelow returns a mount point at or below dir, or "".
 func mountedBelow(dir string) (string, error) {
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(string(mi), "\n") {
+	if m := mountsBelow(mi, dir); len(m) > 0 {
+		return m[0], nil
+	}
+	return "", nil
+}
+
+// mountsBelow lists the mount points of a mountinfo that are dir or below
+// it, in mount order.
+func mountsBelow(mountinfo []byte, dir string) []string {
+	dir = filepath.Clean(dir)
+	var out []string
+	for _, line := range strings.Split(string(mountinfo), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 4 {
 			if p := unescapeMount(f[4]); p == dir || strings.HasPrefix(p, dir+"/") {
-				return p, nil
+				out = append(out, p)
 			}
 		}
 	}
-	return "", nil
+	return out
+}
+
+// removeBuildDir removes a directory the harness built in (a debootstrap
+// target), unless something is still mounted below it: an interrupted
+// debootstrap leaves the host's /proc, /sys and a devpts mounted in its
+// target, and removing the tree would delete through them. Those mounts
+// are unmounted first (they are the build's own); if one stays, the
+// directory is left and said so.
+func removeBuildDir(dir string, logf func(string, ...any)) {
+	for i := 0; i < 20; i++ {
+		m, err := mountedBelow(dir)
+		if err != nil {
+			logf("not removing %s: %v", dir, err)
+			return
+		}
+		if m == "" {
+			_ = os.RemoveAll(dir)
+			return
+		}
+		if err := run(context.Background(), "umount", "--recursive", "--lazy", m); err != nil {
+			logf("not removing %s: %s is mounted below it and does not unmount: %v", dir, m, err)
+			return
+		}
+	}
+	logf("not removing %s: mounts below it keep coming back", dir)
 }
 
 func (c *Cluster) saveState() error {
@@ -757,10 +799,17 @@ func procStart(pid int) string {
 
 // sweep removes what earlier runs left behind when they were killed before
 // their cleanup ran (their owner process is gone): only what their state
-// file records they created.
+// file records they created, and only what a run creates: a state file in a
+// directory not private to this user, or naming paths, cgroups, a process
+// or a bridge that are not what a run's own look like, is left alone.
 func sweep(workDir string, logf func(string, ...any)) {
 	states, _ := filepath.Glob(filepath.Join(workDir, "kubeboot-e2e-*", "state.json"))
 	for _, sf := range states {
+		dir := filepath.Dir(sf)
+		if err := privateDir(dir); err != nil {
+			logf("not sweeping %s: %v", dir, err)
+			continue
+		}
 		b, err := os.ReadFile(sf)
 		if err != nil {
 			continue
@@ -772,10 +821,13 @@ func sweep(workDir string, logf func(string, ...any)) {
 		if st.OwnerStart != "" && procStart(st.OwnerPID) == st.OwnerStart {
 			continue // its owner is alive: not ours to touch
 		}
-		dir := filepath.Dir(sf)
+		if err := st.check(dir); err != nil {
+			logf("not sweeping %s: %v", dir, err)
+			continue
+		}
 		logf("removing the machines of an earlier run that did not clean up: %s", dir)
 		for _, m := range st.Machines {
-			if m.PID > 0 && m.PIDStart != "" && procStart(m.PID) == m.PIDStart {
+			if m.PID > 0 && m.PIDStart != "" && procStart(m.PID) == m.PIDStart && procComm(m.PID) == "systemd-nspawn" {
 				_ = syscall.Kill(m.PID, syscall.SIGKILL)
 				time.Sleep(200 * time.Millisecond)
 			}
@@ -787,8 +839,85 @@ func sweep(workDir string, logf func(string, ...any)) {
 			}
 		}
 		if st.Bridge != "" {
-			_ = run(context.Background(), "ip", "link", "del", st.Bridge)
+			if _, err := os.Stat(filepath.Join("/sys/class/net", st.Bridge, "bridge")); err == nil {
+				_ = run(context.Background(), "ip", "link", "del", st.Bridge)
+			}
+		}
+		// cleanupMachine leaves a machine directory with a mount below it;
+		// so does this.
+		if m, err := mountedBelow(dir); err != nil || m != "" {
+			logf("not removing %s: %s is mounted below it (%v)", dir, m, err)
+			continue
 		}
 		_ = os.RemoveAll(dir)
 	}
+}
+
+var (
+	machineNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
+	bridgeNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
+)
+
+// check says whether a state file read from the run directory dir names
+// only what Boot creates for a run there: machine directories dir/<name>,
+// cgroups <hierarchy>/.../<run ID>/<name> on a cgroup file system, a
+// bridge name.
+func (st state) check(dir string) error {
+	id := filepath.Base(dir)
+	if st.Bridge != "" && !bridgeNameRE.MatchString(st.Bridge) {
+		return fmt.Errorf("bridge %q is not an interface name", st.Bridge)
+	}
+	for _, m := range st.Machines {
+		if !machineNameRE.MatchString(m.Name) || m.Dir != filepath.Join(dir, m.Name) {
+			return fmt.Errorf("machine %q: directory %q is not %s", m.Name, m.Dir, filepath.Join(dir, m.Name))
+		}
+		for _, cg := range m.Cgroups {
+			if !filepath.IsAbs(cg) || filepath.Clean(cg) != cg || filepath.Base(cg) != m.Name || filepath.Base(filepath.Dir(cg)) != id {
+				return fmt.Errorf("machine %s: cgroup %q is not .../%s/%s", m.Name, cg, id, m.Name)
+			}
+			if _, err := os.Stat(cg); err == nil && !onCgroupFS(cg) {
+				return fmt.Errorf("machine %s: %s is not on a cgroup file system", m.Name, cg)
+			}
+		}
+	}
+	return nil
+}
+
+// onCgroupFS reports whether p is on a cgroup (v1 or v2) file system.
+func onCgroupFS(p string) bool {
+	const cgroupSuperMagic, cgroup2SuperMagic = 0x27e0eb, 0x63677270
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(p, &fs); err != nil {
+		return false
+	}
+	return fs.Type == cgroupSuperMagic || fs.Type == cgroup2SuperMagic
+}
+
+// privateDir checks that dir is a directory (not a symlink) owned by this
+// process's user and writable by no one else, so that the state files in it
+// were written by a run of this harness.
+func privateDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("%s is not owned by uid %d", dir, os.Geteuid())
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s is writable by others (mode %04o)", dir, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// procComm is a process's command name, or "".
+func procComm(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -2,6 +2,8 @@ package nspawn
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -84,6 +86,99 @@ func TestConfigDefaults(t *testing.T) {
 	} {
 		if err := bad.setDefaults(); err == nil {
 			t.Errorf("%s: want an error", name)
+		}
+	}
+}
+
+// TestMountsBelow: what an interrupted debootstrap leaves mounted in its
+// target is found (escaped names included); a sibling with the same prefix
+// is not below it.
+func TestMountsBelow(t *testing.T) {
+	mountinfo := []byte(`22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
+90 22 0:5 / /root/.cache/kubeboot/rootfs/.build-x-1/proc rw - proc proc rw
+91 22 0:21 / /root/.cache/kubeboot/rootfs/.build-x-1/sys rw - sysfs sysfs rw
+92 22 0:44 / /root/.cache/kubeboot/rootfs/.build-x-1/dev/pts rw - devpts devpts rw
+93 22 0:45 / /root/.cache/kubeboot/rootfs/.build-x-10/proc rw - proc proc rw
+94 22 0:46 / /var/tmp/odd\040dir/proc rw - proc proc rw
+`)
+	got := mountsBelow(mountinfo, "/root/.cache/kubeboot/rootfs/.build-x-1/")
+	want := []string{"/root/.cache/kubeboot/rootfs/.build-x-1/proc", "/root/.cache/kubeboot/rootfs/.build-x-1/sys", "/root/.cache/kubeboot/rootfs/.build-x-1/dev/pts"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("mountsBelow = %q, want %q", got, want)
+	}
+	if got := mountsBelow(mountinfo, "/var/tmp/odd dir"); !reflect.DeepEqual(got, []string{"/var/tmp/odd dir/proc"}) {
+		t.Errorf("escaped mount point: %q", got)
+	}
+	if got := mountsBelow(mountinfo, "/var/tmp/kubeboot-e2e"); len(got) != 0 {
+		t.Errorf("nothing is below /var/tmp/kubeboot-e2e: %q", got)
+	}
+}
+
+// TestStateCheck: a state file is swept only when it names what a run in
+// its own directory creates; anything else (a planted or damaged file) is
+// left alone rather than removed or killed.
+func TestStateCheck(t *testing.T) {
+	dir := "/var/tmp/kubeboot-e2e/kubeboot-e2e-101010-abcd"
+	good := func() state {
+		return state{Bridge: "kb-e2e", Machines: []machineState{{
+			Name: "m1", Dir: dir + "/m1",
+			Cgroups: []string{"/sys/fs/cgroup/memory/user.slice/kubeboot-e2e-101010-abcd/m1", "/sys/fs/cgroup/unified/kubeboot-e2e-101010-abcd/m1"},
+		}}}
+	}
+	if err := good().check(dir); err != nil {
+		t.Fatalf("a run's own state: %v", err)
+	}
+	tests := []struct {
+		name string
+		edit func(*state)
+	}{
+		{"machine directory elsewhere", func(s *state) { s.Machines[0].Dir = "/etc" }},
+		{"machine directory above the run", func(s *state) { s.Machines[0].Dir = dir + "/../m1" }},
+		{"machine name with a path", func(s *state) { s.Machines[0].Name, s.Machines[0].Dir = "../x", dir+"/../x" }},
+		{"another run's cgroup", func(s *state) { s.Machines[0].Cgroups[0] = "/sys/fs/cgroup/memory/kubeboot-e2e-000000-ffff/m1" }},
+		{"a cgroup that is not the machine's", func(s *state) { s.Machines[0].Cgroups[0] = "/sys/fs/cgroup/memory/kubeboot-e2e-101010-abcd" }},
+		{"a relative cgroup", func(s *state) { s.Machines[0].Cgroups[0] = "kubeboot-e2e-101010-abcd/m1" }},
+		{"a directory that is not a cgroup", func(s *state) { s.Machines[0].Cgroups[0] = t.TempDir() + "/kubeboot-e2e-101010-abcd/m1" }},
+		{"a bridge name with options", func(s *state) { s.Bridge = "kb-e2e type veth" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := good()
+			tc.edit(&s)
+			if tc.name == "a directory that is not a cgroup" {
+				if err := os.MkdirAll(s.Machines[0].Cgroups[0], 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.check(dir); err == nil {
+				t.Errorf("accepted %+v", s)
+			}
+		})
+	}
+}
+
+func TestPrivateDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := privateDir(dir); err != nil {
+		t.Errorf("a 0700 directory of ours: %v", err)
+	}
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{open, link} {
+		if err := privateDir(p); err == nil {
+			t.Errorf("%s accepted", p)
 		}
 	}
 }

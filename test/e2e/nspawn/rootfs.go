@@ -119,7 +119,7 @@ func EnsureRootfs(ctx context.Context, cacheDir string, r Rootfs, logf func(stri
 	if err != nil {
 		return "", false, err
 	}
-	defer os.RemoveAll(tmp)
+	defer removeBuildDir(tmp, logf)
 	// MkdirTemp's 0700 would become the machines' "/", which no service
 	// running as another user could traverse.
 	if err := os.Chmod(tmp, 0o755); err != nil {
