@@ -94,6 +94,9 @@ type HealthCheck struct {
 // bind port, kube-controller-manager /healthz and kube-scheduler /livez on
 // their --bind-address and --secure-port (127.0.0.1:10257, 127.0.0.1:10259),
 // and a local etcd's /readyz on its metrics URL (http://127.0.0.1:2381).
+// The controller-manager and scheduler bind 127.0.0.1 whatever the advertise
+// address's family (their static pods' --bind-address, as kubeadm's); etcd's
+// metrics listen on the loopback of the advertise address's family.
 func ControlPlaneHealthChecks(cfg *inventory.Cluster) []HealthCheck {
 	adv := cfg.Node.AdvertiseAddress
 	loop := "127.0.0.1"
@@ -102,8 +105,12 @@ func ControlPlaneHealthChecks(cfg *inventory.Cluster) []HealthCheck {
 	}
 	api := "https://" + net.JoinHostPort(adv, strconv.Itoa(cfg.Node.BindPort))
 	component := func(args map[string]string, port int) string {
-		host, p := loop, strconv.Itoa(port)
-		if v := args["bind-address"]; v != "" && v != "0.0.0.0" && v != "::" {
+		host, p := "127.0.0.1", strconv.Itoa(port)
+		switch v := args["bind-address"]; v {
+		case "", "0.0.0.0":
+		case "::":
+			host = "::1"
+		default:
 			host = v
 		}
 		if v := args["secure-port"]; v != "" {
