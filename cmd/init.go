@@ -146,6 +146,9 @@ func (o *initOptions) restConfig(ctx context.Context, h transport.Host) (*rest.C
 		if err != nil {
 			return nil, fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
 		}
+		// Bounded like the node's own kubeconfigs: a hung API server must
+		// not hang the online phases.
+		cfg.Timeout = phases.APIRequestTimeout
 		return cfg, nil
 	}
 	path := inventory.SuperAdminKubeconfig
