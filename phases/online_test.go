@@ -345,6 +345,41 @@ func TestWaitControlPlane(t *testing.T) {
 	}
 }
 
+// slowHealth answers 503 to the first n requests for each URL, then 200.
+type slowHealth struct {
+	mu    sync.Mutex
+	n     int
+	calls map[string]int
+}
+
+func (s *slowHealth) Get(_ context.Context, url string) (int, []byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[url]++
+	if s.calls[url] <= s.n {
+		return http.StatusServiceUnavailable, []byte("starting"), nil
+	}
+	return http.StatusOK, []byte("ok"), nil
+}
+
+// TestWaitControlPlaneTimeoutsAreSeparate: a kubelet that takes most of the
+// timeout to get healthy leaves the control-plane components their whole
+// timeout (kubeadm's kubelet-check has its own), so neither wait's error
+// claims a time it did not wait.
+func TestWaitControlPlaneTimeoutsAreSeparate(t *testing.T) {
+	h := fakeNode(t, true)
+	cfg := testConfig()
+	// Each endpoint is healthy at its third request, a second after the
+	// first (healthCheckInterval 500ms): 1.6s holds one such wait, not two.
+	cfg.Timeouts.ControlPlaneComponentHealthCheck.Duration = 1600 * time.Millisecond
+	var out bytes.Buffer
+	d := newData(t, cfg, h, &out)
+	d.Health = &slowHealth{n: 2, calls: map[string]int{}}
+	if err := WaitControlPlanePhase().Run(context.Background(), d); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+}
+
 func TestControlPlaneHealthChecksFollowTheConfig(t *testing.T) {
 	cfg := testConfig()
 	cfg.Node.AdvertiseAddress = "fd00::11"
