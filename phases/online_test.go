@@ -790,6 +790,28 @@ func TestConntrackDetection(t *testing.T) {
 	})
 }
 
+// TestOnlineSkipPrints: with --skip-token-print and
+// --skip-certificate-key-print no online phase prints the token or the key
+// (bootstrap-token and upload-certs print them otherwise, as kubeadm does).
+func TestOnlineSkipPrints(t *testing.T) {
+	n := newOnlineNode(t)
+	var out bytes.Buffer
+	d := n.data(t, &out)
+	d.Init.SkipTokenPrint, d.Init.SkipCertificateKeyPrint = true, true
+	d.Cfg.ControlPlaneEndpoint = "lb.example.com:6443"
+	if err := InitRunner().Run(context.Background(), d, online); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	for _, secret := range []string{testToken, testCertKey} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("the output shows a secret the flags withhold:\n%s", out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "--control-plane --certificate-key <value withheld>") {
+		t.Errorf("no control-plane join command:\n%s", out.String())
+	}
+}
+
 func TestJoinCommand(t *testing.T) {
 	j := JoinCommand{Endpoint: "10.0.0.1:6443", Token: testToken, CACertHashes: []string{"sha256:aa"}}
 	if got, want := j.String(), "kubeboot join 10.0.0.1:6443 --token abcdef.0123456789abcdef \\\n\t--discovery-token-ca-cert-hash sha256:aa "; got != want {
