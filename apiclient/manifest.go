@@ -85,19 +85,6 @@ func (c Clients) Apply(ctx context.Context, obj runtime.Object) (Result, error) 
 	return ApplyObject(ctx, c.Kube, obj)
 }
 
-// ApplyAll applies each object in order, stopping at the first failure.
-func (c Clients) ApplyAll(ctx context.Context, objs []Object) ([]Applied, error) {
-	var done []Applied
-	for _, o := range objs {
-		res, err := c.Apply(ctx, o)
-		if err != nil {
-			return done, err
-		}
-		done = append(done, Applied{Object: Describe(o), Result: res})
-	}
-	return done, nil
-}
-
 // ApplyObjects applies each object in order with the typed client for its
 // kind, stopping at the first failure.
 func ApplyObjects(ctx context.Context, c kubernetes.Interface, objs []Object) ([]Applied, error) {

@@ -146,6 +146,9 @@ func (o *initOptions) restConfig(ctx context.Context, h transport.Host) (*rest.C
 		if err != nil {
 			return nil, fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
 		}
+		// Bounded like the node's own kubeconfigs: a hung API server must
+		// not hang the online phases.
+		cfg.Timeout = phases.APIRequestTimeout
 		return cfg, nil
 	}
 	path := inventory.SuperAdminKubeconfig
@@ -340,22 +343,9 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		}
 	}
 	printer := phases.NewPrinter(out)
-	var host transport.Host = transport.NewLocal()
-	var dry *transport.DryRun
-	if o.dryRun {
-		dir := o.dryRunDir
-		if dir == "" {
-			if dir, err = os.MkdirTemp("", "kubeboot-dry-run-"); err != nil {
-				return err
-			}
-		} else if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		dry = transport.NewDryRun(host, dir)
-		host = dry
-		printer.Printf("dryrun", "Dry run: files are written below %s at their real paths; no command that changes the host is run", dir)
-	} else if o.dryRunDir != "" {
-		return fmt.Errorf("--dry-run-dir needs --dry-run")
+	host, dry, err := localHost(o.dryRun, o.dryRunDir, printer, "")
+	if err != nil {
+		return err
 	}
 	if err := phases.ResolveNode(ctx, host, cfg); err != nil {
 		return err
@@ -393,6 +383,30 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		printDryRun(printer, dry)
 	}
 	return runErr
+}
+
+// localHost is the node init and join run on: this machine, or with
+// --dry-run a DryRun host writing below --dry-run-dir (a new temporary
+// directory when empty), which it announces with note appended.
+func localHost(dryRun bool, dir string, p *phases.Printer, note string) (transport.Host, *transport.DryRun, error) {
+	local := transport.NewLocal()
+	if !dryRun {
+		if dir != "" {
+			return nil, nil, fmt.Errorf("--dry-run-dir needs --dry-run")
+		}
+		return local, nil, nil
+	}
+	var err error
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "kubeboot-dry-run-"); err != nil {
+			return nil, nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	dry := transport.NewDryRun(local, dir)
+	p.Printf("dryrun", "Dry run: files are written below %s at their real paths; no command that changes the host is run%s", dir, note)
+	return dry, dry, nil
 }
 
 func printDryRun(p *phases.Printer, dry *transport.DryRun) {

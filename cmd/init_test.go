@@ -2,11 +2,14 @@ package cmd
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kubeboot/kubeboot/phases"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -144,5 +147,23 @@ func TestPrintDefaultsValidates(t *testing.T) {
 	p := writeConfig(t, out)
 	if out, err := run(t, "config", "validate", p); err != nil {
 		t.Errorf("the printed defaults do not validate: %v\n%s", err, out)
+	}
+}
+
+// TestInitKubeconfigFlagIsBounded: the --kubeconfig client times out its
+// requests like the node's own kubeconfigs do.
+func TestInitKubeconfigFlagIsBounded(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "admin.conf")
+	kc := "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://10.0.0.1:6443\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\nusers:\n- name: u\n  user:\n    token: t\n"
+	if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := &initOptions{kubeconfig: p}
+	cfg, err := o.restConfig(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Timeout != phases.APIRequestTimeout {
+		t.Errorf("--kubeconfig client timeout %s, want %s", cfg.Timeout, phases.APIRequestTimeout)
 	}
 }

@@ -310,22 +310,9 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		return err
 	}
 	printer := phases.NewPrinter(out)
-	var host transport.Host = transport.NewLocal()
-	var dry *transport.DryRun
-	if o.dryRun {
-		dir := o.dryRunDir
-		if dir == "" {
-			if dir, err = os.MkdirTemp("", "kubeboot-dry-run-"); err != nil {
-				return err
-			}
-		} else if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		dry = transport.NewDryRun(host, dir)
-		host = dry
-		printer.Printf("dryrun", "Dry run: files are written below %s at their real paths; no command that changes the host is run; discovery and the cluster's configuration are read from the cluster", dir)
-	} else if o.dryRunDir != "" {
-		return fmt.Errorf("--dry-run-dir needs --dry-run")
+	host, dry, err := localHost(o.dryRun, o.dryRunDir, printer, "; discovery and the cluster's configuration are read from the cluster")
+	if err != nil {
+		return err
 	}
 	if err := phases.ResolveJoinNode(ctx, host, cfg); err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeboot/kubeboot/bootstraptoken"
+	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/phases"
 )
 
@@ -82,6 +83,11 @@ It is stored in the Secret kube-system/bootstrap-token-<id>.`,
 				}
 			} else if tok, err = bootstraptoken.Generate(); err != nil {
 				return err
+			}
+			if certificateKey != "" {
+				if _, err := copycerts.ParseCertificateKey(certificateKey); err != nil {
+					return fmt.Errorf("--certificate-key: %w", err)
+				}
 			}
 			opts := bootstraptoken.Options{TTL: ttl, Description: description, Usages: usages, Groups: groups}
 			s, err := bootstraptoken.Secret(tok, opts, now())

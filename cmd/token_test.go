@@ -120,6 +120,15 @@ func TestTokenCreateListDelete(t *testing.T) {
 		t.Errorf("control-plane join command %q %v", out, err)
 	}
 
+	// A mistyped certificate key is refused before a token is created.
+	before, _ := e.client.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+	if _, err := e.run(t, "create", "--print-join-command", "--certificate-key", "abc"); err == nil || !strings.Contains(err.Error(), "--certificate-key") {
+		t.Errorf("a bad certificate key: %v", err)
+	}
+	if after, _ := e.client.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); len(after.Items) != len(before.Items) {
+		t.Errorf("a token was created for a bad certificate key")
+	}
+
 	if _, err := e.run(t, "create", "abcdef.0123456789abcdef"); err == nil || !strings.Contains(err.Error(), `"abcdef" already exists`) {
 		t.Errorf("duplicate: %v", err)
 	}

@@ -124,6 +124,9 @@ func (d *Data) ExtensionsClient(ctx context.Context) (apiextensionsclient.Interf
 	return d.extClient, d.extErr
 }
 
+// APIRequestTimeout bounds one request of the online phases' API clients.
+const APIRequestTimeout = 30 * time.Second
+
 // ClientFromKubeconfig builds a client from a kubeconfig file on h, read
 // through the transport so that it works the same over SSH.
 func ClientFromKubeconfig(ctx context.Context, h transport.Host, path string) (kubernetes.Interface, error) {
@@ -145,7 +148,7 @@ func RESTConfigFromKubeconfig(ctx context.Context, h transport.Host, path string
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	cfg.Timeout = 30 * time.Second
+	cfg.Timeout = APIRequestTimeout
 	return cfg, nil
 }
 

@@ -37,20 +37,7 @@ func runJoinPreflight(ctx context.Context, d *Data) error {
 		d.Out.Printf("preflight", "Running pre-flight checks before initializing the new control plane instance")
 		checks = append(checks, JoinControlPlaneChecks(d.Cfg)...)
 	}
-	results := RunChecks(ctx, d.Host, d.Cfg, facts, checks, d.IgnorePreflightErrors)
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	PrintResults(d.Out, results)
-	perr := NewPreflightError(results)
-	if perr == nil {
-		return nil
-	}
-	if d.DryRun {
-		d.Out.Printf("preflight", "%d fatal error(s) would stop a real run; dry run: not failing", len(perr.Failures))
-		return nil
-	}
-	return perr
+	return runAndReportChecks(ctx, d, facts, checks)
 }
 
 // JoinChecks are kubeadm v1.34's JoinNodeChecks, root first, followed by

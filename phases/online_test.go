@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/templates/addons"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
@@ -343,6 +345,41 @@ func TestWaitControlPlane(t *testing.T) {
 	}
 }
 
+// slowHealth answers 503 to the first n requests for each URL, then 200.
+type slowHealth struct {
+	mu    sync.Mutex
+	n     int
+	calls map[string]int
+}
+
+func (s *slowHealth) Get(_ context.Context, url string) (int, []byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[url]++
+	if s.calls[url] <= s.n {
+		return http.StatusServiceUnavailable, []byte("starting"), nil
+	}
+	return http.StatusOK, []byte("ok"), nil
+}
+
+// TestWaitControlPlaneTimeoutsAreSeparate: a kubelet that takes most of the
+// timeout to get healthy leaves the control-plane components their whole
+// timeout (kubeadm's kubelet-check has its own), so neither wait's error
+// claims a time it did not wait.
+func TestWaitControlPlaneTimeoutsAreSeparate(t *testing.T) {
+	h := fakeNode(t, true)
+	cfg := testConfig()
+	// Each endpoint is healthy at its third request, a second after the
+	// first (healthCheckInterval 500ms): 1.6s holds one such wait, not two.
+	cfg.Timeouts.ControlPlaneComponentHealthCheck.Duration = 1600 * time.Millisecond
+	var out bytes.Buffer
+	d := newData(t, cfg, h, &out)
+	d.Health = &slowHealth{n: 2, calls: map[string]int{}}
+	if err := WaitControlPlanePhase().Run(context.Background(), d); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+}
+
 func TestControlPlaneHealthChecksFollowTheConfig(t *testing.T) {
 	cfg := testConfig()
 	cfg.Node.AdvertiseAddress = "fd00::11"
@@ -353,9 +390,32 @@ func TestControlPlaneHealthChecksFollowTheConfig(t *testing.T) {
 	for _, c := range ControlPlaneHealthChecks(cfg) {
 		got = append(got, c.Component+" "+c.URL)
 	}
-	want := "kube-apiserver https://[fd00::11]:6443/livez,kube-apiserver https://[fd00::11]:6443/readyz,kube-controller-manager https://[::1]:20257/healthz,kube-scheduler https://[fd00::11]:10259/livez,etcd http://[::1]:2391/readyz"
+	want := "kube-apiserver https://[fd00::11]:6443/livez,kube-apiserver https://[fd00::11]:6443/readyz,kube-controller-manager https://127.0.0.1:20257/healthz,kube-scheduler https://[fd00::11]:10259/livez,etcd http://[::1]:2391/readyz"
 	if strings.Join(got, ",") != want {
 		t.Errorf("checks\n got %s\nwant %s", strings.Join(got, ","), want)
+	}
+	// An IPv6 node with the default static pods: the controller-manager and
+	// scheduler still bind (and are probed on) 127.0.0.1, etcd's metrics
+	// listen on ::1.
+	cfg.ControllerManager.ExtraArgs = nil
+	cfg.Scheduler.ExtraArgs = map[string]string{"bind-address": "::"}
+	cfg.Etcd.Local.ExtraArgs = nil
+	got = nil
+	for _, c := range ControlPlaneHealthChecks(cfg) {
+		got = append(got, c.Component+" "+c.URL)
+	}
+	want = "kube-apiserver https://[fd00::11]:6443/livez,kube-apiserver https://[fd00::11]:6443/readyz,kube-controller-manager https://127.0.0.1:10257/healthz,kube-scheduler https://[::1]:10259/livez,etcd http://[::1]:2381/readyz"
+	if strings.Join(got, ",") != want {
+		t.Errorf("IPv6 defaults\n got %s\nwant %s", strings.Join(got, ","), want)
+	}
+	// The check asks where the static pod's own probe asks.
+	kcm, err := templates.ControllerManagerPod(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := kcm.Spec.Containers[0].LivenessProbe.HTTPGet
+	if u := "https://" + net.JoinHostPort(probe.Host, "10257") + probe.Path; ControlPlaneHealthChecks(cfg)[2].URL != u {
+		t.Errorf("kube-controller-manager is checked at %s, its probe asks %s", ControlPlaneHealthChecks(cfg)[2].URL, u)
 	}
 	cfg.Etcd = inventory.Etcd{External: &inventory.ExternalEtcd{Endpoints: []string{"https://10.0.0.5:2379"}}}
 	for _, c := range ControlPlaneHealthChecks(cfg) {
@@ -728,6 +788,28 @@ func TestConntrackDetection(t *testing.T) {
 			t.Errorf("output:\n%s", out.String())
 		}
 	})
+}
+
+// TestOnlineSkipPrints: with --skip-token-print and
+// --skip-certificate-key-print no online phase prints the token or the key
+// (bootstrap-token and upload-certs print them otherwise, as kubeadm does).
+func TestOnlineSkipPrints(t *testing.T) {
+	n := newOnlineNode(t)
+	var out bytes.Buffer
+	d := n.data(t, &out)
+	d.Init.SkipTokenPrint, d.Init.SkipCertificateKeyPrint = true, true
+	d.Cfg.ControlPlaneEndpoint = "lb.example.com:6443"
+	if err := InitRunner().Run(context.Background(), d, online); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	for _, secret := range []string{testToken, testCertKey} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("the output shows a secret the flags withhold:\n%s", out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "--control-plane --certificate-key <value withheld>") {
+		t.Errorf("no control-plane join command:\n%s", out.String())
+	}
 }
 
 func TestJoinCommand(t *testing.T) {

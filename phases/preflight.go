@@ -152,6 +152,12 @@ func runPreflight(ctx context.Context, d *Data) error {
 		d.Out.Printf("preflight", "This node already runs the control plane of this configuration (every static Pod manifest is up to date): skipping the checks of its ports, manifests and etcd data directory")
 		checks = withoutOwnControlPlaneChecks(d.Cfg, checks)
 	}
+	return runAndReportChecks(ctx, d, facts, checks)
+}
+
+// runAndReportChecks runs checks, prints their results and fails on the
+// errors not ignored (a dry run only says that they would stop a real run).
+func runAndReportChecks(ctx context.Context, d *Data, facts HostFacts, checks []Check) error {
 	results := RunChecks(ctx, d.Host, d.Cfg, facts, checks, d.IgnorePreflightErrors)
 	if err := ctx.Err(); err != nil {
 		return err

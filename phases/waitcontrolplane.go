@@ -94,6 +94,9 @@ type HealthCheck struct {
 // bind port, kube-controller-manager /healthz and kube-scheduler /livez on
 // their --bind-address and --secure-port (127.0.0.1:10257, 127.0.0.1:10259),
 // and a local etcd's /readyz on its metrics URL (http://127.0.0.1:2381).
+// The controller-manager and scheduler bind 127.0.0.1 whatever the advertise
+// address's family (their static pods' --bind-address, as kubeadm's); etcd's
+// metrics listen on the loopback of the advertise address's family.
 func ControlPlaneHealthChecks(cfg *inventory.Cluster) []HealthCheck {
 	adv := cfg.Node.AdvertiseAddress
 	loop := "127.0.0.1"
@@ -102,8 +105,12 @@ func ControlPlaneHealthChecks(cfg *inventory.Cluster) []HealthCheck {
 	}
 	api := "https://" + net.JoinHostPort(adv, strconv.Itoa(cfg.Node.BindPort))
 	component := func(args map[string]string, port int) string {
-		host, p := loop, strconv.Itoa(port)
-		if v := args["bind-address"]; v != "" && v != "0.0.0.0" && v != "::" {
+		host, p := "127.0.0.1", strconv.Itoa(port)
+		switch v := args["bind-address"]; v {
+		case "", "0.0.0.0":
+		case "::":
+			host = "::1"
+		default:
 			host = v
 		}
 		if v := args["secure-port"]; v != "" {
@@ -161,14 +168,17 @@ func runWaitControlPlane(ctx context.Context, d *Data) error {
 	if hc == nil {
 		hc = NewHTTPHealthChecker()
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	start := d.Clock()
-
-	// The kubelet first, when kubeboot started it (kubeadm's kubelet-check).
+	// The kubelet first, when kubeboot started it (kubeadm's kubelet-check),
+	// with a wait of its own as kubeadm's (timeouts.kubeletHealthCheck there,
+	// the same 4m): the control-plane components get their whole timeout
+	// after it.
 	if facts.SystemdPID1 {
 		d.Out.Printf("kubelet-check", "Waiting for a healthy kubelet at %s. This can take up to %s", kubeletHealthz, timeout)
-		if err := pollHealthy(ctx, hc, kubeletHealthz); err != nil {
+		start := d.Clock()
+		kctx, cancel := context.WithTimeout(ctx, timeout)
+		err := pollHealthy(kctx, hc, kubeletHealthz)
+		cancel()
+		if err != nil {
 			d.Out.Printf("kubelet-check", "The kubelet is not healthy after %s", d.Clock().Sub(start).Round(time.Millisecond))
 			return fmt.Errorf("the kubelet on %s is not healthy after %s (%v); look at `systemctl status kubelet` and `journalctl -xeu kubelet`", d.Host.Name(), timeout, err)
 		}
@@ -176,6 +186,9 @@ func runWaitControlPlane(ctx context.Context, d *Data) error {
 	} else {
 		d.Out.Printf("kubelet-check", "systemd is not PID 1 on %s: not checking the kubelet (kubeboot did not start it)", d.Host.Name())
 	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := d.Clock()
 
 	d.Out.Printf("control-plane-check", "Waiting for healthy control plane components. This can take up to %s", timeout)
 	for _, c := range checks {
