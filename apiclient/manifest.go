@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,13 +25,14 @@ import (
 )
 
 // decoder knows client-go's kinds and CustomResourceDefinitions (which a
-// CNI manifest such as Calico's carries).
-var decoder = func() runtime.Decoder {
+// CNI manifest such as Calico's carries). It is built on first use, not at
+// start-up: most kubeboot commands never decode a manifest.
+var decoder = sync.OnceValue(func() runtime.Decoder {
 	s := runtime.NewScheme()
 	utilruntime.Must(scheme.AddToScheme(s))
 	utilruntime.Must(apiextensionsv1.AddToScheme(s))
 	return serializer.NewCodecFactory(s).UniversalDeserializer()
-}()
+})
 
 // Applied is one object of a manifest and what Apply did with it.
 type Applied struct {
@@ -55,7 +57,7 @@ func Decode(manifest []byte) ([]Object, error) {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		obj, _, err := decoder.Decode(doc, nil, nil)
+		obj, _, err := decoder().Decode(doc, nil, nil)
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
