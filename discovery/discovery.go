@@ -4,6 +4,15 @@
 // signature with the bootstrap token, check the CA it carries against the
 // --discovery-token-ca-cert-hash pins, then fetch it again trusting only that
 // CA and make sure nothing changed.
+//
+// Where kubeadm only waits when cluster-info carries no signature for the
+// token, kubeboot asks why, without ever sending the token to a server it
+// has not verified: with CA pins, the unsigned cluster-info's CA is checked
+// against them, and then the token is presented to the API server over TLS
+// trusting only that pinned CA. A token the API server rejects (401: its ID
+// is unknown, it expired or was deleted; a joiner cannot tell these apart)
+// fails at once; one it accepts is waited for (the controller-manager signs
+// new tokens within seconds).
 package discovery
 
 import (
@@ -18,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -35,8 +45,10 @@ import (
 const (
 	// DefaultTimeout is kubeadm's discovery timeout.
 	DefaultTimeout = 5 * time.Minute
-	// DefaultRetryInterval is kubeadm's DiscoveryRetryInterval.
-	DefaultRetryInterval = 5 * time.Second
+	// DefaultRetryInterval is the pause between attempts (kubeadm's
+	// DiscoveryRetryInterval is 5s; a request to an API server is cheap, and
+	// the controller-manager signs a new token within about a second).
+	DefaultRetryInterval = time.Second
 	// requestTimeout bounds one request, as kubeadm's discovery client does.
 	requestTimeout = 10 * time.Second
 	// maxBody bounds the cluster-info response read.
@@ -45,6 +57,12 @@ const (
 
 // ClusterInfoPath is the API path of the kube-public/cluster-info ConfigMap.
 const ClusterInfoPath = "/api/v1/namespaces/" + metav1.NamespacePublic + "/configmaps/" + bootstrapapi.ConfigMapClusterInfo
+
+// SelfSubjectReviewPath is where discovery asks the API server, verified
+// against the pinned CA, whether it accepts the bootstrap token (any
+// authenticated user may create a SelfSubjectReview; 401 means the token
+// is not accepted).
+const SelfSubjectReviewPath = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 
 // Options are the inputs of token discovery (`kubeadm join` flags).
 type Options struct {
@@ -74,11 +92,17 @@ type Options struct {
 // cluster-info has them), no users or contexts.
 //
 // Failures are one-line errors of the kinds ErrUnreachable,
-// ErrNoClusterInfo, ErrNoSignature, ErrBadSignature, ErrNoPins,
-// ErrPinMismatch, ErrUntrustedServer and ErrClusterInfoChanged. Like
-// kubeadm, an unreachable server, a missing cluster-info and a missing
+// ErrNoClusterInfo, ErrNoSignature, ErrBadSignature, ErrTokenRejected,
+// ErrNoPins, ErrPinMismatch, ErrUntrustedServer and ErrClusterInfoChanged.
+// Like kubeadm, an unreachable server, a missing cluster-info and a missing
 // signature (the controller-manager signs new tokens asynchronously) are
-// retried until the Timeout; the rest fail at once.
+// retried until the Timeout; the rest fail at once. A missing signature
+// with CA pins is looked into first: an unpinned CA (ErrPinMismatch), a
+// server whose certificate does not verify against the pinned CA
+// (ErrUntrustedServer) and a token the API server rejects
+// (ErrTokenRejected) fail at once; only a token the API server accepts is
+// waited for. Without pins (UnsafeSkipCAVerification) the token is never
+// sent anywhere and a missing signature is waited for, as in kubeadm.
 func Discover(ctx context.Context, opts Options) (*clientcmdapi.Config, error) {
 	if err := checkEndpoint(opts.Endpoint); err != nil {
 		return nil, err
@@ -113,7 +137,7 @@ func Discover(ctx context.Context, opts Options) (*clientcmdapi.Config, error) {
 	// (1)-(2) Fetch cluster-info without verifying the server, waiting for
 	// the token's signature.
 	d.logf("[discovery] Requesting the cluster-info ConfigMap from %q without verifying the server", d.url())
-	insecure, err := d.poll(ctx, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // trust comes from the JWS and the CA pin
+	insecure, err := d.poll(ctx, &tls.Config{InsecureSkipVerify: true}, pins) //nolint:gosec // trust comes from the JWS and the CA pin
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +177,7 @@ func Discover(ctx context.Context, opts Options) (*clientcmdapi.Config, error) {
 		pool.AddCert(ca)
 	}
 	d.logf("[discovery] Requesting the cluster-info ConfigMap from %q again to validate TLS against the pinned CA", d.url())
-	secure, err := d.poll(ctx, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	secure, err := d.poll(ctx, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, pins)
 	if err != nil {
 		return nil, err
 	}
@@ -204,6 +228,22 @@ func noSignatureError(id string) error {
 		bootstrapapi.ConfigMapClusterInfo, id)
 }
 
+// notSignedYetError: the API server accepts the token, cluster-info carries
+// no signature for it (yet).
+func notSignedYetError(id string) error {
+	return newError(ErrNoSignature, nil,
+		"the API server accepts bootstrap token %s but the %s ConfigMap has no JWS signature for it yet: kube-controller-manager's bootstrapsigner signs new tokens within seconds; if it never does, check that kube-controller-manager runs (with --controllers including bootstrapsigner) and that the token has usage signing (`kubeboot token list`)",
+		id, bootstrapapi.ConfigMapClusterInfo)
+}
+
+// tokenRejectedError: the API server, verified against the pinned CA,
+// answered 401 to the token.
+func tokenRejectedError(id string) error {
+	return newError(ErrTokenRejected, nil,
+		"the API server rejects bootstrap token %s: it is wrong, expired or deleted (a joining node cannot tell which); create one on a control plane with `kubeboot token create --print-join-command`",
+		id)
+}
+
 // soleCluster returns the one cluster of config, which must have a server
 // and CA data.
 func soleCluster(config *clientcmdapi.Config) (string, *clientcmdapi.Cluster, error) {
@@ -244,16 +284,19 @@ func (d *discoverer) url() string { return "https://" + d.opts.Endpoint }
 
 // poll is kubeadm's getClusterInfo: fetch cluster-info until it carries a
 // signature for the token, retrying what may heal (the server coming up,
-// the controller-manager signing the token) until ctx ends.
-func (d *discoverer) poll(ctx context.Context, tlsConfig *tls.Config) (*corev1.ConfigMap, error) {
+// the controller-manager signing the token) until ctx ends. A missing
+// signature is looked into with the pins (unsigned). The reason for
+// retrying is logged once, and again only when it changes.
+func (d *discoverer) poll(ctx context.Context, tlsConfig *tls.Config, pins []string) (*corev1.ConfigMap, error) {
 	var last error
+	logged := ""
 	for {
 		cm, err := d.fetch(ctx, tlsConfig)
 		if err == nil {
 			if _, ok := cm.Data[bootstrapapi.JWSSignatureKeyPrefix+d.opts.Token.ID]; ok {
 				return cm, nil
 			}
-			err = noSignatureError(d.opts.Token.ID)
+			err = d.unsigned(ctx, cm, pins)
 		}
 		if !retriable(err) {
 			return nil, err
@@ -264,7 +307,14 @@ func (d *discoverer) poll(ctx context.Context, tlsConfig *tls.Config) (*corev1.C
 			last = err
 		}
 		if ctx.Err() == nil {
-			d.logf("[discovery] Retrying in %s: %v", d.interval, err)
+			if reason := reasonOf(err); reason != logged {
+				if logged == "" {
+					d.logf("[discovery] Retrying every %s for up to %s: %v", d.interval, d.timeout, err)
+				} else {
+					d.logf("[discovery] Still retrying: %v", err)
+				}
+				logged = reason
+			}
 			t := time.NewTimer(d.interval)
 			select {
 			case <-ctx.Done():
@@ -281,13 +331,93 @@ func (d *discoverer) poll(ctx context.Context, tlsConfig *tls.Config) (*corev1.C
 	}
 }
 
+// ephemeral matches the local end of a connection in an error ("read tcp
+// 10.0.0.2:41234->"), which differs on every attempt.
+var ephemeral = regexp.MustCompile(`\S+:\d+->`)
+
+// reasonOf is what makes two retry reasons the same for the log: the
+// message without the connection's local port.
+func reasonOf(err error) string { return ephemeral.ReplaceAllString(err.Error(), "") }
+
+// unsigned explains a cluster-info without a signature for the token. With
+// no pins nothing can be verified, and the token is sent nowhere: the
+// signature may yet come. With pins, the CA in this (unverified)
+// cluster-info must be pinned (else ErrPinMismatch); then the API server,
+// reached over TLS that trusts only that CA, is asked whether it accepts
+// the token: a rejection (401) is ErrTokenRejected, an acceptance means
+// the signature is still to come. Anything inconclusive is waited for.
+func (d *discoverer) unsigned(ctx context.Context, cm *corev1.ConfigMap, pins []string) error {
+	id := d.opts.Token.ID
+	if len(pins) == 0 {
+		return noSignatureError(id)
+	}
+	config, err := clientcmd.Load([]byte(cm.Data[bootstrapapi.KubeConfigKey]))
+	if err != nil {
+		return noSignatureError(id)
+	}
+	_, cluster, err := soleCluster(config)
+	if err != nil {
+		return noSignatureError(id)
+	}
+	cas, err := certutil.ParseCertsPEM(cluster.CertificateAuthorityData)
+	if err != nil {
+		return noSignatureError(id)
+	}
+	if err := checkPins(cas, pins); err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	for _, ca := range cas {
+		pool.AddCert(ca)
+	}
+	return d.checkToken(ctx, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+}
+
+// checkToken presents the token to the API server with a SelfSubjectReview
+// over tlsConfig, which trusts only the pinned CA: a server whose
+// certificate does not verify never sees the token.
+func (d *discoverer) checkToken(ctx context.Context, tlsConfig *tls.Config) error {
+	id := d.opts.Token.ID
+	client, done := d.client(tlsConfig)
+	defer done()
+	body := `{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url()+SelfSubjectReviewPath, strings.NewReader(body))
+	if err != nil {
+		return noSignatureError(id)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "kubeboot")
+	req.Header.Set("Authorization", "Bearer "+d.opts.Token.String())
+	resp, err := client.Do(req)
+	if err != nil {
+		if terr := d.transportError(err); errors.Is(terr, ErrUntrustedServer) {
+			return terr
+		}
+		return noSignatureError(id)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return tokenRejectedError(id)
+	case http.StatusOK, http.StatusCreated, http.StatusForbidden:
+		// Authenticated (403: authenticated, not allowed to review itself).
+		return notSignedYetError(id)
+	}
+	// 404 (no SelfSubjectReview API) and the like: cannot tell.
+	return noSignatureError(id)
+}
+
 // retriable reports whether another attempt may succeed.
 func retriable(err error) bool {
 	return errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNoClusterInfo) || errors.Is(err, ErrNoSignature)
 }
 
-// fetch GETs cluster-info once.
-func (d *discoverer) fetch(ctx context.Context, tlsConfig *tls.Config) (*corev1.ConfigMap, error) {
+// client is an HTTP client for one attempt over tlsConfig that follows no
+// redirects (the token must reach only the server that was verified);
+// done closes its connections.
+func (d *discoverer) client(tlsConfig *tls.Config) (client *http.Client, done func()) {
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: requestTimeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -295,8 +425,18 @@ func (d *discoverer) fetch(ctx context.Context, tlsConfig *tls.Config) (*corev1.
 		TLSHandshakeTimeout: requestTimeout,
 		ForceAttemptHTTP2:   true,
 	}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: requestTimeout}
+	client = &http.Client{
+		Transport:     transport,
+		Timeout:       requestTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return client, transport.CloseIdleConnections
+}
+
+// fetch GETs cluster-info once.
+func (d *discoverer) fetch(ctx context.Context, tlsConfig *tls.Config) (*corev1.ConfigMap, error) {
+	client, done := d.client(tlsConfig)
+	defer done()
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url()+ClusterInfoPath, nil)
 	if err != nil {

@@ -3,9 +3,11 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +61,9 @@ func TestDiscover(t *testing.T) {
 		// wantRequests is how many cluster-info requests the server saw;
 		// -1 means at least two (retries).
 		wantRequests int
+		// wantReviews is how many SelfSubjectReviews (the token sent to
+		// the CA-verified server) it saw; -1 means at least two.
+		wantReviews int
 	}{
 		{
 			name:         "pinned CA: success after a CA-verified second fetch",
@@ -127,9 +132,64 @@ func TestDiscover(t *testing.T) {
 			wantRequests: 1,
 		},
 		{
-			name: "no signature for the token: retried until the timeout",
+			name: "no signature for the token, the API server accepts it: retried until the timeout",
 			setup: func(t *testing.T, c *cluster, o *Options) {
 				c.srv.setRespond(always(clusterInfo(t, c.kubeconfig, bootstraptoken.Token{ID: "zzzzzz", Secret: "0123456789abcdef"})))
+				o.Timeout = 300 * time.Millisecond
+			},
+			wantKind: ErrNoSignature,
+			wantMsg: []string{
+				"the API server accepts bootstrap token abcdef but the cluster-info ConfigMap has no JWS signature for it yet: kube-controller-manager's bootstrapsigner signs new tokens within seconds",
+				"gave up after 300ms",
+			},
+			wantRequests: -1,
+			wantReviews:  -1,
+		},
+		{
+			name: "no signature, 403 to the review: authenticated, retried",
+			setup: func(t *testing.T, c *cluster, o *Options) {
+				c.srv.setRespond(always(clusterInfo(t, c.kubeconfig)))
+				c.srv.setReview(func(_ string, w http.ResponseWriter) {
+					status(http.StatusForbidden, metav1.StatusReasonForbidden, "forbidden")(0, w)
+				})
+				o.Timeout = 200 * time.Millisecond
+			},
+			wantKind:     ErrNoSignature,
+			wantMsg:      []string{"the API server accepts bootstrap token abcdef"},
+			wantRequests: -1,
+			wantReviews:  -1,
+		},
+		{
+			name: "no signature, the API server rejects the token: refused at once",
+			setup: func(t *testing.T, c *cluster, o *Options) {
+				c.srv.setRespond(always(clusterInfo(t, c.kubeconfig)))
+				c.srv.setReview(reject)
+			},
+			wantKind: ErrTokenRejected,
+			wantMsg: []string{
+				"the API server rejects bootstrap token abcdef: it is wrong, expired or deleted (a joining node cannot tell which); create one on a control plane with `kubeboot token create --print-join-command`",
+			},
+			wantRequests: 1,
+			wantReviews:  1,
+		},
+		{
+			name: "no signature, CA not pinned: refused at once, the token sent nowhere",
+			setup: func(t *testing.T, c *cluster, o *Options) {
+				c.srv.setRespond(always(clusterInfo(t, c.kubeconfig)))
+				c.srv.setReview(reject)
+				o.CAPins = []string{otherCA.pin()}
+			},
+			wantKind:     ErrPinMismatch,
+			wantMsg:      []string{"the cluster CA does not match the --discovery-token-ca-cert-hash pin(s): its hash is {pin}"},
+			wantRequests: 1,
+			wantReviews:  0,
+		},
+		{
+			name: "no signature, no pins (unsafe skip): waited for as before, the token sent nowhere",
+			setup: func(t *testing.T, c *cluster, o *Options) {
+				c.srv.setRespond(always(clusterInfo(t, c.kubeconfig)))
+				c.srv.setReview(reject)
+				o.CAPins, o.UnsafeSkipCAVerification = nil, true
 				o.Timeout = 300 * time.Millisecond
 			},
 			wantKind: ErrNoSignature,
@@ -138,9 +198,24 @@ func TestDiscover(t *testing.T) {
 				"gave up after 300ms",
 			},
 			wantRequests: -1,
+			wantReviews:  0,
 		},
 		{
-			name: "signature added while waiting",
+			name: "no signature, no SelfSubjectReview API: cannot tell, retried",
+			setup: func(t *testing.T, c *cluster, o *Options) {
+				c.srv.setRespond(always(clusterInfo(t, c.kubeconfig)))
+				c.srv.setReview(func(_ string, w http.ResponseWriter) {
+					status(http.StatusNotFound, metav1.StatusReasonNotFound, "the server could not find the requested resource")(0, w)
+				})
+				o.Timeout = 200 * time.Millisecond
+			},
+			wantKind:     ErrNoSignature,
+			wantMsg:      []string{"there is no JWS signed token in the cluster-info ConfigMap for token ID abcdef: the token is wrong, expired or deleted, or the controller-manager has not signed it yet"},
+			wantRequests: -1,
+			wantReviews:  -1,
+		},
+		{
+			name: "no signature, the token accepted, then signed",
 			setup: func(t *testing.T, c *cluster, _ *Options) {
 				unsigned, signed := clusterInfo(t, c.kubeconfig), clusterInfo(t, c.kubeconfig, testToken)
 				c.srv.setRespond(func(n int, w http.ResponseWriter) {
@@ -152,6 +227,7 @@ func TestDiscover(t *testing.T) {
 				})
 			},
 			wantRequests: 5,
+			wantReviews:  3,
 		},
 		{
 			name: "second fetch returns a different kubeconfig",
@@ -259,6 +335,18 @@ func TestDiscover(t *testing.T) {
 			}
 			if tt.wantRequests < 0 && n < 2 {
 				t.Errorf("the API server got %d requests, want retries", n)
+			}
+			reviews := c.srv.reviewed()
+			if tt.wantReviews >= 0 && len(reviews) != tt.wantReviews {
+				t.Errorf("the API server got %d SelfSubjectReviews, want %d", len(reviews), tt.wantReviews)
+			}
+			if tt.wantReviews < 0 && len(reviews) < 2 {
+				t.Errorf("the API server got %d SelfSubjectReviews, want one per attempt", len(reviews))
+			}
+			for _, tok := range reviews {
+				if tok != testToken.String() {
+					t.Errorf("a SelfSubjectReview carried %q, want the discovery token", tok)
+				}
 			}
 		})
 	}
@@ -376,5 +464,78 @@ func TestDiscoverNotAConfigMap(t *testing.T) {
 	_, err := Discover(context.Background(), o)
 	if !errors.Is(err, ErrNoClusterInfo) || !strings.Contains(err.Error(), "returned something other than the kube-public/cluster-info ConfigMap") {
 		t.Errorf("error = %v", err)
+	}
+}
+
+// TestDiscoverUnsignedNeverSendsTheTokenToAnUnverifiedServer: an
+// interceptor with its own certificate that serves the real cluster's
+// cluster-info without a signature gets past the pin check (the CA in it is
+// the real one) but never sees the token: the review's TLS trusts only the
+// pinned CA.
+func TestDiscoverUnsignedNeverSendsTheTokenToAnUnverifiedServer(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	mitm := newFakeAPIServer(t, newTestCA(t, "interceptor"), always(clusterInfo(t, c.kubeconfig)))
+	o := c.opts()
+	o.Endpoint = mitm.endpoint()
+	_, err := Discover(context.Background(), o)
+	if !errors.Is(err, ErrUntrustedServer) {
+		t.Fatalf("error %v is not ErrUntrustedServer", err)
+	}
+	if n := mitm.count(); n != 1 {
+		t.Errorf("the interceptor got %d cluster-info requests, want 1 (no retries)", n)
+	}
+	if got := mitm.reviewed(); len(got) != 0 {
+		t.Errorf("the interceptor received the token: %v", got)
+	}
+	checkMessage(t, err, []string{"presented a certificate that does not verify against the pinned cluster CA"}, c)
+}
+
+// TestDiscoverLogsEachReasonOnce: the reason for retrying is logged once,
+// and again only when it changes.
+func TestDiscoverLogsEachReasonOnce(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	unsigned, signed := clusterInfo(t, c.kubeconfig), clusterInfo(t, c.kubeconfig, testToken)
+	c.srv.setRespond(func(n int, w http.ResponseWriter) {
+		switch {
+		case n <= 4:
+			status(http.StatusNotFound, metav1.StatusReasonNotFound, `configmaps "cluster-info" not found`)(n, w)
+		case n <= 8:
+			writeJSON(w, unsigned)
+		default:
+			writeJSON(w, signed)
+		}
+	})
+	var (
+		mu    sync.Mutex
+		lines []string
+	)
+	o := c.opts()
+	o.Logf = func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+	}
+	if _, err := Discover(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	var retries []string
+	for _, l := range lines {
+		if strings.Contains(l, "etrying") {
+			retries = append(retries, l)
+		}
+	}
+	want := []string{
+		"[discovery] Retrying every 20ms for up to 5s: the API server at " + c.srv.URL + " has no kube-public/cluster-info ConfigMap (404 Not Found)",
+		"[discovery] Still retrying: the API server accepts bootstrap token abcdef but the cluster-info ConfigMap has no JWS signature for it yet",
+	}
+	if len(retries) != len(want) {
+		t.Fatalf("retry lines:\n%s\nwant %d", strings.Join(retries, "\n"), len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(retries[i], w) {
+			t.Errorf("retry line %d:\n %s\nwant it to start\n %s", i, retries[i], w)
+		}
 	}
 }

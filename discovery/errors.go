@@ -15,10 +15,16 @@ var (
 	// kube-public/cluster-info ConfigMap (missing, anonymous access denied).
 	ErrNoClusterInfo = errors.New("no usable cluster-info ConfigMap")
 	// ErrNoSignature: cluster-info has no JWS signature for the token ID
-	// (unknown, expired or deleted token, or not signed yet).
+	// (not signed yet; without CA pins also an unknown, expired or deleted
+	// token, which cannot be told apart then).
 	ErrNoSignature = errors.New("no JWS signature for the token in cluster-info")
 	// ErrBadSignature: the signature does not verify with the token secret.
 	ErrBadSignature = errors.New("the cluster-info signature does not verify")
+	// ErrTokenRejected: cluster-info has no signature for the token ID and
+	// the API server, verified against the pinned CA, answers 401 to the
+	// token: its ID is unknown, it expired or was deleted (or its secret
+	// is wrong); a joining node cannot tell which.
+	ErrTokenRejected = errors.New("the API server rejects the bootstrap token")
 	// ErrNoPins: neither CA pins nor UnsafeSkipCAVerification were given.
 	ErrNoPins = errors.New("no CA pin given")
 	// ErrPinMismatch: the cluster CA matches none of the pins.

@@ -12,10 +12,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -120,18 +122,23 @@ func clusterInfo(t *testing.T, kubeconfig string, signers ...bootstraptoken.Toke
 	return cm
 }
 
-// fakeAPIServer serves cluster-info over TLS with a certificate of ca.
+// fakeAPIServer serves cluster-info over TLS with a certificate of ca, and
+// SelfSubjectReviews for bearer tokens.
 type fakeAPIServer struct {
 	*httptest.Server
 	mu       sync.Mutex
 	requests int
 	// respond answers the n-th (from 1) request for cluster-info.
 	respond func(n int, w http.ResponseWriter)
+	// reviews are the bearer tokens of the SelfSubjectReviews received.
+	reviews []string
+	// review answers a SelfSubjectReview for token (accept when nil).
+	review func(token string, w http.ResponseWriter)
 }
 
 func newFakeAPIServer(t *testing.T, ca *testCA, respond func(n int, w http.ResponseWriter)) *fakeAPIServer {
 	t.Helper()
-	f := &fakeAPIServer{respond: respond}
+	f := &fakeAPIServer{respond: respond, review: accept}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.Server.TLS = &tls.Config{Certificates: []tls.Certificate{ca.serving(t)}}
 	f.StartTLS()
@@ -140,6 +147,19 @@ func newFakeAPIServer(t *testing.T, ca *testCA, respond func(n int, w http.Respo
 }
 
 func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == SelfSubjectReviewPath {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			http.Error(w, "a SelfSubjectReview without a bearer token", http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		f.reviews = append(f.reviews, token)
+		review := f.review
+		f.mu.Unlock()
+		review(token, w)
+		return
+	}
 	if r.Method != http.MethodGet || r.URL.Path != ClusterInfoPath {
 		http.Error(w, "unexpected request "+r.Method+" "+r.URL.Path, http.StatusBadRequest)
 		return
@@ -161,6 +181,20 @@ func (f *fakeAPIServer) setRespond(respond func(n int, w http.ResponseWriter)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.respond = respond
+}
+
+// setReview replaces the SelfSubjectReview responder.
+func (f *fakeAPIServer) setReview(review func(token string, w http.ResponseWriter)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.review = review
+}
+
+// reviewed returns the bearer tokens that SelfSubjectReviews carried.
+func (f *fakeAPIServer) reviewed() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.reviews...)
 }
 
 func (f *fakeAPIServer) count() int {
@@ -191,4 +225,24 @@ func status(code int, reason metav1.StatusReason, msg string) func(int, http.Res
 			Status:   metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code),
 		})
 	}
+}
+
+// accept answers a SelfSubjectReview as the API server does for a bootstrap
+// token it accepts.
+func accept(token string, w http.ResponseWriter) {
+	id, _, _ := strings.Cut(token, ".")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(&authenticationv1.SelfSubjectReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "SelfSubjectReview"},
+		Status: authenticationv1.SelfSubjectReviewStatus{UserInfo: authenticationv1.UserInfo{
+			Username: "system:bootstrap:" + id, Groups: []string{"system:bootstrappers", "system:authenticated"},
+		}},
+	})
+}
+
+// reject answers 401, as the API server does for a token it does not
+// accept.
+func reject(_ string, w http.ResponseWriter) {
+	status(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "Unauthorized")(0, w)
 }

@@ -75,9 +75,16 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, inventory.ECDSAP256)
+}
+
+// newTestClusterWith is newTestCluster with alg's keys: another algorithm
+// gives another cluster its own CA key (fixture keys repeat).
+func newTestClusterWith(t *testing.T, alg inventory.EncryptionAlgorithm) *testCluster {
+	t.Helper()
 	cfg := testConfig()
 	cfg.ControlPlaneEndpoint = joinTestLB
-	cfg.EncryptionAlgorithm = inventory.ECDSAP256
+	cfg.EncryptionAlgorithm = alg
 	cp1 := fakeNode(t, true)
 	var out bytes.Buffer
 	if err := InitRunner().Run(context.Background(), newData(t, cfg, cp1, &out), offline); err != nil {

@@ -142,7 +142,7 @@ func writeClusterCA(ctx context.Context, d *Data) error {
 		oldCert, perr := certs.ParseCert(old)
 		newCert, nerr := certs.ParseCert(caData)
 		if perr != nil || nerr != nil || !bytes.Equal(oldCert.Raw, newCert.Raw) {
-			return fmt.Errorf("%s is not the cluster's CA (the one discovery verified): this node holds another cluster's files; remove them (kubeboot reset) and join again", file)
+			return fmt.Errorf("%s is not the cluster's CA (the one discovery verified): this node holds another cluster's files; remove them (or reset the node) and join again", file)
 		}
 		d.Out.Printf("kubelet-start", "Using existing cluster CA certificate %q", file)
 		return nil

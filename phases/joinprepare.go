@@ -100,7 +100,7 @@ func runDownloadCerts(ctx context.Context, d *Data) error {
 		case err == nil && bytes.Equal(old, plain):
 			same++
 		case err == nil:
-			return fmt.Errorf("download-certs: %s already exists and differs from the cluster's in the %s Secret: this node holds another cluster's PKI; remove it (kubeboot reset) and join again", f.Path, copycerts.SecretName)
+			return fmt.Errorf("download-certs: %s already exists and differs from the cluster's in the %s Secret: this node holds another cluster's PKI; remove it (or reset the node) and join again", f.Path, copycerts.SecretName)
 		case errors.Is(err, fs.ErrNotExist):
 			differ++
 		default:

@@ -162,6 +162,12 @@ func runAndReportChecks(ctx context.Context, d *Data, facts HostFacts, checks []
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	return reportChecks(d, results)
+}
+
+// reportChecks prints results and fails on the errors not ignored (a dry
+// run only says that they would stop a real run).
+func reportChecks(d *Data, results []CheckResult) error {
 	PrintResults(d.Out, results)
 	perr := NewPreflightError(results)
 	if perr == nil {

@@ -47,6 +47,13 @@ func pfKernelConfig() string {
 // cgroup v2, systemd as PID 1, containerd's socket, a v1.34.3 kubelet.
 func pfHealthyHost() *transporttest.Fake {
 	f := transporttest.New("m1")
+	pfMakeHealthy(f)
+	return f
+}
+
+// pfMakeHealthy gives f what pfHealthyHost has (a joining node of the join
+// tests, say).
+func pfMakeHealthy(f *transporttest.Fake) {
 	f.Handle("id -u", transporttest.Reply("0\n"))
 	f.Handle("nproc", transporttest.Reply("4\n"))
 	f.SetFile("/proc/meminfo", []byte("MemTotal:       16318412 kB\nMemFree:         1000000 kB\n"), 0o444)
@@ -76,7 +83,6 @@ func pfHealthyHost() *transporttest.Fake {
 	// Host facts: systemd as PID 1, negative oom_score_adj allowed.
 	f.SetFile("/proc/1/comm", []byte("systemd\n"), 0o444)
 	f.Handle("sh -c", transporttest.Reply(""))
-	return f
 }
 
 func pfConfig() *inventory.Cluster {

@@ -91,11 +91,21 @@ func joinSecondControlPlane(ctx context.Context, t *testing.T, e env, root strin
 	token, pin := m[2], m[3]
 	waitSigned(ctx, t, superAdmin, token[:6], true)
 
-	t.Run("refusals: wrong pin, wrong token, deleted token, unreachable endpoint", func(t *testing.T) {
+	t.Run("refusals: wrong pin, wrong token, deleted, expired and unknown tokens, unreachable endpoint", func(t *testing.T) {
+		expiresAt := time.Now().Add(3 * time.Second)
+		expired := strings.TrimSpace(runKubebootQuiet(t, e, "token", "create", "--kubeconfig", admin, "--ttl", "3s"))
 		deleted := strings.TrimSpace(runKubebootQuiet(t, e, "token", "create", "--kubeconfig", admin))
 		waitSigned(ctx, t, superAdmin, deleted[:6], true)
 		runKubeboot(t, e, root, "token", "delete", "--kubeconfig", admin, deleted[:6])
 		waitSigned(ctx, t, superAdmin, deleted[:6], false)
+		// Signed with the deleted one, its signature goes when the
+		// tokencleaner deletes it at its expiry.
+		time.Sleep(time.Until(expiresAt))
+		waitSigned(ctx, t, superAdmin, expired[:6], false)
+		unknown := "zzzzzz.0123456789abcdef"
+		rejected := func(tok string) string {
+			return "the API server rejects bootstrap token " + tok[:6] + ": it is wrong, expired or deleted (a joining node cannot tell which); create one on a control plane with `kubeboot token create --print-join-command`"
+		}
 		// The endpoint and a short discovery timeout from a file, the
 		// secrets from flags (kubeboot join --config FILE --token ...).
 		conf := func(ep string) string {
@@ -109,11 +119,16 @@ func joinSecondControlPlane(ctx context.Context, t *testing.T, e env, root strin
 		messages := map[string]bool{}
 		for _, tc := range []struct {
 			name, endpoint, token, pin, want string
+			// fast: refused in a few seconds, well before the 8s
+			// discovery timeout (else only at it)
+			fast bool
 		}{
-			{"wrong pin", endpoint, token, "sha256:" + strings.Repeat("0", 64), "the cluster CA does not match the --discovery-token-ca-cert-hash pin(s): its hash is " + pin + "; check the pin on a control-plane node with: openssl"},
-			{"wrong token", endpoint, token[:7] + "0000000000000000", pin, "the cluster-info signature for token " + token[:6] + " does not verify: the token secret is wrong (or cluster-info was altered on the way); check the whole token with `kubeboot token list`"},
-			{"deleted token", endpoint, deleted, pin, "there is no JWS signed token in the cluster-info ConfigMap for token ID " + deleted[:6] + ": the token is wrong, expired or deleted, or the controller-manager has not signed it yet; check `kubeboot token list`"},
-			{"unreachable endpoint", e.addr + ":1", token, pin, "cannot reach the API server at https://" + e.addr + ":1: dial tcp " + e.addr + ":1: connect: connection refused; check the address and that port 1 is open"},
+			{"wrong pin", endpoint, token, "sha256:" + strings.Repeat("0", 64), "the cluster CA does not match the --discovery-token-ca-cert-hash pin(s): its hash is " + pin + "; check the pin on a control-plane node with: openssl", true},
+			{"wrong token", endpoint, token[:7] + "0000000000000000", pin, "the cluster-info signature for token " + token[:6] + " does not verify: the token secret is wrong (or cluster-info was altered on the way); check the whole token with `kubeboot token list`", true},
+			{"deleted token", endpoint, deleted, pin, rejected(deleted), true},
+			{"expired token", endpoint, expired, pin, rejected(expired), true},
+			{"unknown token", endpoint, unknown, pin, rejected(unknown), true},
+			{"unreachable endpoint", e.addr + ":1", token, pin, "cannot reach the API server at https://" + e.addr + ":1: dial tcp " + e.addr + ":1: connect: connection refused; check the address and that port 1 is open; gave up after 8s", false},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				dir := newNodeRoot(t)
@@ -140,12 +155,16 @@ func joinSecondControlPlane(ctx context.Context, t *testing.T, e env, root strin
 				if files := filesUnder(t, dir); len(files) > 0 {
 					t.Errorf("a refused join wrote %v", files)
 				}
+				took := time.Since(began)
+				if tc.fast && took > 5*time.Second {
+					t.Errorf("refused after %s, want within 5s (the discovery timeout is 8s)", took.Round(100*time.Millisecond))
+				}
 				messages[msg] = true
-				t.Logf("%s after %s (exit %d): %s", tc.name, time.Since(began).Round(100*time.Millisecond), ee.ExitCode(), msg)
+				t.Logf("%s after %s (exit %d): %s", tc.name, took.Round(100*time.Millisecond), ee.ExitCode(), msg)
 			})
 		}
-		if len(messages) != 4 {
-			t.Errorf("the four refusals do not each have their own message")
+		if len(messages) != 6 {
+			t.Errorf("the six refusals do not each have their own message")
 		}
 	})
 
@@ -376,10 +395,23 @@ func joinSecondControlPlane(ctx context.Context, t *testing.T, e env, root strin
 
 	t.Run("a second join changes nothing", func(t *testing.T) {
 		before := hashTree(t, filepath.Join(dir, "etc"))
-		// preflight would refuse: the node now runs what it checks is free.
-		stdout, stderr, err := ns.kubeboot(e, dir, append(args, "--skip-phases", "preflight")...)
+		// Every phase (but prepare, as the first time), preflight included:
+		// it recognises this node's own join.
+		stdout, stderr, err := ns.kubeboot(e, dir, args...)
 		if err != nil {
 			t.Fatalf("second join: %v\n%s%s", err, stdout, stderr)
+		}
+		t.Logf("second join:\n%s", stdout)
+		ownJoin := regexp.MustCompile(`(?m)^\[preflight\] This node already joined this cluster \(/etc/kubernetes/kubelet.conf, /etc/kubernetes/pki/ca.crt, ` +
+			`/etc/kubernetes/manifests/kube-apiserver.yaml, /etc/kubernetes/manifests/kube-controller-manager.yaml, /etc/kubernetes/manifests/kube-scheduler.yaml and /etc/kubernetes/manifests/etcd.yaml are this join's\): ` +
+			`skipping the checks its own earlier join fails: DirAvailable--var-lib-etcd, FileAvailable--etc-kubernetes-kubelet.conf, FileAvailable--etc-kubernetes-manifests-etcd.yaml, ` +
+			`FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml, FileAvailable--etc-kubernetes-manifests-kube-controller-manager.yaml, FileAvailable--etc-kubernetes-manifests-kube-scheduler.yaml, ` +
+			`Port-10257, Port-10259, Port-2379, Port-2380, Port-6443$`)
+		if !ownJoin.MatchString(stdout) {
+			t.Errorf("the second join's preflight does not say it recognised the node's own join")
+		}
+		if strings.Contains(stdout, "[ERROR") {
+			t.Errorf("the second join's preflight reports errors")
 		}
 		for _, line := range strings.Split(stdout, "\n") {
 			if regexp.MustCompile(`\b(Writing|Generating|Saving|Announced|Creating|Updating|Starting|Marking)\b`).MatchString(line) {

@@ -185,7 +185,7 @@ func onlinePhases(ctx context.Context, t *testing.T, e env, root string) {
 
 	t.Run("discovery accepts the right token and pin and refuses the rest", func(t *testing.T) {
 		opts := func(token bootstraptoken.Token, pin string) discovery.Options {
-			return discovery.Options{Endpoint: endpoint, Token: token, CAPins: []string{pin}, Timeout: 4 * time.Second, RetryInterval: time.Second}
+			return discovery.Options{Endpoint: endpoint, Token: token, CAPins: []string{pin}, Timeout: 30 * time.Second}
 		}
 		kc, err := discovery.Discover(ctx, opts(tok, hash[1]))
 		if err != nil {
@@ -198,18 +198,33 @@ func onlinePhases(ctx context.Context, t *testing.T, e env, root string) {
 		}
 		wrongSecret := bootstraptoken.Token{ID: tok.ID, Secret: "0123456789abcdef"}
 		unknown := bootstraptoken.Token{ID: "zzzzzz", Secret: "0123456789abcdef"}
+		// A token that authenticates but that the bootstrapsigner never
+		// signs (no signing usage): discovery keeps waiting for it.
+		authOnly, err := bootstraptoken.Parse(lastLine(runKubeboot(t, e, root, "token", "create", "--kubeconfig", filepath.Join(root, "etc/kubernetes/admin.conf"), "--usages", "authentication")))
+		if err != nil {
+			t.Fatal(err)
+		}
 		msgs := map[string]bool{}
 		for _, tc := range []struct {
 			name string
 			o    discovery.Options
 			want error
+			// within: the refusal comes this soon (the timeout is 30s);
+			// 0: only at the timeout.
+			within time.Duration
+			msg    string
 		}{
-			{"wrong pin", opts(tok, "sha256:"+strings.Repeat("0", 64)), discovery.ErrPinMismatch},
-			{"wrong token secret", opts(wrongSecret, hash[1]), discovery.ErrBadSignature},
-			{"unknown token", opts(unknown, hash[1]), discovery.ErrNoSignature},
-			{"unreachable endpoint", discovery.Options{Endpoint: e.addr + ":1", Token: tok, CAPins: []string{hash[1]}, Timeout: 2 * time.Second, RetryInterval: time.Second}, discovery.ErrUnreachable},
+			{"wrong pin", opts(tok, "sha256:"+strings.Repeat("0", 64)), discovery.ErrPinMismatch, 5 * time.Second, ""},
+			{"wrong token secret", opts(wrongSecret, hash[1]), discovery.ErrBadSignature, 5 * time.Second, ""},
+			{"unknown token", opts(unknown, hash[1]), discovery.ErrTokenRejected, 5 * time.Second,
+				"the API server rejects bootstrap token zzzzzz: it is wrong, expired or deleted (a joining node cannot tell which); create one on a control plane with `kubeboot token create --print-join-command`"},
+			{"authenticated, never signed", discovery.Options{Endpoint: endpoint, Token: authOnly, CAPins: []string{hash[1]}, Timeout: 3 * time.Second}, discovery.ErrNoSignature, 0,
+				"the API server accepts bootstrap token " + authOnly.ID + " but the cluster-info ConfigMap has no JWS signature for it yet"},
+			{"unreachable endpoint", discovery.Options{Endpoint: e.addr + ":1", Token: tok, CAPins: []string{hash[1]}, Timeout: 2 * time.Second}, discovery.ErrUnreachable, 0, ""},
 		} {
+			began := time.Now()
 			_, err := discovery.Discover(ctx, tc.o)
+			took := time.Since(began)
 			if !errors.Is(err, tc.want) {
 				t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
 				continue
@@ -217,10 +232,19 @@ func onlinePhases(ctx context.Context, t *testing.T, e env, root string) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("%s: the error is not one line: %q", tc.name, err)
 			}
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("%s: %q lacks %q", tc.name, err, tc.msg)
+			}
+			if tc.within > 0 && took > tc.within {
+				t.Errorf("%s: refused after %s, want within %s", tc.name, took.Round(10*time.Millisecond), tc.within)
+			}
+			if tc.within == 0 && took < tc.o.Timeout {
+				t.Errorf("%s: refused after %s, before the %s timeout", tc.name, took.Round(10*time.Millisecond), tc.o.Timeout)
+			}
 			msgs[err.Error()] = true
-			t.Logf("%s: %v", tc.name, err)
+			t.Logf("%s after %s: %v", tc.name, took.Round(10*time.Millisecond), err)
 		}
-		if len(msgs) != 4 {
+		if len(msgs) != 5 {
 			t.Errorf("the refusals do not each have their own message")
 		}
 	})
@@ -251,17 +275,26 @@ func onlinePhases(ctx context.Context, t *testing.T, e env, root string) {
 		waitSigned(ctx, t, superAdmin, del.ID, true)
 		runKubeboot(t, e, root, "token", "delete", "--kubeconfig", admin, del.ID)
 		waitSigned(ctx, t, superAdmin, del.ID, false)
-		_, err = discovery.Discover(ctx, discovery.Options{Endpoint: endpoint, Token: del, CAPins: []string{hash[1]}, Timeout: 3 * time.Second, RetryInterval: time.Second})
-		if !errors.Is(err, discovery.ErrNoSignature) {
-			t.Errorf("deleted token: %v", err)
+		// Refused at once (not at the 30s timeout): the API server rejects
+		// the token.
+		refusedFast := func(what string, tok bootstraptoken.Token) {
+			t.Helper()
+			began := time.Now()
+			_, err := discovery.Discover(ctx, discovery.Options{Endpoint: endpoint, Token: tok, CAPins: []string{hash[1]}, Timeout: 30 * time.Second})
+			took := time.Since(began)
+			if !errors.Is(err, discovery.ErrTokenRejected) || !strings.Contains(err.Error(), "the API server rejects bootstrap token "+tok.ID+": it is wrong, expired or deleted") {
+				t.Errorf("%s token: %v", what, err)
+			}
+			if took > 5*time.Second {
+				t.Errorf("%s token: refused after %s", what, took.Round(10*time.Millisecond))
+			}
+			t.Logf("%s token refused after %s: %v", what, took.Round(10*time.Millisecond), err)
 		}
+		refusedFast("deleted", del)
 		// The short-lived token expires; the tokencleaner deletes it and
 		// the bootstrapsigner drops its signature.
 		waitSigned(ctx, t, superAdmin, short.ID, false)
-		_, err = discovery.Discover(ctx, discovery.Options{Endpoint: endpoint, Token: short, CAPins: []string{hash[1]}, Timeout: 3 * time.Second, RetryInterval: time.Second})
-		if !errors.Is(err, discovery.ErrNoSignature) {
-			t.Errorf("expired token: %v", err)
-		}
+		refusedFast("expired", short)
 		// Nor does the API server accept it any more.
 		if _, err := tokenClient(t, root, short.String()).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{}); !apierrors.IsUnauthorized(err) {
 			t.Errorf("the expired token still authenticates: %v", err)
@@ -348,6 +381,13 @@ func onlinePhases(ctx context.Context, t *testing.T, e env, root string) {
 			return fmt.Errorf("still there (%v)", err)
 		})
 	})
+}
+
+// lastLine is the last line of out (what `token create` prints last: the
+// token).
+func lastLine(out string) string {
+	out = strings.TrimSpace(out)
+	return out[strings.LastIndex(out, "\n")+1:]
 }
 
 // waitSigned waits until the bootstrapsigner has (or has not) signed
