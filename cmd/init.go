@@ -249,47 +249,47 @@ func newInitCommand(out io.Writer) *cobra.Command {
 	}
 	o.addFlags(cmd.PersistentFlags())
 
-	phaseCmd := &cobra.Command{
-		Use:   "phase <name>[/<sub>|/all] | phase <name> [<sub>|all]",
-		Short: "Use this command to invoke single phase of the init workflow",
-		Long:  "Use this command to invoke single phase of the init workflow.\n\n" + phaseHelp(runner),
-		Args:  cobra.ArbitraryArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return c.Help()
-			}
-			return o.run(c, out, runner, strings.Join(args, "/"))
-		},
-	}
-	for _, p := range runner.Phases {
-		phaseCmd.AddCommand(phaseCommand(o, out, runner, p, ""))
-	}
-	cmd.AddCommand(phaseCmd)
+	cmd.AddCommand(newPhaseCommand(runner, "", cobra.NoArgs, func(c *cobra.Command, _ []string, only string) error {
+		return o.run(c, out, runner, only)
+	}))
 	return cmd
 }
 
-// phaseCommand turns a phase into `init phase <name>` with its sub-phases
-// and an `all` sub-command, as kubeadm does.
-func phaseCommand(o *initOptions, out io.Writer, runner *phases.Runner, p *phases.Phase, prefix string) *cobra.Command {
-	path := prefix + p.Name
-	c := &cobra.Command{
-		Use:   p.Name,
-		Short: p.Short,
-		Args:  cobra.NoArgs,
-		RunE:  func(c *cobra.Command, _ []string) error { return o.run(c, out, runner, path) },
+// newPhaseCommand is `<workflow> phase`: one sub-command per phase, with
+// its sub-phases and an `all` sub-command, as kubeadm has them, and the
+// generic form `phase <name>/<sub>`. argsUse is what each phase command
+// takes after its name (join: " [api-server-endpoint]"), checked by args;
+// run runs the phase path with those arguments.
+func newPhaseCommand(runner *phases.Runner, argsUse string, args cobra.PositionalArgs, run func(c *cobra.Command, args []string, only string) error) *cobra.Command {
+	phaseCmd := &cobra.Command{
+		Use:   "phase <name>[/<sub>|/all] | phase <name> [<sub>|all]",
+		Short: "Use this command to invoke single phase of the " + runner.Command + " workflow",
+		Long:  "Use this command to invoke single phase of the " + runner.Command + " workflow.\n\n" + phaseHelp(runner),
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, a []string) error {
+			if len(a) == 0 {
+				return c.Help()
+			}
+			return run(c, nil, strings.Join(a, "/"))
+		},
 	}
-	if len(p.Phases) > 0 {
-		c.AddCommand(&cobra.Command{
-			Use:   "all",
-			Short: "Run all " + p.Name + " phases",
-			Args:  cobra.NoArgs,
-			RunE:  func(c *cobra.Command, _ []string) error { return o.run(c, out, runner, path) },
-		})
-		for _, sub := range p.Phases {
-			c.AddCommand(phaseCommand(o, out, runner, sub, path+"/"))
+	var add func(parent *cobra.Command, p *phases.Phase, prefix string)
+	add = func(parent *cobra.Command, p *phases.Phase, prefix string) {
+		path := prefix + p.Name
+		runE := func(c *cobra.Command, a []string) error { return run(c, a, path) }
+		c := &cobra.Command{Use: p.Name + argsUse, Short: p.Short, Args: args, RunE: runE}
+		if len(p.Phases) > 0 {
+			c.AddCommand(&cobra.Command{Use: "all" + argsUse, Short: "Run all " + p.Name + " phases", Args: args, RunE: runE})
+			for _, sub := range p.Phases {
+				add(c, sub, path+"/")
+			}
 		}
+		parent.AddCommand(c)
 	}
-	return c
+	for _, p := range runner.Phases {
+		add(phaseCmd, p, "")
+	}
+	return phaseCmd
 }
 
 // phaseHelp lists the workflow's phases as kubeadm's help does.

@@ -245,43 +245,13 @@ must be explicit), then fetches it again over TLS trusting only that CA.
 	}
 	o.addFlags(cmd.PersistentFlags())
 
-	phaseCmd := &cobra.Command{
-		Use:   "phase <name>[/<sub>|/all] | phase <name> [<sub>|all]",
-		Short: "Use this command to invoke single phase of the join workflow",
-		Long:  "Use this command to invoke single phase of the join workflow.\n\n" + phaseHelp(runner),
-		Args:  cobra.ArbitraryArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return c.Help()
-			}
-			return o.run(c, out, runner, strings.Join(args, "/"))
-		},
-	}
-	for _, p := range runner.Phases {
-		phaseCmd.AddCommand(joinPhaseCommand(o, out, runner, p, ""))
-	}
-	cmd.AddCommand(phaseCmd)
-	return cmd
-}
-
-// joinPhaseCommand is `join phase <name> [api-server-endpoint]`, with
-// sub-phases and `all`, as kubeadm's.
-func joinPhaseCommand(o *joinOptions, out io.Writer, runner *phases.Runner, p *phases.Phase, prefix string) *cobra.Command {
-	path := prefix + p.Name
-	run := func(c *cobra.Command, args []string) error {
+	cmd.AddCommand(newPhaseCommand(runner, " [api-server-endpoint]", cobra.MaximumNArgs(1), func(c *cobra.Command, args []string, only string) error {
 		if len(args) == 1 {
 			o.endpoint = args[0]
 		}
-		return o.run(c, out, runner, path)
-	}
-	c := &cobra.Command{Use: p.Name + " [api-server-endpoint]", Short: p.Short, Args: cobra.MaximumNArgs(1), RunE: run}
-	if len(p.Phases) > 0 {
-		c.AddCommand(&cobra.Command{Use: "all [api-server-endpoint]", Short: "Run all " + p.Name + " phases", Args: cobra.MaximumNArgs(1), RunE: run})
-		for _, sub := range p.Phases {
-			c.AddCommand(joinPhaseCommand(o, out, runner, sub, path+"/"))
-		}
-	}
-	return c
+		return o.run(c, out, runner, only)
+	}))
+	return cmd
 }
 
 // newAdminClient is how the control-plane join phases (check-etcd,
