@@ -494,13 +494,7 @@ func JoinChecks(cfg *inventory.Cluster) []Check {
 			}
 		}
 	}
-	return append(checks,
-		Check{Name: "CgroupVersion", Run: checkCgroupVersion},
-		Check{Name: "OOMScoreAdj", Run: checkOOMScoreAdj},
-		Check{Name: "SystemdPID1", Run: checkSystemdPID1},
-		Check{Name: "KernelModules", Run: checkKernelModules},
-		Check{Name: "KernelTunables", Run: checkKernelTunables},
-	)
+	return append(checks, kubebootChecks()...)
 }
 
 // JoinControlPlaneChecks are kubeadm's InitNodeChecks for a secondary

@@ -395,13 +395,19 @@ func InitChecks(cfg *inventory.Cluster) []Check {
 			}
 		}
 	}
-	return append(checks,
-		Check{Name: "CgroupVersion", Run: checkCgroupVersion},
-		Check{Name: "OOMScoreAdj", Run: checkOOMScoreAdj},
-		Check{Name: "SystemdPID1", Run: checkSystemdPID1},
-		Check{Name: "KernelModules", Run: checkKernelModules},
-		Check{Name: "KernelTunables", Run: checkKernelTunables},
-	)
+	return append(checks, kubebootChecks()...)
+}
+
+// kubebootChecks are the checks kubeboot adds to kubeadm's, on every node:
+// what the host can do decides how it is configured.
+func kubebootChecks() []Check {
+	return []Check{
+		{Name: "CgroupVersion", Run: checkCgroupVersion},
+		{Name: "OOMScoreAdj", Run: checkOOMScoreAdj},
+		{Name: "SystemdPID1", Run: checkSystemdPID1},
+		{Name: "KernelModules", Run: checkKernelModules},
+		{Name: "KernelTunables", Run: checkKernelTunables},
+	}
 }
 
 // commonChecks are kubeadm's checks for every node (init and join).
