@@ -364,6 +364,7 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		NewExtensionsClient:   o.newExtensionsClient(host),
 		Health:                phases.NewHTTPHealthChecker(),
 		Prepare:               phases.PrepareOptions{Bundle: absPath(o.bundle)},
+		Timings:               &phases.Timings{},
 		Init: phases.InitOptions{
 			UploadCerts:             o.uploadCerts,
 			CertificateKey:          o.certificateKey,
@@ -378,11 +379,19 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	} else {
 		printer.Printf("init", "Using Kubernetes version: %s on %s (node %q, %s)", cfg.KubernetesVersion, host.Name(), cfg.Node.Name, cfg.Node.AdvertiseAddress)
 	}
+	start := time.Now()
 	runErr := runner.Run(ctx, d, phases.Options{Only: only, Skip: o.skipPhases})
 	if dry != nil {
 		printDryRun(printer, dry)
+	} else if runErr == nil {
+		printTimings(printer, runner.Command, time.Since(start), d.Timings)
 	}
 	return runErr
+}
+
+// printTimings says how long a run took and where the time went.
+func printTimings(p *phases.Printer, command string, took time.Duration, t *phases.Timings) {
+	p.Printf(command, "Done in %s: %s", phases.RoundDuration(took), t)
 }
 
 // localHost is the node init and join run on: this machine, or with

@@ -52,6 +52,9 @@ type Data struct {
 	// Prepare holds the options of the prepare phase (--bundle).
 	Prepare PrepareOptions
 
+	// Timings, when set, collects how long each top-level phase took.
+	Timings *Timings
+
 	// Init holds the options of init's online phases that are not cluster
 	// configuration (kubeadm's flags of the same names). Phases fill in
 	// what they generate (the token, the certificate key) for the phases

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Phase is one step of a workflow, possibly with sub-phases.
@@ -162,20 +163,33 @@ func (r *Runner) Run(ctx context.Context, d *Data, opts Options) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		for _, p := range l.Parents {
-			if p.Run != nil && !ranParent[p] {
-				ranParent[p] = true
-				if err := p.Run(ctx, d); err != nil {
-					return &PhaseError{Command: r.Command, Path: l.Path, Err: err}
-				}
+		start := time.Now()
+		err := r.runLeaf(ctx, d, l, ranParent)
+		if d.Timings != nil {
+			d.Timings.add(strings.SplitN(l.Path, "/", 2)[0], time.Since(start))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runLeaf runs the leaf's parents that have not run yet, then the leaf.
+func (r *Runner) runLeaf(ctx context.Context, d *Data, l Leaf, ranParent map[*Phase]bool) error {
+	for _, p := range l.Parents {
+		if p.Run != nil && !ranParent[p] {
+			ranParent[p] = true
+			if err := p.Run(ctx, d); err != nil {
+				return &PhaseError{Command: r.Command, Path: l.Path, Err: err}
 			}
 		}
-		if l.Phase.Run == nil {
-			continue
-		}
-		if err := l.Phase.Run(ctx, d); err != nil {
-			return &PhaseError{Command: r.Command, Path: l.Path, Err: err}
-		}
+	}
+	if l.Phase.Run == nil {
+		return nil
+	}
+	if err := l.Phase.Run(ctx, d); err != nil {
+		return &PhaseError{Command: r.Command, Path: l.Path, Err: err}
 	}
 	return nil
 }
@@ -193,3 +207,41 @@ func (e *PhaseError) Error() string {
 }
 
 func (e *PhaseError) Unwrap() error { return e.Err }
+
+// Timings adds up how long each top-level phase took (its sub-phases
+// together), in the order the phases ran, so that a command can say where
+// the time went.
+type Timings struct {
+	Phases []string
+	Took   map[string]time.Duration
+}
+
+func (t *Timings) add(top string, took time.Duration) {
+	if t.Took == nil {
+		t.Took = map[string]time.Duration{}
+	}
+	if _, seen := t.Took[top]; !seen {
+		t.Phases = append(t.Phases, top)
+	}
+	t.Took[top] += took
+}
+
+// String is "prepare 8.9s, certs 612ms, ..." for the phases that took 10ms
+// or more: most of a run's time is in a few of them.
+func (t *Timings) String() string {
+	var parts []string
+	for _, p := range t.Phases {
+		if d := t.Took[p]; d >= 10*time.Millisecond {
+			parts = append(parts, p+" "+RoundDuration(d).String())
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// RoundDuration rounds d for people: to 100ms from a second up, else to 1ms.
+func RoundDuration(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // recorder builds a runner whose phases append their path to a log.
@@ -128,5 +129,45 @@ func TestInitRunnerHasKubeadmNames(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("init phases:\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestRunnerTimings(t *testing.T) {
+	r, _ := recorder("certs/sa")
+	// A phase that takes measurable time, so its group shows in String.
+	r.Phases[2].Phases[0].Run = func(context.Context, *Data) error { time.Sleep(15 * time.Millisecond); return nil }
+	tm := &Timings{}
+	if err := r.Run(context.Background(), &Data{Timings: tm}, Options{}); err == nil {
+		t.Fatal("the failing phase did not fail the run")
+	}
+	// The failed phase's group is counted; the phases after it never ran.
+	if want := []string{"preflight", "certs"}; !reflect.DeepEqual(tm.Phases, want) {
+		t.Errorf("timed %v, want %v", tm.Phases, want)
+	}
+	tm = &Timings{}
+	r, _ = recorder("")
+	r.Phases[2].Phases[0].Run = func(context.Context, *Data) error { time.Sleep(15 * time.Millisecond); return nil }
+	if err := r.Run(context.Background(), &Data{Timings: tm}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"preflight", "certs", "kubeconfig", "kubelet-start"}; !reflect.DeepEqual(tm.Phases, want) {
+		t.Errorf("timed %v, want %v", tm.Phases, want)
+	}
+	if s := tm.String(); !strings.HasPrefix(s, "kubeconfig ") || strings.Contains(s, ",") {
+		t.Errorf("String() = %q, want only kubeconfig (the one phase over 10ms)", s)
+	}
+}
+
+func TestRoundDuration(t *testing.T) {
+	for in, want := range map[time.Duration]string{
+		1234567 * time.Nanosecond:     "1ms",
+		612400 * time.Microsecond:     "612ms",
+		8949 * time.Millisecond:       "8.9s",
+		61049 * time.Millisecond:      "1m1s",
+		2*time.Minute + 5*time.Second: "2m5s",
+	} {
+		if got := RoundDuration(in).String(); got != want {
+			t.Errorf("RoundDuration(%v) = %s, want %s", in, got, want)
+		}
 	}
 }
