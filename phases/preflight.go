@@ -58,6 +58,10 @@ const (
 	checkTimeout = 30 * time.Second
 )
 
+// slowCheck is how long a check may take before preflight names it (a
+// variable so that a test need not wait a second).
+var slowCheck = time.Second
+
 // systemPath is where executables are looked for, in order. A remote
 // host's PATH depends on how kubeboot logged in, so it is fixed here.
 var systemPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
@@ -78,6 +82,8 @@ type CheckResult struct {
 	Name     string
 	Warnings []error
 	Errors   []error
+	// Took is how long the check ran.
+	Took time.Duration
 }
 
 // Failure is one fatal error of one check.
@@ -169,6 +175,15 @@ func runAndReportChecks(ctx context.Context, d *Data, facts HostFacts, checks []
 // run only says that they would stop a real run).
 func reportChecks(d *Data, results []CheckResult) error {
 	PrintResults(d.Out, results)
+	var slow []string
+	for _, r := range results {
+		if r.Took >= slowCheck {
+			slow = append(slow, fmt.Sprintf("%s %s", r.Name, RoundDuration(r.Took)))
+		}
+	}
+	if len(slow) > 0 {
+		d.Out.Printf("preflight", "Slow checks (look at the host's name resolution and load): %s", strings.Join(slow, ", "))
+	}
 	perr := NewPreflightError(results)
 	if perr == nil {
 		return nil
@@ -301,7 +316,9 @@ func runCheck(ctx context.Context, h transport.Host, cfg *inventory.Cluster, fac
 	}()
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
+	start := time.Now()
 	res.Warnings, res.Errors = c.Run(ctx, h, cfg, facts)
+	res.Took = time.Since(start)
 	return res
 }
 

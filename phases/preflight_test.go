@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -872,5 +873,25 @@ func TestPreflightRerunOnOwnControlPlane(t *testing.T) {
 		"Port-10250", "Port-10257", "Port-10259", "Port-2379", "Port-2380", "Port-6443"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("fatal checks %q\nwant %q", got, want)
+	}
+}
+
+func TestPreflightNamesSlowChecks(t *testing.T) {
+	defer func(old time.Duration) { slowCheck = old }(slowCheck)
+	slowCheck = 20 * time.Millisecond
+	var out bytes.Buffer
+	d := &Data{Cfg: pfConfig(), Host: pfHealthyHost(), Out: NewPrinter(&out)}
+	checks := []Check{
+		{Name: "Quick", Run: func(context.Context, transport.Host, *inventory.Cluster, HostFacts) (_, _ []error) { return nil, nil }},
+		{Name: "Sluggish", Run: func(context.Context, transport.Host, *inventory.Cluster, HostFacts) (_, _ []error) {
+			time.Sleep(30 * time.Millisecond)
+			return nil, nil
+		}},
+	}
+	if err := runAndReportChecks(context.Background(), d, HostFacts{}, checks); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Slow checks") || !strings.Contains(out.String(), "Sluggish ") || strings.Contains(out.String(), "Quick ") {
+		t.Errorf("output does not name only the slow check:\n%s", out.String())
 	}
 }
