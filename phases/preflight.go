@@ -1038,16 +1038,16 @@ func checkHostname(ctx context.Context, h transport.Host, cfg *inventory.Cluster
 	if name == "" {
 		return warns, nil
 	}
+	// /etc/hosts first, as Go's resolver (kubeadm's lookup) does: `getent
+	// hosts` asks for an IPv6 address first, and on a host whose DNS server
+	// does not answer (air-gapped, or its traffic dropped) that alone takes
+	// the resolver's 5 s timeout even when /etc/hosts has the name.
+	if b, err := h.ReadFile(ctx, "/etc/hosts"); err == nil && hostsFileHas(string(b), name) {
+		return warns, nil
+	}
 	_, err := transport.Output(ctx, h, "getent", "hosts", name)
 	if err == nil {
 		return warns, nil
-	}
-	var ee *transport.ExitError
-	if errors.As(err, &ee) && ee.ExitCode == 127 {
-		// No getent: look in /etc/hosts, the one source readable directly.
-		if b, rerr := h.ReadFile(ctx, "/etc/hosts"); rerr == nil && hostsFileHas(string(b), name) {
-			return warns, nil
-		}
 	}
 	// kubeadm prints two warnings here; one that says what to do is enough.
 	return append(warns, fmt.Errorf("hostname %q could not be reached (`getent hosts %s` found nothing: %v); add it to /etc/hosts or DNS", name, name, err)), nil
