@@ -364,7 +364,6 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		NewExtensionsClient:   o.newExtensionsClient(host),
 		Health:                phases.NewHTTPHealthChecker(),
 		Prepare:               phases.PrepareOptions{Bundle: absPath(o.bundle)},
-		Timings:               &phases.Timings{},
 		Init: phases.InitOptions{
 			UploadCerts:             o.uploadCerts,
 			CertificateKey:          o.certificateKey,
@@ -379,19 +378,22 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	} else {
 		printer.Printf("init", "Using Kubernetes version: %s on %s (node %q, %s)", cfg.KubernetesVersion, host.Name(), cfg.Node.Name, cfg.Node.AdvertiseAddress)
 	}
-	start := time.Now()
-	runErr := runner.Run(ctx, d, phases.Options{Only: only, Skip: o.skipPhases})
-	if dry != nil {
-		printDryRun(printer, dry)
-	} else if runErr == nil {
-		printTimings(printer, runner.Command, time.Since(start), d.Timings)
-	}
-	return runErr
+	return runWorkflow(ctx, runner, d, phases.Options{Only: only, Skip: o.skipPhases}, dry)
 }
 
-// printTimings says how long a run took and where the time went.
-func printTimings(p *phases.Printer, command string, took time.Duration, t *phases.Timings) {
-	p.Printf(command, "Done in %s: %s", phases.RoundDuration(took), t)
+// runWorkflow runs init's or join's phases, then lists what a dry run
+// would have done, or says how long a real run took and where the time went.
+func runWorkflow(ctx context.Context, runner *phases.Runner, d *phases.Data, opts phases.Options, dry *transport.DryRun) error {
+	d.Timings = &phases.Timings{}
+	start := time.Now()
+	err := runner.Run(ctx, d, opts)
+	switch {
+	case dry != nil:
+		printDryRun(d.Out, dry)
+	case err == nil:
+		d.Out.Printf(runner.Command, "Done in %s: %s", phases.RoundDuration(time.Since(start)), d.Timings)
+	}
+	return err
 }
 
 // localHost is the node init and join run on: this machine, or with

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -299,7 +298,6 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		IgnorePreflightErrors: ignore,
 		NewClient:             o.newAdminClient(host),
 		Prepare:               phases.PrepareOptions{Bundle: absPath(o.bundle)},
-		Timings:               &phases.Timings{},
 		Join: &phases.JoinState{
 			NewKeys: func(alg inventory.EncryptionAlgorithm) phases.KeySource { return certs.NewKeyPool(alg, nil) },
 		},
@@ -313,16 +311,8 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	} else {
 		printer.Printf("join", "Joining %s as %s node %q on %s", cfg.Join.APIServerEndpoint, role, cfg.Node.Name, host.Name())
 	}
-	start := time.Now()
-	runErr := runner.Run(ctx, d, phases.Options{Only: only, Skip: o.skipPhases})
-	if dry != nil {
-		printDryRun(printer, dry)
-	}
-	if runErr != nil {
-		return runErr
-	}
-	if dry == nil {
-		printTimings(printer, runner.Command, time.Since(start), d.Timings)
+	if err := runWorkflow(ctx, runner, d, phases.Options{Only: only, Skip: o.skipPhases}, dry); err != nil {
+		return err
 	}
 	if only == "" && !skipsJoinWork(o.skipPhases) && dry == nil {
 		printJoined(printer, cfg.Join.ControlPlane)
