@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -238,6 +239,29 @@ func ensureLeaf(ctx context.Context, d *Data, spec certs.Spec) error {
 func saKeyPath(cfg *inventory.Cluster) string { return path.Join(cfg.CertificatesDir, "sa.key") }
 func saPubPath(cfg *inventory.Cluster) string { return path.Join(cfg.CertificatesDir, "sa.pub") }
 
+// useExistingSA reuses the service-account key pair around an existing
+// sa.key: a missing sa.pub is written from the key, one that does not match
+// it stops the run with fix, what to do about it.
+func useExistingSA(ctx context.Context, d *Data, key crypto.Signer, fix string) error {
+	keyPath, pubPath := saKeyPath(d.Cfg), saPubPath(d.Cfg)
+	want, err := certs.EncodePublicKey(key.Public())
+	if err != nil {
+		return err
+	}
+	pub, err := d.Host.ReadFile(ctx, pubPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		d.Out.Printf("certs", "Using the existing %q key; writing the missing %s", "sa", pubPath)
+		return d.Host.WriteFile(ctx, pubPath, want, 0o644)
+	case err != nil:
+		return fmt.Errorf("read %s: %w", pubPath, err)
+	case !bytes.Equal(pub, want):
+		return fmt.Errorf("%s does not match %s; %s", pubPath, keyPath, fix)
+	}
+	d.Out.Printf("certs", "Using the existing %q key", "sa")
+	return nil
+}
+
 func runSA(ctx context.Context, d *Data) error {
 	keyPath, pubPath := saKeyPath(d.Cfg), saPubPath(d.Cfg)
 	b, err := d.Host.ReadFile(ctx, keyPath)
@@ -246,22 +270,7 @@ func runSA(ctx context.Context, d *Data) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w; delete it and %s to have a new pair generated (existing service account tokens stop working)", keyPath, err, pubPath)
 		}
-		want, err := certs.EncodePublicKey(key.Public())
-		if err != nil {
-			return err
-		}
-		pub, err := d.Host.ReadFile(ctx, pubPath)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			d.Out.Printf("certs", "Using the existing %q key; writing the missing %s", "sa", pubPath)
-			return d.Host.WriteFile(ctx, pubPath, want, 0o644)
-		case err != nil:
-			return fmt.Errorf("read %s: %w", pubPath, err)
-		case string(pub) != string(want):
-			return fmt.Errorf("%s does not match %s; delete %s to have it rewritten from the key", pubPath, keyPath, pubPath)
-		}
-		d.Out.Printf("certs", "Using the existing %q key", "sa")
-		return nil
+		return useExistingSA(ctx, d, key, "delete "+pubPath+" to have it rewritten from the key")
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read %s: %w", keyPath, err)

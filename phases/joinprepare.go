@@ -211,22 +211,7 @@ func requireSA(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", keyPath, err)
 	}
-	want, err := certs.EncodePublicKey(key.Public())
-	if err != nil {
-		return err
-	}
-	pub, err := d.Host.ReadFile(ctx, pubPath)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		d.Out.Printf("certs", "Using the existing %q key; writing the missing %s", "sa", pubPath)
-		return d.Host.WriteFile(ctx, pubPath, want, 0o644)
-	case err != nil:
-		return fmt.Errorf("read %s: %w", pubPath, err)
-	case !bytes.Equal(pub, want):
-		return fmt.Errorf("%s does not match %s; copy both from a control-plane node again", pubPath, keyPath)
-	}
-	d.Out.Printf("certs", "Using the existing %q key", "sa")
-	return nil
+	return useExistingSA(ctx, d, key, "copy both from a control-plane node again")
 }
 
 func runJoinKubeconfigs(ctx context.Context, d *Data) error {
