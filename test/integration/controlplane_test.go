@@ -395,6 +395,16 @@ func (p *processes) exited(name string) error {
 // kubelet would, until both pass.
 func waitProbes(ctx context.Context, t *testing.T, p *processes, pod *corev1.Pod, addr string) {
 	t.Helper()
+	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	pollProbes(ctx, t, pod.Name, pod, addr, insecure, func() error { return p.exited(pod.Name) })
+}
+
+// pollProbes polls the pod's HTTP probes with client until each passes;
+// addr stands in for the probes' empty host (the pod IP of a hostNetwork
+// pod), alive fails the test when the component died. what names the pod in
+// messages.
+func pollProbes(ctx context.Context, t *testing.T, what string, pod *corev1.Pod, addr string, client *http.Client, alive func() error) {
+	t.Helper()
 	c := pod.Spec.Containers[0]
 	var probes []*corev1.Probe
 	for _, pr := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
@@ -403,13 +413,12 @@ func waitProbes(ctx context.Context, t *testing.T, p *processes, pod *corev1.Pod
 		}
 	}
 	if len(probes) == 0 {
-		t.Fatalf("%s has no probes", pod.Name)
+		t.Fatalf("%s has no probes", what)
 	}
-	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	for _, pr := range probes {
 		g := pr.HTTPGet
 		if g == nil {
-			t.Fatalf("%s: probe is not an HTTP GET", pod.Name)
+			t.Fatalf("%s: probe is not an HTTP GET", what)
 		}
 		host := g.Host
 		if host == "" {
@@ -424,15 +433,15 @@ func waitProbes(ctx context.Context, t *testing.T, p *processes, pod *corev1.Pod
 				}
 			}
 			if port == "" {
-				t.Fatalf("%s: probe names port %q, which the container does not declare", pod.Name, g.Port.StrVal)
+				t.Fatalf("%s: probe names port %q, which the container does not declare", what, g.Port.StrVal)
 			}
 		}
 		url := fmt.Sprintf("%s://%s%s", strings.ToLower(string(g.Scheme)), net.JoinHostPort(host, port), g.Path)
-		poll(ctx, t, 2*time.Minute, pod.Name+" probe "+url, func() error {
-			if err := p.exited(pod.Name); err != nil {
+		poll(ctx, t, 2*time.Minute, what+" probe "+url, func() error {
+			if err := alive(); err != nil {
 				t.Fatal(err)
 			}
-			resp, err := insecure.Get(url)
+			resp, err := client.Get(url)
 			if err != nil {
 				return err
 			}

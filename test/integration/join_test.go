@@ -34,7 +34,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -590,42 +589,7 @@ func (p *processes) startIn(ctx context.Context, n *netns, e env, root string, p
 // 127.0.0.1 is the namespace's), as the node's kubelet would.
 func (n *netns) waitProbes(ctx context.Context, t *testing.T, pod *corev1.Pod, addr string, alive func() error) {
 	t.Helper()
-	client := n.httpClient()
-	c := pod.Spec.Containers[0]
-	for _, pr := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
-		if pr == nil || pr.HTTPGet == nil {
-			continue
-		}
-		g := pr.HTTPGet
-		host := g.Host
-		if host == "" {
-			host = addr
-		}
-		port := g.Port.String()
-		if g.Port.Type == intstr.String {
-			for _, cp := range c.Ports {
-				if cp.Name == g.Port.StrVal {
-					port = strconv.Itoa(int(cp.ContainerPort))
-				}
-			}
-		}
-		url := fmt.Sprintf("%s://%s%s", strings.ToLower(string(g.Scheme)), net.JoinHostPort(host, port), g.Path)
-		poll(ctx, t, 2*time.Minute, cp2Name+" "+pod.Name+" probe "+url, func() error {
-			if err := alive(); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := client.Get(url)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-				return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-			}
-			return nil
-		})
-	}
+	pollProbes(ctx, t, cp2Name+" "+pod.Name, pod, addr, n.httpClient(), alive)
 }
 
 // httpClient dials from inside the namespace: the socket is made on a
