@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,24 +25,6 @@ func prepareData(cfg *inventory.Cluster, h transport.Host, out *bytes.Buffer, bu
 	return &Data{Cfg: cfg, Host: h, Out: NewPrinter(out), Prepare: PrepareOptions{Bundle: bundlePath}}
 }
 
-func goldenFile(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (go test ./phases -update writes it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", p, got, want)
-	}
-}
-
 // TestPrepareFromBundle: a bare Debian node with systemd, cgroup v1, no
 // CAP_SYS_RESOURCE and no modprobe (the nspawn machines' conditions) gets
 // everything from the bundle; a second run changes and restarts nothing.
@@ -55,8 +36,8 @@ func TestPrepareFromBundle(t *testing.T) {
 	if err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, testBundle), Options{}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	goldenFile(t, "prepare-bundle-output.golden", out.String())
-	goldenFile(t, "prepare-bundle-commands.golden", strings.Join(h.Commands(), "\n")+"\n")
+	golden(t, "prepare-bundle-output.golden", out.String())
+	golden(t, "prepare-bundle-commands.golden", strings.Join(h.Commands(), "\n")+"\n")
 
 	// The binaries, at the paths the units and kubeadm expect, with their
 	// contents and modes.
@@ -126,7 +107,7 @@ func TestPrepareFromBundle(t *testing.T) {
 	if h.restarts["containerd"] != 1 {
 		t.Errorf("the second run restarted containerd")
 	}
-	goldenFile(t, "prepare-bundle-rerun.golden", out.String())
+	golden(t, "prepare-bundle-rerun.golden", out.String())
 }
 
 // TestPrepareBadSumInstallsNothing: one damaged file in the bundle stops the
