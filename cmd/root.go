@@ -5,6 +5,8 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -57,9 +59,17 @@ func newConfigCommand(out io.Writer) *cobra.Command {
 		Use:   "validate FILE",
 		Short: "Load a configuration file and report every problem with its line",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			if _, err := inventory.Load(args[0]); err != nil {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := inventory.Load(args[0])
+			if err != nil {
 				return err
+			}
+			home, _ := os.UserHomeDir()
+			if err := inventory.CheckSSHFiles(c, filepath.Dir(args[0]), home); err != nil {
+				return err
+			}
+			for _, w := range inventory.Warnings(c) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
 			}
 			fmt.Fprintf(out, "%s: ok\n", args[0])
 			return nil

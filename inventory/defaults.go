@@ -93,12 +93,6 @@ func SetDefaults(c *Cluster) {
 		// kubeadm's SetDefaults_Discovery: one token for both uses.
 		def(&j.TLSBootstrapToken, j.Token)
 	}
-	for i := range c.Hosts {
-		if c.Hosts[i].Port == 0 {
-			c.Hosts[i].Port = 22
-		}
-		def(&c.Hosts[i].User, "root")
-	}
 }
 
 // Duration is a time.Duration written as Go writes it ("8760h0m0s"), the

@@ -71,7 +71,9 @@ func TestLoadValidFields(t *testing.T) {
 	}
 	if c.EncryptionAlgorithm != ECDSAP256 || c.CertificateValidityPeriod.Hours() != 4380 ||
 		c.Networking.DNSDomain != "prod.example" || c.Etcd.Local.ExtraArgs["auto-compaction-retention"] != "8" ||
-		len(*c.Node.Taints) != 2 || c.Hosts[1].Port != 22 || c.Hosts[2].User != "root" || c.Hosts[2].Port != 2222 {
+		len(*c.Node.Taints) != 2 || c.HostSSH(1, "", "/h").Port != 22 || c.HostSSH(0, "", "/h").KeyFile != "/h/.ssh/id_ed25519" ||
+		c.HostSSH(1, "", "/h").User != "admin" || c.HostSSH(1, "", "/h").Sudo.Mode != SudoPassword || c.HostSSH(2, "", "/h").Port != 2222 ||
+		c.HostSSH(2, "", "/h").Bastion.User != "jump" || c.HostSSH(2, "", "/h").Bastion.Port != 22 || !c.Hosts[1].IsControlPlane() || c.Hosts[1].NodeIP() != "192.168.0.12" {
 		t.Errorf("unexpected configuration: %+v", c)
 	}
 	// Taints: absent is nil (the role's default), [] is none.
@@ -167,7 +169,7 @@ func TestParseErrors(t *testing.T) {
 		{"kubeadm name", head + "nodeRegistration: {}\n", `c.yaml:3: unknown field "nodeRegistration" at the top level; kubeboot's name for kubeadm's nodeRegistration is node`},
 		{"no suggestion lists the fields", head + "etcd:\n  zzzzzz: {}\n", `c.yaml:4: unknown field "zzzzzz" in etcd; the fields in etcd are local, external`},
 		{"unknown field in a list entry", head + "hosts:\n- name: a\n  adress: b\n", `c.yaml:5: unknown field "adress" in hosts[0]; did you mean "address"?`},
-		{"every unknown field", head + "fooo: 1\nnode:\n  nmae: a\n", "c.yaml:3: unknown field \"fooo\" at the top level; the fields at the top level are apiVersion, kind, clusterName, kubernetesVersion, controlPlaneEndpoint, imageRepository, certificatesDir, encryptionAlgorithm, certificateValidityPeriod, caCertificateValidityPeriod, networking, etcd, apiServer, controllerManager, scheduler, node, cni, kubeProxy, timeouts, containerd, join, hosts\nc.yaml:5: unknown field \"nmae\" in node; did you mean \"name\"?"},
+		{"every unknown field", head + "fooo: 1\nnode:\n  nmae: a\n", "c.yaml:3: unknown field \"fooo\" at the top level; the fields at the top level are apiVersion, kind, clusterName, kubernetesVersion, controlPlaneEndpoint, imageRepository, certificatesDir, encryptionAlgorithm, certificateValidityPeriod, caCertificateValidityPeriod, networking, etcd, apiServer, controllerManager, scheduler, node, cni, kubeProxy, timeouts, containerd, join, init, ssh, bundle, hosts\nc.yaml:5: unknown field \"nmae\" in node; did you mean \"name\"?"},
 		{"quoted integer", head + "node:\n  bindPort: \"6443\"\n", `c.yaml:4: node.bindPort: expected an integer, found "6443" (remove the quotes)`},
 		{"list for a string", head + "node:\n  name: [a, b]\n", `c.yaml:4: node.name: expected a string, found a list`},
 		{"scalar for a mapping", head + "networking: 10.0.0.0/8\n", `c.yaml:3: networking: expected a mapping (fields podSubnet, serviceSubnet, dnsDomain), found "10.0.0.0/8"`},

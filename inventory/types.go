@@ -58,8 +58,18 @@ type Cluster struct {
 	// (kubeadm's JoinConfiguration discovery and controlPlane). Nil for init.
 	Join *Join `yaml:"join,omitempty" json:"join,omitempty"`
 
-	// Hosts is reserved for the inventory install: the machines kubeboot
-	// drives over SSH. Single-node `kubeboot init` leaves it empty.
+	// Init carries init's token and certificate key (kubeboot apply sends
+	// them on stdin). Nil otherwise.
+	Init *Init `yaml:"init,omitempty" json:"init,omitempty"`
+
+	// SSH is how kubeboot apply logs in to every host, unless the host says
+	// otherwise.
+	SSH *SSH `yaml:"ssh,omitempty" json:"ssh,omitempty"`
+	// Bundle is an offline bundle on the operator's machine (relative to
+	// this file) that kubeboot apply copies to every host and installs from.
+	Bundle string `yaml:"bundle,omitempty" json:"bundle,omitempty"`
+	// Hosts are the machines kubeboot apply drives over SSH. Single-node
+	// `kubeboot init` leaves it empty.
 	Hosts []Host `yaml:"hosts,omitempty" json:"hosts,omitempty"`
 
 	// src is where Parse found each field (file and line), so that Validate
@@ -222,17 +232,108 @@ type Taint struct {
 	Effect string `yaml:"effect" json:"effect"`
 }
 
-// Host is one machine of an inventory install. The SSH fields are used by
-// the inventory-driven install; the schema is fixed here so the file format
-// does not change when that arrives.
+// Host is one machine of an inventory install (`kubeboot apply`).
 type Host struct {
-	Name    string `yaml:"name" json:"name"`
+	// Name is the host's name in the inventory and, unless
+	// node.name says otherwise, its Node's name: a DNS-1123 label.
+	Name string `yaml:"name" json:"name"`
+	// Address is how SSH reaches the host: an IP address or a DNS name.
 	Address string `yaml:"address" json:"address"`
-	Port    int    `yaml:"port,omitempty" json:"port,omitempty"`
-	User    string `yaml:"user,omitempty" json:"user,omitempty"`
+	// InternalAddress is the node IP the cluster uses (the API server's
+	// advertise address, the kubelet's --node-ip) when it differs from
+	// Address (NAT, a second NIC). Address when empty.
+	InternalAddress string `yaml:"internalAddress,omitempty" json:"internalAddress,omitempty"`
+	// Port is the SSH port: ssh.port, else 22.
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// Roles are control-plane, worker, or both.
+	Roles []string `yaml:"roles" json:"roles"`
+	// Labels are set on the host's Node.
+	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// Taints replace the role's default taints on the host's Node (an
+	// empty list: none).
+	Taints *[]Taint `yaml:"taints,omitempty" json:"taints,omitempty"`
+	// SSH overrides the cluster's ssh defaults for this host, field by field.
+	SSH *SSH `yaml:"ssh,omitempty" json:"ssh,omitempty"`
+}
+
+// The roles a host can have.
+const (
+	RoleControlPlane = "control-plane"
+	RoleWorker       = "worker"
+)
+
+// SSH says how kubeboot apply logs in to a host. The cluster's ssh block
+// holds the defaults; a host's ssh block overrides them field by field.
+type SSH struct {
+	// User to log in as (root). A user other than root needs sudo.
+	User string `yaml:"user,omitempty" json:"user,omitempty"`
+	// Port is the default SSH port (22).
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// KeyFile is a private key (ed25519, ECDSA or RSA; OpenSSH or PEM).
+	// "~/" is the operator's home directory.
 	KeyFile string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
-	// Password is accepted for hosts without keys; prefer keys.
+	// PassphraseEnv names the environment variable that holds an
+	// encrypted key's passphrase; without it kubeboot asks on a terminal.
+	PassphraseEnv string `yaml:"passphraseEnv,omitempty" json:"passphraseEnv,omitempty"`
+	// PasswordEnv names the environment variable holding the login password.
+	PasswordEnv string `yaml:"passwordEnv,omitempty" json:"passwordEnv,omitempty"`
+	// PasswordFile is a file (not readable by others) holding the login password.
+	PasswordFile string `yaml:"passwordFile,omitempty" json:"passwordFile,omitempty"`
+	// Password inline is accepted with a warning: prefer PasswordEnv,
+	// PasswordFile or a key.
 	Password string `yaml:"password,omitempty" json:"password,omitempty"`
-	// Role is control-plane or worker.
-	Role string `yaml:"role" json:"role"`
+	// Agent also offers the keys of the ssh-agent at $SSH_AUTH_SOCK.
+	Agent *bool `yaml:"agent,omitempty" json:"agent,omitempty"`
+	// KnownHostsFile holds the hosts' keys (~/.ssh/known_hosts).
+	KnownHostsFile string `yaml:"knownHostsFile,omitempty" json:"knownHostsFile,omitempty"`
+	// Sudo is how a user other than root becomes root.
+	Sudo *Sudo `yaml:"sudo,omitempty" json:"sudo,omitempty"`
+	// Bastion is a jump host every connection goes through.
+	Bastion *Bastion `yaml:"bastion,omitempty" json:"bastion,omitempty"`
+}
+
+// The sudo modes.
+const (
+	SudoNone     = "none"     // log in as root, no sudo
+	SudoNoPasswd = "nopasswd" // sudo -n: NOPASSWD in sudoers
+	SudoPassword = "password" // sudo -S, the password fed on stdin
+)
+
+// Sudo is how kubeboot becomes root on a host it logs in to as another user.
+type Sudo struct {
+	// Mode is none, nopasswd (the default for a user other than root) or
+	// password.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// PasswordEnv names the environment variable holding the sudo password.
+	PasswordEnv string `yaml:"passwordEnv,omitempty" json:"passwordEnv,omitempty"`
+	// PasswordFile is a file (not readable by others) holding the sudo password.
+	PasswordFile string `yaml:"passwordFile,omitempty" json:"passwordFile,omitempty"`
+}
+
+// Bastion is a jump host: kubeboot connects to it and, through it, to the host.
+type Bastion struct {
+	Address        string `yaml:"address" json:"address"`
+	Port           int    `yaml:"port,omitempty" json:"port,omitempty"`
+	User           string `yaml:"user,omitempty" json:"user,omitempty"`
+	KeyFile        string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+	PassphraseEnv  string `yaml:"passphraseEnv,omitempty" json:"passphraseEnv,omitempty"`
+	PasswordEnv    string `yaml:"passwordEnv,omitempty" json:"passwordEnv,omitempty"`
+	PasswordFile   string `yaml:"passwordFile,omitempty" json:"passwordFile,omitempty"`
+	Agent          *bool  `yaml:"agent,omitempty" json:"agent,omitempty"`
+	KnownHostsFile string `yaml:"knownHostsFile,omitempty" json:"knownHostsFile,omitempty"`
+}
+
+// Init is what `kubeboot init` is handed besides the cluster settings:
+// kubeboot apply sends it in the configuration on stdin, so that the token
+// and the certificate key never appear in argv (kubeadm's
+// InitConfiguration bootstrapTokens and certificateKey).
+type Init struct {
+	// Token is the bootstrap token init creates (--token).
+	Token string `yaml:"token,omitempty" json:"token,omitempty"`
+	// TokenTTL is its lifetime (--token-ttl, 24h).
+	TokenTTL *Duration `yaml:"tokenTTL,omitempty" json:"tokenTTL,omitempty"`
+	// UploadCerts uploads the shared CAs and keys to kubeadm-certs (--upload-certs).
+	UploadCerts bool `yaml:"uploadCerts,omitempty" json:"uploadCerts,omitempty"`
+	// CertificateKey seals them (--certificate-key).
+	CertificateKey string `yaml:"certificateKey,omitempty" json:"certificateKey,omitempty"`
 }

@@ -467,24 +467,28 @@ func (v *validator) node(n *Node) {
 	v.port("node.bindPort", n.BindPort)
 	v.criSocket(n.CRISocket)
 	if n.Taints != nil {
-		for i, t := range *n.Taints {
-			p := fmt.Sprintf("node.taints[%d]", i)
-			if t.Key == "" {
-				v.addAt(p+".key", p, "required")
-			} else if prob := qualifiedNameProblem(t.Key); prob != "" {
-				v.add(p+".key", "%q %s", t.Key, prob)
-			}
-			if len(t.Value) > 63 || !labelValueRE.MatchString(t.Value) {
-				v.add(p+".value", "%q must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric", t.Value)
-			}
-			if t.Effect == "" {
-				v.addAt(p+".effect", p, "required: one of NoSchedule, PreferNoSchedule, NoExecute")
-			} else {
-				v.oneOf(p+".effect", t.Effect, []string{"NoSchedule", "PreferNoSchedule", "NoExecute"})
-			}
-		}
+		v.taints("node.taints", *n.Taints)
 	}
 	v.extraArgs("node.kubeletExtraArgs", n.KubeletExtraArgs)
+}
+
+func (v *validator) taints(field string, ts []Taint) {
+	for i, t := range ts {
+		p := fmt.Sprintf("%s[%d]", field, i)
+		if t.Key == "" {
+			v.addAt(p+".key", p, "required")
+		} else if prob := qualifiedNameProblem(t.Key); prob != "" {
+			v.add(p+".key", "%q %s", t.Key, prob)
+		}
+		if len(t.Value) > 63 || !labelValueRE.MatchString(t.Value) {
+			v.add(p+".value", "%q must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric", t.Value)
+		}
+		if t.Effect == "" {
+			v.addAt(p+".effect", p, "required: one of NoSchedule, PreferNoSchedule, NoExecute")
+		} else {
+			v.oneOf(p+".effect", t.Effect, []string{"NoSchedule", "PreferNoSchedule", "NoExecute"})
+		}
+	}
 }
 
 func (v *validator) port(field string, p int) {
@@ -510,50 +514,6 @@ func (v *validator) criSocket(s string) {
 		v.add(f, "%q: a unix:// URL takes an absolute path after the \"//\", e.g. %s", s, DefaultCRISocket)
 	case u.Scheme == "npipe" && u.Path == "":
 		v.add(f, "%q names no pipe, e.g. npipe:////./pipe/containerd-containerd", s)
-	}
-}
-
-func (v *validator) hosts(c *Cluster) {
-	names := map[string]int{}
-	controlPlanes := 0
-	for i, h := range c.Hosts {
-		p := fmt.Sprintf("hosts[%d]", i)
-		if h.Name == "" {
-			v.addAt(p+".name", p, "required")
-		} else if j, dup := names[h.Name]; dup {
-			v.add(p+".name", "%q is already the name of hosts[%d]%s; host names must be unique", h.Name, j, v.onLine(fmt.Sprintf("hosts[%d].name", j)))
-		} else {
-			names[h.Name] = i
-		}
-		switch {
-		case h.Address == "":
-			v.addAt(p+".address", p, "required: the host's IP address or DNS name")
-		case net.ParseIP(h.Address) == nil && dnsSubdomainProblem(strings.ToLower(h.Address)) != "":
-			hint := ""
-			if strings.Contains(h.Address, ":") {
-				hint = " (the SSH port goes in port)"
-			}
-			v.add(p+".address", "%q is not an IP address or a DNS name%s", h.Address, hint)
-		}
-		v.port(p+".port", h.Port)
-		if h.Role == "" {
-			v.addAt(p+".role", p, "required: control-plane or worker")
-		} else {
-			v.oneOf(p+".role", h.Role, []string{"control-plane", "worker"})
-		}
-		if h.Role == "control-plane" {
-			controlPlanes++
-		}
-	}
-	if len(c.Hosts) > 0 && controlPlanes == 0 {
-		v.add("hosts", "no host has role control-plane; at least one is required")
-	}
-	if controlPlanes > 1 && c.ControlPlaneEndpoint == "" {
-		at := "controlPlaneEndpoint"
-		if v.src.line(at) == 0 {
-			at = "hosts"
-		}
-		v.addAt("controlPlaneEndpoint", at, "required with %d control-plane hosts: a load balancer or DNS name in front of their API servers", controlPlanes)
 	}
 }
 

@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -205,25 +207,44 @@ func TestValidate(t *testing.T) {
 
 		{"hosts", func(c *Cluster) {
 			c.Hosts = []Host{
-				{Name: "a", Address: "10.0.0.1", Port: 22, Role: "control-plane"},
-				{Name: "a", Address: "10.0.0.2:22", Port: 0, Role: "master"},
-				{Address: "", Port: 22},
+				{Name: "a", Address: "10.0.0.1", Roles: []string{"control-plane"}},
+				{Name: "a", Address: "10.0.0.2:22", Port: 70000, Roles: []string{"master", "worker", "worker"}},
+				{Address: ""},
+				{Name: "Node_1", Address: "10.0.0.1", InternalAddress: "0.0.0.0", Roles: []string{"worker"}, Labels: map[string]string{"a b": "x"}},
 			}
 		}, strings.Join([]string{
 			`hosts[1].address: "10.0.0.2:22" is not an IP address or a DNS name (the SSH port goes in port)`,
 			`hosts[1].name: "a" is already the name of hosts[0]; host names must be unique`,
-			`hosts[1].port: 0 is not a port number (1-65535)`,
-			`hosts[1].role: "master" is not supported; use one of control-plane, worker`,
+			`hosts[1].port: 70000 is not a port number (1-65535)`,
+			`hosts[1].roles[0]: "master" is not supported; use one of control-plane, worker`,
+			`hosts[1].roles[2]: "worker" is listed twice`,
 			`hosts[2].address: required: the host's IP address or DNS name`,
 			`hosts[2].name: required`,
-			`hosts[2].role: required: control-plane or worker`,
+			`hosts[2].roles: required: [control-plane], [worker] or [control-plane, worker]`,
+			`hosts[3].address: "10.0.0.1" is already the address of hosts[0] (a); each host needs its own address or port`,
+			`hosts[3].internalAddress: "0.0.0.0" is not a unicast IP address; write the IP the other nodes reach this host on`,
+			`hosts[3].labels: key "a b" must be [prefix/]name, the name at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric (e.g. node-role.kubernetes.io/control-plane)`,
+			`hosts[3].name: "Node_1" is not a DNS-1123 label: at most 63 lower-case letters, digits or '-', starting and ending with a letter or digit (e.g. cp1)`,
 		}, "\n")},
 		{"hosts without a control plane", func(c *Cluster) {
-			c.Hosts = []Host{{Name: "w", Address: "w.lan", Port: 22, Role: "worker"}}
+			c.Hosts = []Host{{Name: "w", Address: "w.lan", Roles: []string{"worker"}}}
 		}, `hosts: no host has role control-plane; at least one is required`},
 		{"two control planes need an endpoint", func(c *Cluster) {
-			c.Hosts = []Host{{Name: "a", Address: "a", Port: 22, Role: "control-plane"}, {Name: "b", Address: "b", Port: 22, Role: "control-plane"}}
+			c.Hosts = []Host{{Name: "a", Address: "a", Roles: []string{"control-plane"}}, {Name: "b", Address: "b", Roles: []string{"control-plane", "worker"}}}
 		}, `controlPlaneEndpoint: required with 2 control-plane hosts: a load balancer or DNS name in front of their API servers`},
+		{"same address, other port", func(c *Cluster) {
+			c.Hosts = []Host{{Name: "a", Address: "127.0.0.1", Port: 2201, Roles: []string{"control-plane"}}, {Name: "b", Address: "127.0.0.1", Port: 2202, Roles: []string{"worker"}}}
+		}, ""},
+		{"ssh settings", func(c *Cluster) {
+			c.SSH = &SSH{Password: "x", PasswordEnv: "P", Sudo: &Sudo{Mode: "password"}, Bastion: &Bastion{}}
+			c.Hosts = []Host{{Name: "a", Address: "a", Roles: []string{"control-plane"}, SSH: &SSH{Sudo: &Sudo{Mode: "nopasswd", PasswordEnv: "S"}, Bastion: &Bastion{Address: "j_1"}}}}
+		}, strings.Join([]string{
+			`hosts[0].ssh.bastion.address: "j_1" is not an IP address or a DNS name`,
+			`hosts[0].ssh.sudo.mode: is nopasswd, but a sudo password is set; write mode: password or drop the password`,
+			`ssh.bastion.address: required: the jump host's IP address or DNS name`,
+			`ssh.password: set one of password, passwordEnv and passwordFile`,
+			`ssh.sudo.mode: password needs sudo.passwordEnv or sudo.passwordFile (the password is fed to sudo -S on stdin)`,
+		}, "\n")},
 
 		{"cluster name", func(c *Cluster) { c.ClusterName = "my cluster" },
 			`clusterName: "my cluster" must be a DNS name: lower case alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character`},
@@ -343,5 +364,49 @@ apiServer:
 	want = `c.yaml: node.name: "Bad_Name" must be a DNS name: lower case alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character`
 	if err := Validate(c); err == nil || err.Error() != want {
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+func TestCheckSSHFilesAndWarnings(t *testing.T) {
+	dir := t.TempDir()
+	for name, mode := range map[string]os.FileMode{"ok": 0o600, "open": 0o644} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("k"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Parse("c.yaml", []byte(`apiVersion: kubeboot.io/v1alpha1
+kind: Cluster
+ssh:
+  keyFile: ok
+hosts:
+- name: a
+  address: 10.0.0.1
+  roles: [control-plane]
+- name: b
+  address: 10.0.0.2
+  roles: [worker]
+  ssh:
+    keyFile: open
+- name: c
+  address: 10.0.0.3
+  roles: [worker]
+  ssh:
+    keyFile: ~/missing
+    password: hunter2
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckSSHFiles(c, dir, "/nonexistent-home")
+	want := "c.yaml:13: hosts[1] (b) keyFile: " + filepath.Join(dir, "open") + " is readable by every user (mode 0644); run chmod 600 " + filepath.Join(dir, "open") + "\n" +
+		"c.yaml:18: hosts[2] (c) keyFile: /nonexistent-home/missing: stat /nonexistent-home/missing: no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Errorf("CheckSSHFiles:\n%v\nwant:\n%s", err, want)
+	}
+	if w := Warnings(c); len(w) != 1 || w[0] != "c.yaml:19: hosts[2].ssh.password: a password written in the file; prefer passwordEnv, passwordFile or a key" {
+		t.Errorf("Warnings = %q", w)
 	}
 }
