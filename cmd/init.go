@@ -33,6 +33,7 @@ import (
 // initOptions are the flags of `kubeboot init`, held per command (no globals).
 type initOptions struct {
 	configPath        string
+	stdin             io.Reader // --config -
 	kubernetesVersion string
 	advertiseAddress  string
 	bindPort          int
@@ -111,7 +112,7 @@ func configFlags() []configFlag {
 
 func (o *initOptions) addFlags(fs *pflag.FlagSet) {
 	d := inventory.Default()
-	fs.StringVar(&o.configPath, "config", "", "Path to a kubeboot configuration file (kind: Cluster)")
+	fs.StringVar(&o.configPath, "config", "", "Path to a kubeboot configuration file (kind: Cluster); - reads it from standard input")
 	fs.StringVar(&o.kubernetesVersion, "kubernetes-version", d.KubernetesVersion, "Choose a specific Kubernetes version for the control plane")
 	fs.StringVar(&o.advertiseAddress, "apiserver-advertise-address", "", "The IP address the API Server will advertise it's listening on. If not set the default network interface will be used")
 	fs.IntVar(&o.bindPort, "apiserver-bind-port", d.Node.BindPort, "Port for the API Server to bind to")
@@ -191,7 +192,7 @@ func (o *initOptions) newExtensionsClient(h transport.Host) func(ctx context.Con
 func (o *initOptions) loadConfig(fs *pflag.FlagSet) (*inventory.Cluster, error) {
 	flags := configFlags()
 	if o.configPath != "" {
-		cfg, err := inventory.Load(o.configPath)
+		cfg, err := inventory.LoadFrom(o.configPath, o.stdin)
 		if err != nil {
 			return nil, err
 		}
@@ -226,6 +227,43 @@ func (o *initOptions) loadConfig(fs *pflag.FlagSet) (*inventory.Cluster, error) 
 	return cfg, nil
 }
 
+// fromInitSection takes the token, its TTL, the certificate key and
+// upload-certs from the configuration's init section (how kubeboot apply
+// hands them over on stdin), unless the flag is given; a flag that differs
+// from the section is an error.
+func (o *initOptions) fromInitSection(fs *pflag.FlagSet, cfg *inventory.Cluster) error {
+	in := cfg.Init
+	if in == nil {
+		return nil
+	}
+	var bad []string
+	str := func(flag string, dst *string, v string) {
+		switch {
+		case v == "":
+		case !fs.Changed(flag):
+			*dst = v
+		case *dst != v:
+			bad = append(bad, "--"+flag+" contradicts init."+map[string]string{"token": "token", "certificate-key": "certificateKey"}[flag]+" (the values differ; they are secrets, not shown)")
+		}
+	}
+	str("token", &o.token, in.Token)
+	str("certificate-key", &o.certificateKey, in.CertificateKey)
+	if in.TokenTTL != nil {
+		if !fs.Changed("token-ttl") {
+			o.tokenTTL = in.TokenTTL.Duration
+		} else if o.tokenTTL != in.TokenTTL.Duration {
+			bad = append(bad, fmt.Sprintf("--token-ttl=%s contradicts init.tokenTTL: %s", o.tokenTTL, in.TokenTTL.Duration))
+		}
+	}
+	if in.UploadCerts {
+		o.uploadCerts = true
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("can not mix '--config' with arguments that contradict it:\n  %s\nset the value in the file or drop the flag", strings.Join(bad, "\n  "))
+	}
+	return nil
+}
+
 // flagError rewrites configuration field names into the flags that set them.
 func flagError(err error, flags []configFlag) error {
 	msg := err.Error()
@@ -236,7 +274,7 @@ func flagError(err error, flags []configFlag) error {
 }
 
 func newInitCommand(out io.Writer) *cobra.Command {
-	o := &initOptions{}
+	o := &initOptions{stdin: os.Stdin}
 	runner := phases.InitRunner()
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -330,6 +368,9 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	}
 	cfg, err := o.loadConfig(c.Flags())
 	if err != nil {
+		return err
+	}
+	if err := o.fromInitSection(c.Flags(), cfg); err != nil {
 		return err
 	}
 	if o.token != "" {

@@ -24,7 +24,8 @@ import (
 // joinOptions are the flags of `kubeboot join`, kubeadm's join flags.
 type joinOptions struct {
 	configPath       string
-	endpoint         string // the positional argument
+	stdin            io.Reader // --config -
+	endpoint         string    // the positional argument
 	token            string
 	discoveryToken   string
 	tlsToken         string
@@ -96,7 +97,7 @@ func joinFlags() []joinFlag {
 
 func (o *joinOptions) addFlags(fs *pflag.FlagSet) {
 	d := inventory.Default()
-	fs.StringVar(&o.configPath, "config", "", "Path to a kubeboot configuration file (kind: Cluster) with a join section")
+	fs.StringVar(&o.configPath, "config", "", "Path to a kubeboot configuration file (kind: Cluster) with a join section; - reads it from standard input")
 	fs.StringVar(&o.token, "token", "", "Use this token for both discovery-token and tls-bootstrap-token when those values are not provided")
 	fs.StringVar(&o.discoveryToken, "discovery-token", "", "For token-based discovery, the token used to validate cluster information fetched from the API server")
 	fs.StringVar(&o.tlsToken, "tls-bootstrap-token", "", "Specify the token used to temporarily authenticate with the Kubernetes Control Plane while joining the node")
@@ -138,11 +139,11 @@ func (o *joinOptions) loadConfig(fs *pflag.FlagSet) (*inventory.Cluster, error) 
 	}
 	var cfg *inventory.Cluster
 	if o.configPath != "" {
-		data, err := os.ReadFile(o.configPath)
+		src, data, err := inventory.ReadConfig(o.configPath, o.stdin)
 		if err != nil {
-			return nil, fmt.Errorf("reading the configuration: %w", err)
+			return nil, err
 		}
-		if cfg, err = inventory.Parse(o.configPath, data); err != nil {
+		if cfg, err = inventory.Parse(src, data); err != nil {
 			return nil, err
 		}
 		if cfg.Join == nil {
@@ -218,7 +219,7 @@ func joinFlagError(err error, flags []joinFlag, fs *pflag.FlagSet) error {
 }
 
 func newJoinCommand(out io.Writer) *cobra.Command {
-	o := &joinOptions{}
+	o := &joinOptions{stdin: os.Stdin}
 	runner := phases.JoinRunner()
 	cmd := &cobra.Command{
 		Use:   "join [api-server-endpoint]",

@@ -161,3 +161,47 @@ func TestJoinHelpListsPhases(t *testing.T) {
 		t.Errorf("an unknown phase: %v", err)
 	}
 }
+
+// --config - reads the configuration, secrets included, from stdin: how
+// kubeboot apply hands init and join their settings without argv.
+func TestConfigFromStdin(t *testing.T) {
+	cmd := newJoinCommand(nil)
+	o := &joinOptions{stdin: strings.NewReader("apiVersion: kubeboot.io/v1alpha1\nkind: Cluster\njoin:\n  apiServerEndpoint: 10.0.0.10:6443\n  token: " + joinToken + "\n  caCertHashes: [" + joinPin + "]\n")}
+	o.addFlags(cmd.Flags())
+	if err := cmd.Flags().Parse([]string{"--config", "-"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := o.loadConfig(cmd.Flags())
+	if err != nil || c.Join.Token != joinToken || c.Join.TLSBootstrapToken != joinToken {
+		t.Fatalf("join --config -: %+v, %v", c, err)
+	}
+	cmd = newJoinCommand(nil)
+	o = &joinOptions{stdin: strings.NewReader("apiVersion: kubeboot.io/v1alpha1\nkind: Cluster\nnodes: 1\n")}
+	o.addFlags(cmd.Flags())
+	if err := cmd.Flags().Parse([]string{"--config", "-"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.loadConfig(cmd.Flags()); err == nil || !strings.HasPrefix(err.Error(), "<stdin>:3: ") {
+		t.Errorf("error names no stdin line: %v", err)
+	}
+
+	icmd := newInitCommand(nil)
+	io := &initOptions{stdin: strings.NewReader("apiVersion: kubeboot.io/v1alpha1\nkind: Cluster\ninit:\n  token: " + joinToken + "\n  tokenTTL: 2h\n  certificateKey: " + joinKey + "\n  uploadCerts: true\n")}
+	io.addFlags(icmd.Flags())
+	if err := icmd.Flags().Parse([]string{"--config", "-"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := io.loadConfig(icmd.Flags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := io.fromInitSection(icmd.Flags(), cfg); err != nil || io.token != joinToken || io.certificateKey != joinKey || !io.uploadCerts || io.tokenTTL.Hours() != 2 {
+		t.Errorf("init section: %+v, %v", io, err)
+	}
+	if err := icmd.Flags().Parse([]string{"--token", "abcdef.0123456789abcdef"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := io.fromInitSection(icmd.Flags(), cfg); err == nil || strings.Contains(err.Error(), joinToken) || !strings.Contains(err.Error(), "--token contradicts init.token") {
+		t.Errorf("contradicting --token: %v", err)
+	}
+}

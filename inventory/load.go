@@ -18,11 +18,41 @@ import (
 // Load reads a configuration file, fills in the defaults and validates it.
 // Every error names the file, and the line when there is one.
 func Load(path string) (*Cluster, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the configuration: %w", err)
+	return LoadFrom(path, nil)
+}
+
+// Stdin is the path that means "read the configuration from standard
+// input" (--config -), how kubeboot apply hands a node its configuration
+// with the token and certificate key in it, never in argv.
+const Stdin = "-"
+
+// ReadConfig reads the configuration file at path, or stdin when path is
+// "-", and names it for errors ("<stdin>").
+func ReadConfig(path string, stdin io.Reader) (name string, data []byte, err error) {
+	if path == Stdin {
+		if stdin == nil {
+			return "", nil, fmt.Errorf("--config -: no standard input")
+		}
+		data, err = io.ReadAll(stdin)
+		if err != nil {
+			return "", nil, fmt.Errorf("reading the configuration from standard input: %w", err)
+		}
+		return "<stdin>", data, nil
 	}
-	c, err := Parse(path, data)
+	data, err = os.ReadFile(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading the configuration: %w", err)
+	}
+	return path, data, nil
+}
+
+// LoadFrom is Load, reading standard input (stdin) when path is "-".
+func LoadFrom(path string, stdin io.Reader) (*Cluster, error) {
+	name, data, err := ReadConfig(path, stdin)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(name, data)
 	if err != nil {
 		return nil, err
 	}
