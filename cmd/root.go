@@ -37,6 +37,8 @@ everything below a directory and changes nothing on the host.
 	root.AddCommand(newInitCommand(out), newConfigCommand(out), newVersionCommand(out), newTokenCommand(out), newCertsCommand(out))
 	root.AddCommand(newJoinCommand(out))
 	root.AddCommand(newBundleCommand(out))
+	root.AddCommand(newPreflightCommand(out))
+	root.AddCommand(newApplyCommand(out), newPlanCommand(out))
 	return root
 }
 

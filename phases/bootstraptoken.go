@@ -109,7 +109,7 @@ func ensureInitToken(ctx context.Context, d *Data, c kubernetes.Interface) (boot
 		}
 		tok = t
 	} else {
-		reused, err := reusableToken(ctx, secrets, now)
+		reused, err := ReusableToken(ctx, secrets, now)
 		if err != nil {
 			return tok, err
 		}
@@ -154,10 +154,10 @@ func ensureInitToken(ctx context.Context, d *Data, c kubernetes.Interface) (boot
 	return tok, nil
 }
 
-// reusableToken returns the token, if any, that `kubeboot init` without
+// ReusableToken returns the token, if any, that `kubeboot init` without
 // --token reuses: authentication and signing, the default group, an hour or
 // more left; the one that lives longest.
-func reusableToken(ctx context.Context, secrets bootstraptoken.SecretLister, now time.Time) (*bootstraptoken.Info, error) {
+func ReusableToken(ctx context.Context, secrets bootstraptoken.SecretLister, now time.Time) (*bootstraptoken.Info, error) {
 	infos, err := bootstraptoken.List(ctx, secrets, nil)
 	if err != nil {
 		return nil, err

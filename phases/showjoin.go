@@ -188,7 +188,7 @@ func runShowJoinCommand(ctx context.Context, d *Data) error {
 		if err != nil {
 			return err
 		}
-		info, err := reusableToken(ctx, c.CoreV1().Secrets(metav1.NamespaceSystem), d.Clock())
+		info, err := ReusableToken(ctx, c.CoreV1().Secrets(metav1.NamespaceSystem), d.Clock())
 		if err != nil {
 			return err
 		}

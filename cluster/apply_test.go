@@ -1,0 +1,450 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubeboot/kubeboot/certs"
+	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/transport"
+	"github.com/kubeboot/kubeboot/transport/transporttest"
+)
+
+// fakeCluster is a set of fake hosts whose kubeboot commands act like the
+// real ones at the level apply sees: init writes the CA and admin.conf,
+// join makes the host a Ready Node. It records the order of the commands.
+type fakeCluster struct {
+	t     *testing.T
+	inv   *Inventory
+	hosts map[string]*transporttest.Fake
+	caPEM []byte
+
+	mu     sync.Mutex
+	events []string        // "start join w1", "end join w1", ...
+	nodes  map[string]bool // name → Ready
+	active map[string]int  // step → commands running now
+	peak   map[string]int  // step → most at once
+	fail   map[string]string
+	// overlap, when set, holds each command of these steps until another
+	// one of the same step runs (or 2 s), to see parallel steps overlap.
+	overlap map[string]bool
+}
+
+const testInventory = `apiVersion: kubeboot.io/v1alpha1
+kind: Cluster
+controlPlaneEndpoint: lb.example.com
+ssh:
+  user: root
+  keyFile: id_test
+hosts:
+  - {name: cp1, address: 10.0.0.11, roles: [control-plane]}
+  - {name: cp2, address: 10.0.0.12, roles: [control-plane]}
+  - {name: cp3, address: 10.0.0.13, roles: [control-plane]}
+  - {name: w1, address: 10.0.0.21, roles: [worker], labels: {disk: ssd}}
+  - {name: w2, address: 10.0.0.22, roles: [worker]}
+  - {name: w3, address: 10.0.0.23, roles: [worker], ssh: {user: ops, sudo: {mode: password, passwordEnv: W3_SUDO}}}
+`
+
+func loadTestInventory(t *testing.T, text string) *Inventory {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"id_test", "pw"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv, _, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv.Home = "/home/op"
+	return inv
+}
+
+func testCA(t *testing.T) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return certs.EncodeCert(cert)
+}
+
+func newFakeCluster(t *testing.T, inv *Inventory) *fakeCluster {
+	fc := &fakeCluster{t: t, inv: inv, hosts: map[string]*transporttest.Fake{}, caPEM: testCA(t),
+		nodes: map[string]bool{}, active: map[string]int{}, peak: map[string]int{}, fail: map[string]string{}}
+	for i := range inv.Hosts {
+		name := inv.Hosts[i].Name
+		f := transporttest.New(name)
+		fc.hosts[name] = f
+		f.Handle("sh -c 'echo \"arch=", func(transport.Cmd) (transport.Result, error) {
+			var b strings.Builder
+			fmt.Fprintf(&b, "arch=%s\n", unameArch(runtime.GOARCH))
+			if d, _, ok := f.File(testBinaryPath); ok {
+				fmt.Fprintf(&b, "bin=%s\nlink=%s\n", sum(d), testBinaryPath)
+			}
+			if _, _, ok := f.File(inventory.KubeletKubeconfig); ok {
+				b.WriteString("has=kubelet.conf\n")
+			}
+			if _, _, ok := f.File(inventory.AdminKubeconfig); ok {
+				b.WriteString("has=admin.conf\n")
+			}
+			return transport.Result{Stdout: []byte(b.String())}, nil
+		})
+		f.Handle("ln -sfn", transporttest.Reply(""))
+		f.Handle(testBinaryPath, func(c transport.Cmd) (transport.Result, error) { return fc.kubeboot(name, f, c) })
+	}
+	return fc
+}
+
+var testBinary = []byte("#!/bin/true kubeboot test binary\n")
+
+var testBinaryPath = "/usr/local/lib/kubeboot/kubeboot-" + sum(testBinary)[:16]
+
+func sum(b []byte) string {
+	f, err := os.CreateTemp("", "sum")
+	if err != nil {
+		panic(err)
+	}
+	defer os.Remove(f.Name())
+	f.Write(b)
+	f.Close()
+	s, _, _ := fileSum(f.Name())
+	return s
+}
+
+func (fc *fakeCluster) kubeboot(host string, f *transporttest.Fake, c transport.Cmd) (transport.Result, error) {
+	step := c.Args[1]
+	if step == "init" && c.Args[2] == "phase" {
+		step = "prepare"
+	}
+	fc.mu.Lock()
+	fc.events = append(fc.events, "start "+step+" "+host)
+	fc.active[step]++
+	fc.peak[step] = max(fc.peak[step], fc.active[step])
+	failMsg, fails := fc.fail[step+" "+host]
+	fc.mu.Unlock()
+	if fc.overlap[step] && !slices.Contains(c.Args, "--control-plane") && !strings.HasPrefix(host, "cp") || fc.overlap[step] && step == "prepare" {
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			fc.mu.Lock()
+			n := fc.peak[step]
+			fc.mu.Unlock()
+			if n >= 2 {
+				break
+			}
+		}
+	}
+	defer func() {
+		fc.mu.Lock()
+		fc.active[step]--
+		fc.events = append(fc.events, "end "+step+" "+host)
+		fc.mu.Unlock()
+	}()
+	if c.Stdout != nil {
+		fmt.Fprintf(c.Stdout, "[%s] running on %s\n", step, host)
+	}
+	if fails {
+		return transport.Result{}, &transport.ExitError{ExitCode: 1, Stderr: failMsg}
+	}
+	switch step {
+	case "init":
+		f.SetFile("/etc/kubernetes/pki/ca.crt", fc.caPEM, 0o644)
+		f.SetFile(inventory.AdminKubeconfig, []byte("apiVersion: v1\nkind: Config\n# admin\n"), 0o600)
+		f.SetFile(inventory.KubeletKubeconfig, []byte("kubelet"), 0o600)
+		fc.mu.Lock()
+		fc.nodes[host] = true
+		fc.mu.Unlock()
+	case "join":
+		f.SetFile(inventory.KubeletKubeconfig, []byte("kubelet"), 0o600)
+		fc.mu.Lock()
+		fc.nodes[host] = true
+		fc.mu.Unlock()
+	}
+	return transport.Result{}, nil
+}
+
+func (fc *fakeCluster) options(t *testing.T, out *bytes.Buffer) Options {
+	bin := filepath.Join(t.TempDir(), "kubeboot")
+	if err := os.WriteFile(bin, testBinary, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return Options{
+		Binary:        bin,
+		KubeconfigOut: filepath.Join(t.TempDir(), "admin.conf"),
+		Out:           out,
+		Log:           out,
+		PollInterval:  time.Millisecond,
+		ReadyTimeout:  time.Second,
+		Connect: func(ctx context.Context, inv *Inventory, i int) (transport.Host, error) {
+			return fc.hosts[inv.Hosts[i].Name], nil
+		},
+		NewAPI: func(ctx context.Context, h transport.Host, _ int) (API, error) {
+			if _, err := h.ReadFile(ctx, inventory.AdminKubeconfig); err != nil {
+				return nil, err
+			}
+			return &fakeAPI{fc: fc}, nil
+		},
+	}
+}
+
+type fakeAPI struct {
+	fc     *fakeCluster
+	labels map[string]map[string]string
+}
+
+func (a *fakeAPI) Nodes(context.Context) (map[string]bool, error) {
+	a.fc.mu.Lock()
+	defer a.fc.mu.Unlock()
+	out := map[string]bool{}
+	for k, v := range a.fc.nodes {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (a *fakeAPI) ReusableToken(context.Context) (string, error) { return "", nil }
+
+func (a *fakeAPI) EnsureLabels(_ context.Context, name string, l map[string]string) (bool, error) {
+	return true, nil
+}
+
+func (fc *fakeCluster) index(event string) int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return slices.Index(fc.events, event)
+}
+
+func TestApplyOrder(t *testing.T) {
+	inv := loadTestInventory(t, testInventory)
+	fc := newFakeCluster(t, inv)
+	fc.overlap = map[string]bool{"join": true, "prepare": true}
+	var out bytes.Buffer
+	o := fc.options(t, &out)
+	t.Setenv("W3_SUDO", "x")
+	res, err := Apply(context.Background(), inv, o)
+	if err != nil {
+		t.Fatalf("Apply: %v\n%s", err, out.String())
+	}
+	// Every host prepared before init; init before every join; the
+	// control planes one at a time; the workers at once.
+	initAt := fc.index("start init cp1")
+	for _, h := range []string{"cp1", "cp2", "cp3", "w1", "w2", "w3"} {
+		if e := fc.index("end prepare " + h); e < 0 || e > initAt {
+			t.Errorf("prepare on %s ended at %d, init started at %d", h, e, initAt)
+		}
+	}
+	for _, h := range []string{"cp2", "cp3", "w1", "w2", "w3"} {
+		if s := fc.index("start join " + h); s < fc.index("end init cp1") {
+			t.Errorf("join %s started at %d, before init ended", h, s)
+		}
+	}
+	if fc.index("start join cp3") < fc.index("end join cp2") {
+		t.Errorf("control planes joined at once: %v", fc.events)
+	}
+	for _, h := range []string{"w1", "w2", "w3"} {
+		if fc.index("start join "+h) < fc.index("end join cp3") {
+			t.Errorf("worker %s joined before the control planes were done", h)
+		}
+	}
+	if fc.peak["join"] < 2 {
+		t.Errorf("workers never joined in parallel (peak %d)", fc.peak["join"])
+	}
+	if fc.peak["prepare"] < 2 {
+		t.Errorf("prepare never ran in parallel (peak %d)", fc.peak["prepare"])
+	}
+
+	// Each host's configuration on stdin: its own name, the secrets only
+	// where they belong, nothing secret in argv.
+	var token string
+	for name, f := range fc.hosts {
+		for _, r := range f.Runs() {
+			if r.Args[0] != testBinaryPath {
+				continue
+			}
+			c, err := inventory.Parse("stdin", r.Stdin)
+			if err != nil {
+				t.Fatalf("%s %v: stdin is no configuration: %v", name, r.Args, err)
+			}
+			if c.Node.Name != name || len(c.Hosts) != 0 || c.SSH != nil {
+				t.Errorf("%s: configuration for %q with hosts %v, ssh %v", name, c.Node.Name, c.Hosts, c.SSH)
+			}
+			switch r.Args[1] {
+			case "init":
+				if r.Args[2] == "phase" {
+					continue
+				}
+				if c.Init == nil || c.Init.Token == "" || c.Init.CertificateKey == "" || !c.Init.UploadCerts {
+					t.Errorf("init's section: %+v", c.Init)
+				}
+				token = c.Init.Token
+			case "join":
+				j := c.Join
+				cp := strings.HasPrefix(name, "cp")
+				if j == nil || j.APIServerEndpoint != "lb.example.com:6443" || len(j.CACertHashes) != 1 || j.ControlPlane != cp || (j.CertificateKey != "") != cp {
+					t.Errorf("%s: join section %+v", name, j)
+				}
+			}
+			for _, a := range r.Args {
+				if token != "" && strings.Contains(a, strings.Split(token, ".")[1]) {
+					t.Errorf("%s: the token is in argv: %v", name, r.Args)
+				}
+			}
+		}
+	}
+	if token == "" {
+		t.Fatal("init never ran")
+	}
+	if strings.Contains(out.String(), strings.Split(token, ".")[1]) {
+		t.Errorf("the token's secret is in the output")
+	}
+	kc, err := os.Stat(o.KubeconfigOut)
+	if err != nil || kc.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig: %v %v", kc, err)
+	}
+	for _, h := range res.Hosts {
+		if h.Status != "ok" {
+			t.Errorf("%s: %s", h.Name, h.Status)
+		}
+	}
+	var sum bytes.Buffer
+	WriteSummary(&sum, res)
+	if !strings.Contains(sum.String(), "w1    worker") || !strings.Contains(sum.String(), "joined") {
+		t.Errorf("summary:\n%s", sum.String())
+	}
+
+	// A second run: nothing uploaded, nobody joins again, few round trips.
+	out.Reset()
+	before := map[string]int{}
+	for n, f := range fc.hosts {
+		before[n] = len(f.Runs())
+	}
+	res, err = Apply(context.Background(), inv, o)
+	if err != nil {
+		t.Fatalf("second Apply: %v\n%s", err, out.String())
+	}
+	for _, h := range res.Hosts {
+		var kubebootRuns []string
+		for _, r := range fc.hosts[h.Name].Runs()[before[h.Name]:] {
+			if r.Args[0] == testBinaryPath {
+				kubebootRuns = append(kubebootRuns, strings.Join(r.Args[1:3], " "))
+			}
+		}
+		want := []string{"init phase"}
+		maxCalls := int64(4) // connect, probe, prepare (and labels go through the API)
+		if h.Name == "cp1" {
+			want = append(want, "init --config")
+			maxCalls = 7 // + init, ca.crt, admin.conf for the API and the kubeconfig
+		}
+		if !slices.Equal(kubebootRuns, want) {
+			t.Errorf("%s ran %v on the second apply, want %v", h.Name, kubebootRuns, want)
+		}
+		if h.Calls > maxCalls {
+			t.Errorf("%s: %d round trips on a no-op apply, want at most %d", h.Name, h.Calls, maxCalls)
+		}
+		if slices.Contains(h.Did, "kubeboot uploaded") || slices.Contains(h.Did, "joined") {
+			t.Errorf("%s did %v on the second apply", h.Name, h.Did)
+		}
+	}
+	if !strings.Contains(out.String(), "[join] w2: already a Ready Node: nothing to do") {
+		t.Errorf("second run does not say the workers are done:\n%s", out.String())
+	}
+}
+
+func TestApplyStopsBeforeTheNextStep(t *testing.T) {
+	inv := loadTestInventory(t, testInventory)
+	fc := newFakeCluster(t, inv)
+	fc.fail["prepare w1"] = "disk full"
+	fc.fail["prepare cp2"] = "no space left on device"
+	var out bytes.Buffer
+	t.Setenv("W3_SUDO", "x")
+	res, err := Apply(context.Background(), inv, fc.options(t, &out))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"cp2", "w1", "prepare"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if fc.index("start init cp1") >= 0 {
+		t.Error("init ran after prepare failed")
+	}
+	for _, want := range []string{"[prepare] failed on 2 of 6 hosts (cp2, w1)", "run kubeboot apply again", "[prepare] w1: ", "disk full"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	status := map[string]string{}
+	for _, h := range res.Hosts {
+		status[h.Name] = h.Status
+	}
+	if status["w1"] != "failed" || status["cp2"] != "failed" || status["w2"] != "stopped" {
+		t.Errorf("statuses: %v", status)
+	}
+}
+
+func TestApplyConnectFailureNamesEveryHost(t *testing.T) {
+	inv := loadTestInventory(t, testInventory)
+	fc := newFakeCluster(t, inv)
+	var out bytes.Buffer
+	o := fc.options(t, &out)
+	o.Connect = func(ctx context.Context, inv *Inventory, i int) (transport.Host, error) {
+		if n := inv.Hosts[i].Name; n == "w2" || n == "cp3" {
+			return nil, fmt.Errorf("dial tcp %s:22: connection refused", inv.Hosts[i].Address)
+		}
+		return fc.hosts[inv.Hosts[i].Name], nil
+	}
+	_, err := Apply(context.Background(), inv, o)
+	if err == nil || !strings.Contains(err.Error(), "cp3: dial tcp 10.0.0.13:22") || !strings.Contains(err.Error(), "w2: dial tcp 10.0.0.22:22") {
+		t.Fatalf("error: %v", err)
+	}
+	for _, f := range fc.hosts {
+		if len(f.Runs()) > 0 {
+			t.Errorf("%s ran %v after a failed connect", f.Name(), f.Commands())
+		}
+	}
+}
+
+func TestNodeConfigIsACopy(t *testing.T) {
+	inv := loadTestInventory(t, testInventory)
+	a, err := NodeConfig(inv, &inv.Hosts[3], StepJoin, Secrets{Token: "abcdef.0123456789abcdef", CAPin: "sha256:" + strings.Repeat("0", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inventory.SetDefaults(a)
+	if err := inventory.Validate(a); err != nil {
+		t.Errorf("w1's configuration does not validate: %v", err)
+	}
+	a.APIServer.CertSANs = append(a.APIServer.CertSANs, "changed")
+	a.Networking.PodSubnet = "changed"
+	if slices.Contains(inv.APIServer.CertSANs, "changed") || inv.Networking.PodSubnet == "changed" || inv.Node.Name != "" {
+		t.Error("NodeConfig shares values with the inventory")
+	}
+	if a.Node.Name != "w1" || a.Node.AdvertiseAddress != "10.0.0.21" || a.Join.ControlPlane || a.Join.CertificateKey != "" {
+		t.Errorf("w1's configuration: %+v %+v", a.Node, a.Join)
+	}
+}
