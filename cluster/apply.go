@@ -481,6 +481,7 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 // streaming its output under the step and host.
 func (a *applier) runKubeboot(ctx context.Context, step string, hr *hostRun, cfg []byte, args ...string) error {
 	w := &lineWriter{p: a.p, step: step, host: hr.h.Name}
+	a.p.line(step, hr.h.Name, "kubeboot %s", strings.Join(args, " "))
 	var in io.Reader
 	if cfg != nil {
 		in = bytes.NewReader(cfg)
