@@ -47,6 +47,9 @@ type Options struct {
 	ReadyTimeout, PollInterval time.Duration
 	// Secrets, when set, are used instead of generated ones (tests).
 	Secrets *Secrets
+	// StopAfter, when set, ends the run after that step (benchmarks of
+	// the SSH-level steps: connect, facts, upload).
+	StopAfter string
 }
 
 // HostResult is what apply did on one host.
@@ -167,6 +170,9 @@ func Apply(ctx context.Context, inv *Inventory, o Options) (*Result, error) {
 		for _, hr := range a.hosts {
 			if hr.rec != nil {
 				hr.res.Calls, hr.res.Sent = hr.rec.calls.Load(), hr.rec.sent.Load()
+				if c, ok := hr.rec.Host.(io.Closer); ok {
+					c.Close()
+				}
 			}
 		}
 		a.result.Took = time.Since(start)
@@ -215,6 +221,9 @@ func (a *applier) run(ctx context.Context) error {
 		a.result.Steps = append(a.result.Steps, StepTime{s.name, time.Since(t)})
 		if err != nil {
 			return a.stop(s.name, err)
+		}
+		if s.name == a.o.StopAfter {
+			return nil
 		}
 	}
 	return nil
