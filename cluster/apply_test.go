@@ -448,3 +448,27 @@ func TestNodeConfigIsACopy(t *testing.T) {
 		t.Errorf("w1's configuration: %+v %+v", a.Node, a.Join)
 	}
 }
+
+func TestNodeConfigTaints(t *testing.T) {
+	inv := loadTestInventory(t, `apiVersion: kubeboot.io/v1alpha1
+kind: Cluster
+controlPlaneEndpoint: lb.lan
+hosts:
+  - {name: a, address: 10.0.0.1, roles: [control-plane, worker]}
+  - {name: b, address: 10.0.0.2, roles: [control-plane], taints: [{key: x, effect: NoExecute}]}
+  - {name: c, address: 10.0.0.3, roles: [control-plane]}
+`)
+	for i, want := range []string{"[]", "[{x  NoExecute}]", "nil"} {
+		c, err := NodeConfig(inv, &inv.Hosts[i], StepInit, Secrets{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := "nil"
+		if c.Node.Taints != nil {
+			got = fmt.Sprint(*c.Node.Taints)
+		}
+		if got != want {
+			t.Errorf("%s: taints %s, want %s", inv.Hosts[i].Name, got, want)
+		}
+	}
+}

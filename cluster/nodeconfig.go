@@ -62,9 +62,13 @@ func NodeConfig(inv *Inventory, h *inventory.Host, role string, s Secrets) (*inv
 	c.Hosts, c.SSH, c.Bundle, c.Init, c.Join = nil, nil, "", nil, nil
 	c.Node.Name = h.Name
 	c.Node.AdvertiseAddress = h.NodeIP()
-	if h.Taints != nil {
+	switch {
+	case h.Taints != nil:
 		ts := append([]inventory.Taint{}, *h.Taints...)
 		c.Node.Taints = &ts
+	case h.IsControlPlane() && h.HasRole(inventory.RoleWorker):
+		// Both roles: a control plane that runs workloads, untainted.
+		c.Node.Taints = &[]inventory.Taint{}
 	}
 	switch role {
 	case StepInit:
