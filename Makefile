@@ -4,8 +4,8 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
-# Packages with concurrency (key pool, printer, transports) run under -race.
-RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/...
+# Packages with concurrency (key pool, printer, transports, apply) run under -race.
+RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/... ./cluster/...
 
 .PHONY: build test lint integration e2e bench k8s-binaries clean
 
