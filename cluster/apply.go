@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kubeboot/kubeboot/bootstraptoken"
+	"github.com/kubeboot/kubeboot/bundle"
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/inventory"
@@ -130,6 +131,7 @@ type applier struct {
 	bundle, bundleSum string
 	bundlePath        string // on the hosts
 	bundleSize        int64
+	bundleArch        string // the manifest's (amd64, arm64)
 	binarySize        int64
 
 	sec    Secrets
@@ -275,8 +277,27 @@ func (a *applier) local() error {
 			return fmt.Errorf("%s: bundle: %w", a.inv.Path, err)
 		}
 		a.bundlePath = path.Join(remoteBundleDir, a.bundleSum[:16]+".tar")
+		m, err := readBundleManifest(b)
+		if err != nil {
+			return fmt.Errorf("%s: bundle %s: %w", a.inv.Path, b, err)
+		}
+		if m.KubernetesVersion != a.inv.KubernetesVersion {
+			return fmt.Errorf("%s: bundle %s carries Kubernetes %s, the cluster is %s: build a bundle for %s (kubeboot bundle create) or set kubernetesVersion: %s",
+				a.inv.Path, b, m.KubernetesVersion, a.inv.KubernetesVersion, a.inv.KubernetesVersion, m.KubernetesVersion)
+		}
+		a.bundleArch = m.Arch
 	}
 	return nil
+}
+
+func readBundleManifest(p string) (*bundle.Manifest, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m, _, err := bundle.ReadManifest(f)
+	return m, err
 }
 
 func fileSum(p string) (string, int64, error) {
@@ -438,6 +459,9 @@ func (a *applier) probe(ctx context.Context) error {
 		hr.facts = f
 		if want != "" && f.arch != want {
 			return fmt.Errorf("the host is %s, the kubeboot binary is built for %s: pass --kubeboot-binary with a %s build", f.arch, want, f.arch)
+		}
+		if a.bundleArch != "" && bundle.UnameArch(f.arch) != a.bundleArch {
+			return fmt.Errorf("the host is %s, the bundle's binaries are %s: build a bundle for %s", f.arch, a.bundleArch, bundle.UnameArch(f.arch))
 		}
 		state := "new"
 		if f.setUp() {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -469,6 +470,36 @@ hosts:
 		}
 		if got != want {
 			t.Errorf("%s: taints %s, want %s", inv.Hosts[i].Name, got, want)
+		}
+	}
+}
+
+// A bundle for another Kubernetes version stops apply before it connects.
+func TestApplyRefusesABundleOfAnotherVersion(t *testing.T) {
+	dir := t.TempDir()
+	m, err := os.ReadFile("../bundle/testdata/manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = bytes.Replace(m, []byte(`"kubernetesVersion": "v1.34.3"`), []byte(`"kubernetesVersion": "v1.33.1"`), 1)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o644, Size: int64(len(m))})
+	tw.Write(m)
+	tw.Close()
+	if err := os.WriteFile(filepath.Join(dir, "b.tar"), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+filepath.Join(dir, "b.tar")+"\n", 1))
+	fc := newFakeCluster(t, inv)
+	var out bytes.Buffer
+	_, err = Apply(context.Background(), inv, fc.options(t, &out))
+	if err == nil || !strings.Contains(err.Error(), "carries Kubernetes v1.33.1, the cluster is v1.34.3") {
+		t.Fatalf("error: %v", err)
+	}
+	for _, f := range fc.hosts {
+		if len(f.Runs()) > 0 {
+			t.Errorf("%s: ran %v", f.Name(), f.Commands())
 		}
 	}
 }
