@@ -426,6 +426,13 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 // would have done, or says how long a real run took and where the time went.
 func runWorkflow(ctx context.Context, runner *phases.Runner, d *phases.Data, opts phases.Options, dry *transport.DryRun) error {
 	d.Timings = &phases.Timings{}
+	if dry == nil {
+		unlock, err := lockNode(ctx, d.Out, 10*time.Minute)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	start := time.Now()
 	err := runner.Run(ctx, d, opts)
 	switch {

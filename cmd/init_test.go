@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubeboot/kubeboot/phases"
 )
@@ -166,4 +167,28 @@ func TestInitKubeconfigFlagIsBounded(t *testing.T) {
 	if cfg.Timeout != phases.APIRequestTimeout {
 		t.Errorf("--kubeconfig client timeout %s, want %s", cfg.Timeout, phases.APIRequestTimeout)
 	}
+}
+
+func TestLockNodeWaitsForTheHolder(t *testing.T) {
+	old := lockPath
+	lockPath = filepath.Join(t.TempDir(), "kubeboot.lock")
+	defer func() { lockPath = old }()
+	var out strings.Builder
+	p := phases.NewPrinter(&out)
+	release, err := lockNode(context.Background(), p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockNode(context.Background(), p, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "another kubeboot has held") {
+		t.Errorf("second lock: %v", err)
+	}
+	if !strings.Contains(out.String(), "[lock] Another kubeboot is working on this node") {
+		t.Errorf("output: %q", out.String())
+	}
+	go func() { time.Sleep(200 * time.Millisecond); release() }()
+	r2, err := lockNode(context.Background(), p, 5*time.Second)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	r2()
 }
