@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +57,12 @@ type SSHConfig struct {
 	// and serves files through the host's sftp-server started with
 	// `sudo -n`. sudo must not ask for a password (NOPASSWD in sudoers).
 	Sudo bool
+	// SudoPassword, when set with Sudo, is fed to `sudo -S` on stdin.
+	SudoPassword string
+	// KeyPassphrase decrypts an encrypted KeyFile.
+	KeyPassphrase []byte
+	// Bastion, when set, is a jump host the connection goes through.
+	Bastion *SSHConfig
 }
 
 // Errors DialSSH returns (wrapped, with the host and the details) for
@@ -67,6 +74,9 @@ var (
 	ErrHostKeyUnknown = errors.New("host key unknown")
 	// ErrAuth: the host refused every credential offered.
 	ErrAuth = errors.New("authentication failed")
+	// ErrSudoPassword: sudo refused SudoPassword (in the message of Run's
+	// and the file operations' errors).
+	ErrSudoPassword = errors.New("wrong sudo password")
 )
 
 // maxSessions bounds the command sessions open at once on one connection.
@@ -95,6 +105,18 @@ type SSH struct {
 	sftpc   *sftp.Client
 	sftpEnd func() error // closes what serves sftpc (the sudo session)
 	closed  bool
+	jump    *SSH // the bastion the connection goes through, or nil
+}
+
+// DialContext opens a TCP connection from the host's side (an SSH
+// direct-tcpip channel): how kubeboot reaches a control plane's API server
+// on 127.0.0.1 without a route to it.
+func (s *SSH) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := s.client.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, s.errorf("dial %s from the host: %w", addr, err)
+	}
+	return c, nil
 }
 
 // DialSSH connects to the host described by cfg, verifying its key against
@@ -127,6 +149,19 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 	}
 	defer closeAuth()
 
+	if cfg.Bastion != nil {
+		b := *cfg.Bastion
+		if b.Name == "" {
+			b.Name = "bastion"
+		}
+		if b.ConnectTimeout <= 0 {
+			b.ConnectTimeout = cfg.ConnectTimeout
+		}
+		b.Bastion, b.Sudo = nil, false
+		if s.jump, err = DialSSH(ctx, b); err != nil {
+			return nil, fmt.Errorf("%s: through the bastion: %w", s.name, err)
+		}
+	}
 	addr := net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port))
 	backoff := 250 * time.Millisecond
 	attempt := 1
@@ -148,6 +183,9 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 		if backoff *= 2; backoff > 4*time.Second {
 			backoff = 4 * time.Second
 		}
+	}
+	if s.jump != nil {
+		s.jump.Close()
 	}
 	if ctx.Err() != nil && !permanent(err) {
 		err = fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
@@ -193,10 +231,17 @@ func (s *SSH) dialOnce(ctx context.Context, addr string, auth []ssh.AuthMethod) 
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(dctx, "tcp", addr)
-	if err != nil {
-		return nil, err
+	var conn net.Conn
+	if s.jump != nil {
+		conn, err = s.jump.client.DialContext(dctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("from the bastion %s: %w", s.jump.name, err)
+		}
+	} else {
+		var d net.Dialer
+		if conn, err = d.DialContext(dctx, "tcp", addr); err != nil {
+			return nil, err
+		}
 	}
 	// The handshake has the same deadline; cancelling ctx closes the socket.
 	deadline, _ := dctx.Deadline()
@@ -253,7 +298,13 @@ func authMethods(cfg SSHConfig) ([]ssh.AuthMethod, func(), error) {
 		signer, err := ssh.ParsePrivateKey(pem)
 		var ppe *ssh.PassphraseMissingError
 		if errors.As(err, &ppe) {
-			return nil, closeFn, fmt.Errorf("SSH key %s is protected by a passphrase: load it into ssh-agent and use the agent instead", cfg.KeyFile)
+			if len(cfg.KeyPassphrase) == 0 {
+				return nil, closeFn, fmt.Errorf("SSH key %s is protected by a passphrase: set ssh.passphraseEnv (or run on a terminal to be asked, or load it into ssh-agent)", cfg.KeyFile)
+			}
+			signer, err = ssh.ParsePrivateKeyWithPassphrase(pem, cfg.KeyPassphrase)
+			if errors.Is(err, x509.IncorrectPasswordError) || err != nil && strings.Contains(err.Error(), "decryption password incorrect") {
+				return nil, closeFn, fmt.Errorf("SSH key %s: wrong passphrase", cfg.KeyFile)
+			}
 		}
 		if err != nil {
 			return nil, closeFn, fmt.Errorf("SSH key %s: %w", cfg.KeyFile, err)
@@ -320,7 +371,11 @@ func (s *SSH) Close() error {
 	if end != nil {
 		_ = end()
 	}
-	return s.client.Close()
+	err := s.client.Close()
+	if s.jump != nil {
+		s.jump.Close()
+	}
+	return err
 }
 
 // keepaliveInterval is how often an idle or busy connection is checked.
@@ -413,7 +468,16 @@ func (s *SSH) sudoArgs(args []string) []string {
 	if !s.cfg.Sudo || s.cfg.User == "root" {
 		return args
 	}
+	if s.sudoPassword() {
+		return append([]string{"sudo", "-S", "-k", "-p", "", "--"}, args...)
+	}
 	return append([]string{"sudo", "-n", "--"}, args...)
+}
+
+// sudoPassword says whether commands go through `sudo -S` with the
+// password written first on their stdin.
+func (s *SSH) sudoPassword() bool {
+	return s.cfg.Sudo && s.cfg.User != "root" && s.cfg.SudoPassword != ""
 }
 
 // newSession opens a session on the connection. sshd frees a session slot
@@ -470,16 +534,28 @@ func (s *SSH) Run(ctx context.Context, c Cmd) (Result, error) {
 		return Result{}, s.errorf("%s: open session: %w", Quote(c.Args), err)
 	}
 	defer sess.Close()
-	stdout := &pgidWriter{ready: make(chan struct{})}
+	stdout := &pgidWriter{ready: make(chan struct{}), out: c.Stdout}
 	var stderr syncBuffer
 	sess.Stdout, sess.Stderr = stdout, &stderr
+	if c.Stderr != nil {
+		sess.Stderr = io.MultiWriter(c.Stderr, &stderr)
+	}
+	stdin := c.Stdin
+	if s.sudoPassword() {
+		// sudo -S reads the password's line first; the command gets the rest.
+		rest := stdin
+		if rest == nil {
+			rest = strings.NewReader("")
+		}
+		stdin = io.MultiReader(strings.NewReader(s.cfg.SudoPassword+"\n"), rest)
+	}
 	var in *errReader
-	if c.Stdin != nil {
+	if stdin != nil {
 		w, err := sess.StdinPipe()
 		if err != nil {
 			return Result{}, s.errorf("%s: %w", Quote(c.Args), err)
 		}
-		in = &errReader{r: c.Stdin}
+		in = &errReader{r: stdin}
 		go func() {
 			// A write error means the command exited without reading
 			// everything: not an error, as with os/exec.
@@ -565,6 +641,9 @@ func (s *SSH) interrupt(sess *ssh.Session, group int, sig ssh.Signal) {
 	}
 	defer ks.Close()
 	killed := make(chan struct{})
+	if s.sudoPassword() {
+		ks.Stdin = strings.NewReader(s.cfg.SudoPassword + "\n")
+	}
 	go func() {
 		_ = ks.Run(Quote(s.sudoArgs([]string{"sh", "-c", `kill -s "$1" -- "-$2"`, "sh", string(sig), strconv.Itoa(group)})))
 		close(killed)
@@ -580,6 +659,7 @@ func (s *SSH) interrupt(sess *ssh.Session, group int, sig ssh.Signal) {
 type pgidWriter struct {
 	mu    sync.Mutex
 	buf   bytes.Buffer
+	out   io.Writer // when set, the output goes there instead of buf
 	head  []byte
 	done  bool
 	pgid  int
@@ -590,7 +670,7 @@ func (p *pgidWriter) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.done {
-		return p.buf.Write(b)
+		return p.keep(b)
 	}
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
@@ -602,8 +682,20 @@ func (p *pgidWriter) Write(b []byte) (int, error) {
 	}
 	p.head = append(p.head, b[:i+1]...)
 	p.finishLocked(true)
-	p.buf.Write(b[i+1:])
+	if _, err := p.keep(b[i+1:]); err != nil {
+		return 0, err
+	}
 	return len(b), nil
+}
+
+func (p *pgidWriter) keep(b []byte) (int, error) {
+	if p.out != nil {
+		if len(b) == 0 {
+			return 0, nil
+		}
+		return p.out.Write(b)
+	}
+	return p.buf.Write(b)
 }
 
 // finishLocked ends the header: a number is the group, anything else is
@@ -612,7 +704,7 @@ func (p *pgidWriter) finishLocked(line bool) {
 	if n, err := strconv.Atoi(strings.TrimSuffix(string(p.head), "\n")); line && err == nil && n > 1 {
 		p.pgid = n
 	} else {
-		p.buf.Write(p.head)
+		_, _ = p.keep(p.head)
 	}
 	p.head, p.done = nil, true
 	close(p.ready)
@@ -699,7 +791,11 @@ func (s *SSH) sftpClient(ctx context.Context) (*sftp.Client, error) {
 		return nil, s.errorf("%s: %w", what, err)
 	}
 	if sudo {
-		err = sess.Start(sudoSFTPCommand())
+		err = sess.Start(s.sudoSFTPCommand())
+		if err == nil && s.sudoPassword() {
+			// sudo -S reads this line; sftp-server the packets after it.
+			_, err = io.WriteString(stdin, s.cfg.SudoPassword+"\n")
+		}
 	} else {
 		err = sess.RequestSubsystem("sftp")
 	}
@@ -737,6 +833,8 @@ func (s *SSH) sudoProblem(stderr string) string {
 	}
 	u := s.cfg.User
 	switch {
+	case s.sudoPassword() && (strings.Contains(stderr, "incorrect password") || strings.Contains(stderr, "Sorry, try again") || strings.Contains(stderr, "no password was provided")):
+		return fmt.Sprintf("%v: sudo refused %s's password (ssh.sudo.passwordEnv or passwordFile holds the wrong one)", ErrSudoPassword, u)
 	case strings.Contains(stderr, "sudo: a password is required"):
 		return fmt.Sprintf("sudo asks %s for a password; kubeboot runs `sudo -n` and cannot answer: allow %s to run commands without one (NOPASSWD in sudoers) or connect as root", u, u)
 	case strings.Contains(stderr, "you must have a tty to run sudo"):
@@ -756,9 +854,9 @@ var sftpServers = []string{
 	"/usr/lib/sftp-server",
 }
 
-func sudoSFTPCommand() string {
+func (s *SSH) sudoSFTPCommand() string {
 	script := `for p in "$@"; do [ -x "$p" ] && exec "$p"; done; echo "kubeboot: no sftp-server found (looked for $*)" >&2; exit 127`
-	return Quote(append([]string{"sudo", "-n", "--", "sh", "-c", script, "sh"}, sftpServers...))
+	return Quote(s.sudoArgs(append([]string{"sh", "-c", script, "sh"}, sftpServers...)))
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and a concurrent reader.

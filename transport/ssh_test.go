@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -851,8 +852,18 @@ func fakeSudo(t *testing.T) (env []string, log, refuse string) {
 	script := `#!/bin/sh
 echo "$*" >> "$FAKE_SUDO_LOG"
 if [ -e "$FAKE_SUDO_REFUSE" ]; then cat "$FAKE_SUDO_REFUSE" >&2; exit 1; fi
-[ "$1" = -n ] || { echo "fake sudo: want -n" >&2; exit 2; }
-shift
+if [ "$1" = -S ]; then
+  # sudo -S -k -p '': the password is stdin's first line.
+  [ "$2 $3 $4" = "-k -p " ] || { echo "fake sudo: want -S -k -p ''" >&2; exit 2; }
+  shift 4
+  IFS= read -r pw
+  if [ "$pw" != "$FAKE_SUDO_PASSWORD" ]; then
+    echo "Sorry, try again." >&2; echo "sudo: 1 incorrect password attempt" >&2; exit 1
+  fi
+else
+  [ "$1" = -n ] || { echo "fake sudo: want -n" >&2; exit 2; }
+  shift
+fi
 [ "$1" = -- ] && shift
 exec "$@"
 `
@@ -870,7 +881,7 @@ exec "$@"
 	saved := sftpServers
 	sftpServers = []string{"/nonexistent/sftp-server", sftpServer}
 	t.Cleanup(func() { sftpServers = saved })
-	return []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "FAKE_SUDO_LOG=" + log, "FAKE_SUDO_REFUSE=" + refuse}, log, refuse
+	return []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "FAKE_SUDO_LOG=" + log, "FAKE_SUDO_REFUSE=" + refuse, "FAKE_SUDO_PASSWORD=pass word"}, log, refuse
 }
 
 func TestSSHSudo(t *testing.T) {
@@ -1051,3 +1062,220 @@ func TestSSHClose(t *testing.T) {
 }
 
 var _ io.Reader = (*ctxReader)(nil)
+
+// Output streams to Cmd.Stdout and Cmd.Stderr as it arrives; Result.Stdout
+// is then empty while stderr is still kept for the error.
+func TestSSHRunStreams(t *testing.T) {
+	f := newSSHFixture(t, sshtest.Options{})
+	h := f.dial(t)
+	ctx := context.Background()
+	pr, pw := io.Pipe()
+	var errOut syncBuffer
+	lines := make(chan string, 10)
+	go func() {
+		b := make([]byte, 64)
+		for {
+			n, err := pr.Read(b)
+			if n > 0 {
+				lines <- string(b[:n])
+			}
+			if err != nil {
+				close(lines)
+				return
+			}
+		}
+	}()
+	done := make(chan struct{})
+	var res Result
+	var err error
+	go func() {
+		defer close(done)
+		res, err = h.Run(ctx, Cmd{Args: []string{"sh", "-c", "echo first; sleep 1; echo second; echo oops >&2; exit 4"}, Stdout: pw, Stderr: &errOut})
+		pw.Close()
+	}()
+	select {
+	case l := <-lines:
+		if l != "first\n" {
+			t.Errorf("first chunk %q", l)
+		}
+	case <-done:
+		t.Fatal("the first line came only when the command ended")
+	}
+	<-done
+	var rest []string
+	for l := range lines {
+		rest = append(rest, l)
+	}
+	var ee *ExitError
+	if strings.Join(rest, "") != "second\n" || len(res.Stdout) != 0 || errOut.String() != "oops\n" || !errors.As(err, &ee) || ee.ExitCode != 4 || ee.Stderr != "oops\n" {
+		t.Errorf("rest %q, Result.Stdout %q, stderr %q, err %v", rest, res.Stdout, errOut.String(), err)
+	}
+}
+
+// DialContext opens TCP connections from the host's side.
+func TestSSHDialContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	f := newSSHFixture(t, sshtest.Options{})
+	h := f.dial(t)
+	c, err := h.DialContext(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("ping\n"))
+	b := make([]byte, 5)
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping\n" {
+		t.Errorf("echo through the host: %q, %v", b, err)
+	}
+	if _, err := h.DialContext(context.Background(), "tcp", "192.0.2.1:6443"); err == nil || !strings.Contains(err.Error(), "dial 192.0.2.1:6443 from the host") {
+		t.Errorf("refused dial: %v", err)
+	}
+}
+
+// A host behind a bastion: both keys verified, each against its entry;
+// errors say which hop failed; Close ends both connections.
+func TestSSHBastion(t *testing.T) {
+	jump := newSSHFixture(t, sshtest.Options{})
+	target := newSSHFixture(t, sshtest.Options{})
+	ctx := context.Background()
+	cfg := target.config()
+	b := jump.config()
+	b.Name = "jump"
+	cfg.Bastion = &b
+	h, err := DialSSH(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := Output(ctx, h, "echo", "behind"); err != nil || out != "behind" {
+		t.Errorf("Run through the bastion: %q, %v", out, err)
+	}
+	if jump.srv.Connections() != 1 || target.srv.Connections() != 1 {
+		t.Errorf("connections: bastion %d, target %d", jump.srv.Connections(), target.srv.Connections())
+	}
+	h.Close()
+	if _, err := h.jump.Run(ctx, Cmd{Args: []string{"true"}}); err == nil {
+		t.Error("the bastion connection is still open after Close")
+	}
+
+	// The target's key must be the one recorded for it, not the bastion's.
+	wrong := b
+	cfg2 := target.config()
+	cfg2.KnownHostsFile = jump.knownHosts // knows only the bastion
+	cfg2.Bastion = &wrong
+	if _, err := DialSSH(ctx, cfg2); !errors.Is(err, ErrHostKeyUnknown) {
+		t.Errorf("target key unknown: %v", err)
+	}
+	bad := b
+	bad.KnownHostsFile = target.knownHosts // does not know the bastion
+	cfg3 := target.config()
+	cfg3.Bastion = &bad
+	if _, err := DialSSH(ctx, cfg3); !errors.Is(err, ErrHostKeyUnknown) || !strings.Contains(err.Error(), "through the bastion: jump") {
+		t.Errorf("bastion key unknown: %v", err)
+	}
+}
+
+// An encrypted key needs its passphrase; a wrong or missing one is said so.
+func TestSSHEncryptedKey(t *testing.T) {
+	dir := t.TempDir()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("open sesame"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "id_enc")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newSSHFixture(t, sshtest.Options{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
+	cfg := f.config()
+	cfg.KeyFile = keyFile
+	for _, tt := range []struct {
+		pass, want string
+	}{
+		{"", "is protected by a passphrase: set ssh.passphraseEnv"},
+		{"xyzzy-42", "id_enc: wrong passphrase"},
+		{"open sesame", ""},
+	} {
+		cfg.KeyPassphrase = []byte(tt.pass)
+		h, err := DialSSH(context.Background(), cfg)
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("right passphrase: %v", err)
+			} else {
+				h.Close()
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) || tt.pass != "" && strings.Contains(err.Error(), tt.pass) {
+			t.Errorf("passphrase %q: %v", tt.pass, err)
+		}
+	}
+}
+
+// sudo with a password: sudo -S, the password as stdin's first line for
+// commands (with their own stdin after it) and for sftp-server; a wrong one
+// is ErrSudoPassword's message, naming the host.
+func TestSSHSudoPassword(t *testing.T) {
+	env, log, _ := fakeSudo(t)
+	f := newSSHFixture(t, sshtest.Options{Env: env})
+	ctx := context.Background()
+	cfg := f.config()
+	cfg.User, cfg.Sudo, cfg.SudoPassword = "kb", true, "pass word"
+	h, err := DialSSH(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	r, err := h.Run(ctx, Cmd{Args: []string{"cat"}, Stdin: strings.NewReader("the command's input")})
+	if err != nil || string(r.Stdout) != "the command's input" {
+		t.Fatalf("Run = %q, %v", r.Stdout, err)
+	}
+	if out, err := Output(ctx, h, "echo", "no stdin"); err != nil || out != "no stdin" {
+		t.Errorf("Run without stdin = %q, %v", out, err)
+	}
+	p := filepath.Join(f.dir, "etc", "kubeboot-test")
+	if err := h.WriteFile(ctx, p, []byte("cfg"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := h.ReadFile(ctx, p); err != nil || string(b) != "cfg" {
+		t.Errorf("ReadFile = %q, %v", b, err)
+	}
+	b, _ := os.ReadFile(log)
+	if !strings.HasPrefix(string(b), "-S -k -p  -- cat\n") || strings.Contains(string(b), "pass word") {
+		t.Errorf("sudo ran:\n%s", b)
+	}
+
+	cfg.SudoPassword = "wrong"
+	h2, err := DialSSH(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	_, err = h2.Run(ctx, Cmd{Args: []string{"true"}})
+	if err == nil || !strings.HasPrefix(err.Error(), h2.Name()+": wrong sudo password: sudo refused kb's password") {
+		t.Errorf("wrong password, Run: %v", err)
+	}
+	if _, err := h2.ReadFile(ctx, p); err == nil || !strings.Contains(err.Error(), "wrong sudo password") {
+		t.Errorf("wrong password, ReadFile: %v", err)
+	}
+}

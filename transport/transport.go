@@ -26,6 +26,11 @@ type Cmd struct {
 	// is-active, uname). A dry run executes read-only commands and only
 	// records the others.
 	ReadOnly bool
+	// Stdout and Stderr, when set, receive the command's output as it
+	// arrives; Result.Stdout is then empty, while stderr is still kept in
+	// Result.Stderr and ExitError for the error message. They may be
+	// called from another goroutine; Run returns after the last write.
+	Stdout, Stderr io.Writer
 }
 
 // String renders the command for logs, quoted like a shell would need it.

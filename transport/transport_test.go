@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -112,5 +113,14 @@ func TestDryRunChangesNothing(t *testing.T) {
 	acts := d.Actions()
 	if len(acts) != 2 || acts[0].Kind != "write" || acts[1].Kind != "run" || acts[1].String() != "would run: touch "+marker {
 		t.Errorf("actions = %v", acts)
+	}
+}
+
+func TestLocalRunStreams(t *testing.T) {
+	var out, errOut bytes.Buffer
+	res, err := NewLocal().Run(context.Background(), Cmd{Args: []string{"sh", "-c", "echo hi; echo bad >&2; exit 2"}, Stdout: &out, Stderr: &errOut})
+	var ee *ExitError
+	if out.String() != "hi\n" || errOut.String() != "bad\n" || len(res.Stdout) != 0 || !errors.As(err, &ee) || ee.Stderr != "bad\n" {
+		t.Errorf("out %q, err out %q, res %q, err %v", out.String(), errOut.String(), res.Stdout, err)
 	}
 }

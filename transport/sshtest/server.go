@@ -209,6 +209,10 @@ func (s *Server) handleConn(nc net.Conn) {
 	var mu sync.Mutex
 	sessions := 0
 	for nch := range chans {
+		if nch.ChannelType() == "direct-tcpip" {
+			go s.forward(nch)
+			continue
+		}
 		if nch.ChannelType() != "session" {
 			_ = nch.Reject(ssh.UnknownChannelType, "only sessions")
 			continue
@@ -244,6 +248,44 @@ func (s *Server) handleConn(nc net.Conn) {
 		}()
 	}
 	open.Wait()
+}
+
+// forward serves a direct-tcpip channel (a client's Dial through the
+// connection, a jump host's), to loopback addresses only: tests talk to
+// nothing else.
+func (s *Server) forward(nch ssh.NewChannel) {
+	var req struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nch.ExtraData(), &req); err != nil {
+		_ = nch.Reject(ssh.ConnectionFailed, "bad direct-tcpip request")
+		return
+	}
+	if ip := net.ParseIP(req.Host); req.Host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		_ = nch.Reject(ssh.Prohibited, "sshtest forwards to loopback only")
+		return
+	}
+	c, err := net.Dial("tcp", net.JoinHostPort(req.Host, strconv.Itoa(int(req.Port))))
+	if err != nil {
+		_ = nch.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		c.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(ch, c); _ = ch.CloseWrite(); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, ch); done <- struct{}{} }()
+	<-done // either side ended: end both
+	ch.Close()
+	c.Close()
+	<-done
 }
 
 // session serves one session channel: one exec or the sftp subsystem,

@@ -21,7 +21,9 @@ import (
 )
 
 // HandlerFunc answers a command run on a Fake. cmd.Stdin, when the caller
-// set one, has already been read in full and is replayed from memory.
+// set one, has already been read in full and is replayed from memory;
+// cmd.Stdout and Stderr are the caller's writers (a handler may stream to
+// them; what it returns in the Result goes there too).
 type HandlerFunc func(cmd transport.Cmd) (transport.Result, error)
 
 // Run is one command that ran on a Fake.
@@ -203,13 +205,21 @@ func (f *Fake) Run(ctx context.Context, c transport.Cmd) (transport.Result, erro
 		msg := args[0] + ": command not found"
 		return transport.Result{Stderr: []byte(msg + "\n")}, &transport.ExitError{Host: f.name, Args: args, ExitCode: 127, Stderr: msg}
 	}
-	hc := transport.Cmd{Args: append([]string(nil), args...), ReadOnly: c.ReadOnly}
+	hc := transport.Cmd{Args: append([]string(nil), args...), ReadOnly: c.ReadOnly, Stdout: c.Stdout, Stderr: c.Stderr}
 	if c.Stdin != nil {
 		hc.Stdin = bytes.NewReader(stdin)
 	}
 	// The handler runs without the lock: it may use the Fake itself (a
 	// "systemctl restart" handler that writes a file, say).
 	res, err := fn(hc)
+	// Canned output goes to the caller's writers, as a real host streams it.
+	if c.Stdout != nil && len(res.Stdout) > 0 {
+		_, _ = c.Stdout.Write(res.Stdout)
+		res.Stdout = nil
+	}
+	if c.Stderr != nil && len(res.Stderr) > 0 {
+		_, _ = c.Stderr.Write(res.Stderr)
+	}
 	var ee *transport.ExitError
 	if errors.As(err, &ee) {
 		if ee.Host == "" {
