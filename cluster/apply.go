@@ -169,14 +169,17 @@ func Apply(ctx context.Context, inv *Inventory, o Options) (*Result, error) {
 		a.result.Hosts = append(a.result.Hosts, a.hosts[i].res)
 	}
 	defer func() {
+		var wg sync.WaitGroup
 		for _, hr := range a.hosts {
 			if hr.rec != nil {
 				hr.res.Calls, hr.res.Sent = hr.rec.calls.Load(), hr.rec.sent.Load()
 				if c, ok := hr.rec.Host.(io.Closer); ok {
-					c.Close()
+					wg.Add(1)
+					go func() { defer wg.Done(); c.Close() }() // each waits a round trip
 				}
 			}
 		}
+		wg.Wait()
 		a.result.Took = time.Since(start)
 	}()
 	err := a.run(ctx)
@@ -422,13 +425,20 @@ func (a *applier) connect(ctx context.Context) error {
 	return nil
 }
 
-// probeScript prints the host's facts as key=value lines: one round trip.
+// probeScript prints the host's facts as key=value lines: one round trip,
+// shell builtins but for uname. The kubeboot binary and the bundle count as
+// there when their ".ok" marker (written after a verified upload) holds
+// the checksum their path names.
 const probeScript = `echo "arch=$(uname -m)"
-[ -f "$1" ] && echo "bin=$(sha256sum "$1" | cut -d' ' -f1)"
-[ -n "$2" ] && [ -f "$2" ] && echo "bundle=$(cat "$2.ok" 2>/dev/null)"
-echo "link=$(readlink /usr/local/bin/kubeboot 2>/dev/null)"
+[ -f "$1" ] && read -r s <"$1.ok" && echo "bin=$s"
+[ -n "$2" ] && [ -f "$2" ] && read -r s <"$2.ok" && echo "bundle=$s"
+[ /usr/local/bin/kubeboot -ef "$1" ] && echo "link=$1"
 for f in kubelet.conf bootstrap-kubelet.conf admin.conf manifests/kube-apiserver.yaml; do [ -e "/etc/kubernetes/$f" ] && echo "has=$f"; done
 true`
+
+// verifyScript checks an uploaded file against its checksum on the host
+// and writes the ".ok" marker the probe reads.
+const verifyScript = `echo "$1  $2" | sha256sum -c --quiet && echo "$1" >"$2.ok.tmp" && mv "$2.ok.tmp" "$2.ok"`
 
 func (a *applier) probe(ctx context.Context) error {
 	want := binaryArch(a.binary)
@@ -480,6 +490,9 @@ func (a *applier) upload(ctx context.Context) error {
 			if err := hr.rec.upload(ctx, a.binary, a.binaryPath, 0o755, a.binarySize); err != nil {
 				return fmt.Errorf("upload kubeboot: %w", err)
 			}
+			if _, err := hr.rec.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", verifyScript, "sh", a.binarySum, a.binaryPath}}); err != nil {
+				return fmt.Errorf("kubeboot arrived damaged (checksum): %w", err)
+			}
 			hr.did("kubeboot uploaded")
 			sent = true
 		}
@@ -495,7 +508,7 @@ func (a *applier) upload(ctx context.Context) error {
 			}
 			// Verified once on the host; the marker spares later runs a
 			// checksum of the whole bundle.
-			if _, err := hr.rec.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", `echo "$1  $2" | sha256sum -c --quiet && echo "$1" > "$2.ok.tmp" && mv "$2.ok.tmp" "$2.ok"`, "sh", a.bundleSum, a.bundlePath}}); err != nil {
+			if _, err := hr.rec.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", verifyScript, "sh", a.bundleSum, a.bundlePath}}); err != nil {
 				return fmt.Errorf("the bundle arrived damaged (checksum): %w", err)
 			}
 			hr.did("bundle uploaded")

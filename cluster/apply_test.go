@@ -105,8 +105,8 @@ func newFakeCluster(t *testing.T, inv *Inventory) *fakeCluster {
 		f.Handle("sh -c 'echo \"arch=", func(transport.Cmd) (transport.Result, error) {
 			var b strings.Builder
 			fmt.Fprintf(&b, "arch=%s\n", unameArch(runtime.GOARCH))
-			if d, _, ok := f.File(testBinaryPath); ok {
-				fmt.Fprintf(&b, "bin=%s\nlink=%s\n", sum(d), testBinaryPath)
+			if d, _, ok := f.File(testBinaryPath + ".ok"); ok {
+				fmt.Fprintf(&b, "bin=%s\nlink=%s\n", strings.TrimSpace(string(d)), testBinaryPath)
 			}
 			if _, _, ok := f.File(inventory.KubeletKubeconfig); ok {
 				b.WriteString("has=kubelet.conf\n")
@@ -117,6 +117,16 @@ func newFakeCluster(t *testing.T, inv *Inventory) *fakeCluster {
 			return transport.Result{Stdout: []byte(b.String())}, nil
 		})
 		f.Handle("ln -sfn", transporttest.Reply(""))
+		// verifyScript: the checksum of the uploaded file, then the marker.
+		f.Handle(`sh -c 'echo "$1  $2"`, func(c transport.Cmd) (transport.Result, error) {
+			want, p := c.Args[4], c.Args[5]
+			d, _, ok := f.File(p)
+			if !ok || sum(d) != want {
+				return transport.Result{}, &transport.ExitError{ExitCode: 1, Stderr: p + ": FAILED"}
+			}
+			f.SetFile(p+".ok", []byte(want+"\n"), 0o644)
+			return transport.Result{}, nil
+		})
 		f.Handle(testBinaryPath, func(c transport.Cmd) (transport.Result, error) { return fc.kubeboot(name, f, c) })
 	}
 	return fc
@@ -501,5 +511,34 @@ func TestApplyRefusesABundleOfAnotherVersion(t *testing.T) {
 		if len(f.Runs()) > 0 {
 			t.Errorf("%s: ran %v", f.Name(), f.Commands())
 		}
+	}
+}
+
+// The probe and the verify scripts, run by a real sh.
+func TestProbeAndVerifyScripts(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kubeboot-x")
+	if err := os.WriteFile(bin, testBinary, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	probe := func() string {
+		r, err := transport.NewLocal().Run(ctx, transport.Cmd{Args: []string{"sh", "-c", probeScript, "sh", bin, filepath.Join(dir, "none.tar")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(r.Stdout)
+	}
+	if out := probe(); !strings.HasPrefix(out, "arch="+unameArch(runtime.GOARCH)+"\n") || strings.Contains(out, "bin=") || strings.Contains(out, "bundle=") {
+		t.Errorf("probe before the marker:\n%s", out)
+	}
+	if _, err := transport.NewLocal().Run(ctx, transport.Cmd{Args: []string{"sh", "-c", verifyScript, "sh", strings.Repeat("0", 64), bin}}); err == nil {
+		t.Error("verify accepted a wrong checksum")
+	}
+	if _, err := transport.NewLocal().Run(ctx, transport.Cmd{Args: []string{"sh", "-c", verifyScript, "sh", sum(testBinary), bin}}); err != nil {
+		t.Fatal(err)
+	}
+	if out := probe(); !strings.Contains(out, "\nbin="+sum(testBinary)+"\n") {
+		t.Errorf("probe after the marker:\n%s", out)
 	}
 }
