@@ -526,6 +526,13 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 // runKubeboot runs the kubeboot binary on the host with cfg on stdin,
 // streaming its output under the step and host.
 func (a *applier) runKubeboot(ctx context.Context, step string, hr *hostRun, cfg []byte, args ...string) error {
+	_, err := a.runKubebootCounting(ctx, step, hr, cfg, args...)
+	return err
+}
+
+// runKubebootCounting is runKubeboot, saying how many of the output's lines
+// report a change on the host.
+func (a *applier) runKubebootCounting(ctx context.Context, step string, hr *hostRun, cfg []byte, args ...string) (int, error) {
 	w := &lineWriter{p: a.p, step: step, host: hr.h.Name}
 	a.p.line(step, hr.h.Name, "kubeboot %s", strings.Join(args, " "))
 	var in io.Reader
@@ -541,11 +548,21 @@ func (a *applier) runKubeboot(ctx context.Context, step string, hr *hostRun, cfg
 			if i := strings.LastIndexByte(last, '\n'); i >= 0 {
 				last = last[i+1:]
 			}
-			return fmt.Errorf("kubeboot %s exited with %d: %s (the whole output is above and in the log)", args[0], xe.ExitCode, last)
+			return w.changes, fmt.Errorf("kubeboot %s exited with %d: %s (the whole output is above and in the log)", args[0], xe.ExitCode, last)
 		}
-		return err
+		return w.changes, err
 	}
-	return nil
+	return w.changes, nil
+}
+
+// changed records what a kubeboot step changed on the host, if anything.
+func (hr *hostRun) changed(step string, n int) {
+	switch {
+	case n == 1:
+		hr.did("%s: 1 change", step)
+	case n > 1:
+		hr.did("%s: %d changes", step, n)
+	}
 }
 
 func roleOf(h *inventory.Host) string {
@@ -587,11 +604,9 @@ func (a *applier) prepare(ctx context.Context) error {
 		if a.bundlePath != "" {
 			args = append(args, "--bundle", a.bundlePath)
 		}
-		if err := a.runKubeboot(ctx, StepPrepare, hr, cfg, args...); err != nil {
-			return err
-		}
-		hr.did("prepared")
-		return nil
+		n, err := a.runKubebootCounting(ctx, StepPrepare, hr, cfg, args...)
+		hr.changed(StepPrepare, n)
+		return err
 	})
 }
 
@@ -649,10 +664,15 @@ func (a *applier) init(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := a.runKubeboot(ctx, StepInit, hr, cfg, "init", "--config", "-", "--skip-phases", "prepare", "--skip-token-print", "--skip-certificate-key-print"); err != nil {
+		n, err := a.runKubebootCounting(ctx, StepInit, hr, cfg, "init", "--config", "-", "--skip-phases", "prepare", "--skip-token-print", "--skip-certificate-key-print")
+		if !hr.facts.setUp() && err == nil {
+			hr.did("initialized")
+		} else {
+			hr.changed(StepInit, n)
+		}
+		if err != nil {
 			return err
 		}
-		hr.did("init")
 		ca, err := hr.rec.ReadFile(ctx, path.Join(a.inv.CertificatesDir, "ca.crt"))
 		if err != nil {
 			return fmt.Errorf("read the cluster CA: %w", err)

@@ -542,3 +542,24 @@ func TestProbeAndVerifyScripts(t *testing.T) {
 		t.Errorf("probe after the marker:\n%s", out)
 	}
 }
+
+// What counts as a change in kubeboot's output: lines from a real no-op
+// init and prepare do not; writes, new keys and objects, imports do.
+func TestChangeLines(t *testing.T) {
+	for line, want := range map[string]bool{
+		`[certs] Using existing ca certificate authority`:                                                             false,
+		`[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" Namespace`: false,
+		`[cni] Installing flannel for the pod network 10.244.0.0/16`:                                                  false,
+		`[kubelet-start] The kubelet is running with this configuration; not restarting it`:                           false,
+		`[prepare] Using existing containerd configuration /etc/containerd/config.toml`:                               false,
+		`[certs] Generating "apiserver" certificate and key`:                                                          true,
+		`[bootstrap-token] Created bootstrap token abcdef (Secret kube-system/bootstrap-token-abcdef)`:                true,
+		`[prepare] Importing 9 images into containerd`:                                                                true,
+		`[prepare] Installing containerd, runc from Debian's packages`:                                                true,
+		`[kubelet-start] Writing kubelet configuration to file "/var/lib/kubelet/config.yaml"`:                        true,
+	} {
+		if got := changeRE.MatchString(line); got != want {
+			t.Errorf("%q: change %v, want %v", line, got, want)
+		}
+	}
+}

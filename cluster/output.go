@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"io"
 	"strings"
 	"sync"
@@ -75,7 +76,16 @@ type lineWriter struct {
 	buf        []byte
 	// tail keeps the last lines, for an error message.
 	tail []string
+	// changes counts the lines where kubeboot on the host reported a change.
+	changes int
 }
+
+// changeRE matches the lines of kubeboot's phases that report a change on
+// the node (as opposed to "Using existing ...", "... not restarting it",
+// or announcements like "Storing ..."): prepare's actions, and for the
+// other phases new or rewritten files, keys and objects.
+var changeRE = regexp.MustCompile(`^\[prepare\] (Importing|Installed|Installing|Unpacking|Verified|Starting|Restarting|Writing|Set |Turned|Commented|Copied|Enabled|Removed)|` +
+	`^\[[a-z/-]+\] (Generating|Created|Updated|Writing|Wrote|Applied|Replacing|Saving|Restarting|Starting|Removed)`)
 
 func (w *lineWriter) Write(b []byte) (int, error) {
 	w.mu.Lock()
@@ -98,6 +108,9 @@ func (w *lineWriter) emit(l string) {
 		return
 	}
 	w.p.line(w.step, w.host, "%s", l)
+	if changeRE.MatchString(l) {
+		w.changes++
+	}
 	w.tail = append(w.tail, l)
 	if len(w.tail) > 5 {
 		w.tail = w.tail[1:]
