@@ -288,10 +288,10 @@ func parallel(nodes []*node, f func(*node) error) error {
 }
 
 // testWorkload: an HTTP server and a client on each node, and a ClusterIP
-// Service whose only endpoint is the server on m1.
-func testWorkload(image string) string {
+// Service whose only endpoint is the server on the first node.
+func testWorkload(image string, nodes []string) string {
 	var b strings.Builder
-	for _, n := range []string{"m1", "m2"} {
+	for _, n := range nodes {
 		for _, p := range []struct{ name, args string }{{"web", `[serve, ":8080"]`}, {"client", `[sleep]`}} {
 			fmt.Fprintf(&b, `apiVersion: v1
 kind: Pod
@@ -305,18 +305,20 @@ spec:
 `, p.name, n, image, p.args)
 		}
 	}
-	b.WriteString(`apiVersion: v1
+	fmt.Fprintf(&b, `apiVersion: v1
 kind: Service
-metadata: {name: web-m1, namespace: default}
+metadata: {name: web-%[1]s, namespace: default}
 spec:
-  selector: {app: web, node: m1}
+  selector: {app: web, node: %[1]s}
   ports: [{port: 80, targetPort: 8080}]
-`)
+`, nodes[0])
 	return b.String()
 }
 
-// checkCluster asserts issue 4's list with kubectl from the host. Every
-// check runs and reports; a failure marks the test failed.
+// checkCluster asserts issue 4's list with kubectl from the host, for the
+// cluster of nodes: the first is the control plane (its static pods, the
+// Service's endpoint), the others workers. Every check runs and reports; a
+// failure marks the test failed.
 func checkCluster(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, logDir string) {
 	pass := 0
 	check := func(name string, err error) {
@@ -328,6 +330,14 @@ func checkCluster(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, 
 		t.Logf("PASS %s", name)
 	}
 	defer func() { t.Logf("%d checks passed", pass) }()
+	var names []string
+	for _, n := range nodes {
+		names = append(names, n.m.Name)
+	}
+	inOrder := append([]string(nil), names...) // the control plane first
+	cpName := inOrder[0]
+	sort.Strings(names)
+	want := len(names)
 
 	var nl corev1.NodeList
 	err := k.get(ctx, &nl, "nodes")
@@ -339,14 +349,14 @@ func checkCluster(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, 
 			}
 		}
 		sort.Strings(ready)
-		if strings.Join(ready, ",") != "m1,m2" {
-			err = fmt.Errorf("Ready nodes %v, want m1 and m2", ready)
+		if strings.Join(ready, ",") != strings.Join(names, ",") {
+			err = fmt.Errorf("Ready nodes %v, want %v", ready, names)
 		}
 	}
-	check("both Nodes Ready", err)
+	check(fmt.Sprintf("all %d Nodes Ready", want), err)
 
 	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
-		name := c + "-m1"
+		name := c + "-" + cpName
 		var p corev1.Pod
 		err := k.get(ctx, &p, "pod", "-n", "kube-system", name)
 		if err == nil {
@@ -387,8 +397,8 @@ func checkCluster(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, 
 		err := k.get(ctx, &d, "daemonset", "-n", ds.ns, ds.name)
 		if err == nil {
 			s := d.Status
-			if s.DesiredNumberScheduled != 2 || s.NumberReady != 2 || s.NumberAvailable != 2 || s.UpdatedNumberScheduled != 2 {
-				err = fmt.Errorf("desired %d, ready %d, available %d, updated %d; want 2", s.DesiredNumberScheduled, s.NumberReady, s.NumberAvailable, s.UpdatedNumberScheduled)
+			if w := int32(want); s.DesiredNumberScheduled != w || s.NumberReady != w || s.NumberAvailable != w || s.UpdatedNumberScheduled != w {
+				err = fmt.Errorf("desired %d, ready %d, available %d, updated %d; want %d", s.DesiredNumberScheduled, s.NumberReady, s.NumberAvailable, s.UpdatedNumberScheduled, want)
 			}
 		}
 		if err == nil {
@@ -400,12 +410,14 @@ func checkCluster(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, 
 						on[pods[i].Spec.NodeName] = true
 					}
 				}
-				if !on["m1"] || !on["m2"] {
-					err = fmt.Errorf("ready pods on %v, want m1 and m2", on)
+				for _, n := range names {
+					if !on[n] {
+						err = fmt.Errorf("ready pods on %v, want %v", on, names)
+					}
 				}
 			}
 		}
-		check(fmt.Sprintf("DaemonSet %s/%s ready on both nodes", ds.ns, ds.name), err)
+		check(fmt.Sprintf("DaemonSet %s/%s ready on all %d nodes", ds.ns, ds.name, want), err)
 	}
 
 	// The test workload.
@@ -415,14 +427,18 @@ func checkCluster(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, 
 	})
 	if err == nil {
 		wl := filepath.Join(logDir, "workload.yaml")
-		if err = os.WriteFile(wl, []byte(testWorkload(testImage)), 0o644); err == nil {
+		if err = os.WriteFile(wl, []byte(testWorkload(testImage, inOrder)), 0o644); err == nil {
 			_, err = k.run(ctx, "apply", "-f", wl)
 		}
 	}
 	if err == nil {
-		_, err = k.run(ctx, "wait", "--for=condition=Ready", "--timeout=120s", "pod/web-m1", "pod/web-m2", "pod/client-m1", "pod/client-m2")
+		args := []string{"wait", "--for=condition=Ready", "--timeout=120s"}
+		for _, n := range inOrder {
+			args = append(args, "pod/web-"+n, "pod/client-"+n)
+		}
+		_, err = k.run(ctx, args...)
 	}
-	check("test workload Ready on both nodes", err)
+	check(fmt.Sprintf("test workload Ready on all %d nodes", want), err)
 	if err != nil {
 		return
 	}
@@ -445,15 +461,20 @@ func checkCluster(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, 
 			return nil
 		})
 	}
-	ip1, ip2 := podIP("web-m1"), podIP("web-m2")
-	check(fmt.Sprintf("pod on m2 -> pod on m1 by pod IP (%s)", ip1), get("client-m2", "http://"+ip1+":8080/", "host=web-m1"))
-	check(fmt.Sprintf("pod on m1 -> pod on m2 by pod IP (%s)", ip2), get("client-m1", "http://"+ip2+":8080/", "host=web-m2"))
-	var svc corev1.Service
-	err = k.get(ctx, &svc, "service", "web-m1")
-	if err == nil {
-		err = get("client-m2", "http://"+svc.Spec.ClusterIP+"/", "host=web-m1")
+	// Each worker's pods and the control plane's, both ways.
+	cpIP := podIP("web-" + cpName)
+	for _, w := range inOrder[1:] {
+		wIP := podIP("web-" + w)
+		check(fmt.Sprintf("pod on %s -> pod on %s by pod IP (%s)", w, cpName, cpIP), get("client-"+w, "http://"+cpIP+":8080/", "host=web-"+cpName))
+		check(fmt.Sprintf("pod on %s -> pod on %s by pod IP (%s)", cpName, w, wIP), get("client-"+cpName, "http://"+wIP+":8080/", "host=web-"+w))
 	}
-	check(fmt.Sprintf("pod on m2 -> ClusterIP Service %s -> pod on m1", svc.Spec.ClusterIP), err)
+	last := inOrder[len(inOrder)-1]
+	var svc corev1.Service
+	err = k.get(ctx, &svc, "service", "web-"+cpName)
+	if err == nil {
+		err = get("client-"+last, "http://"+svc.Spec.ClusterIP+"/", "host=web-"+cpName)
+	}
+	check(fmt.Sprintf("pod on %s -> ClusterIP Service %s -> pod on %s", last, svc.Spec.ClusterIP, cpName), err)
 
 	lookup := func(from, name, want string) error {
 		return eventually(ctx, 60*time.Second, 2*time.Second, func() error {
@@ -470,21 +491,29 @@ func checkCluster(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, 
 	var kube corev1.Service
 	err = k.get(ctx, &kube, "service", "kubernetes")
 	if err == nil {
-		err = lookup("client-m2", "kubernetes.default.svc.cluster.local", kube.Spec.ClusterIP)
+		err = lookup("client-"+last, "kubernetes.default.svc.cluster.local", kube.Spec.ClusterIP)
 	}
-	check("kubernetes.default.svc.cluster.local resolves in a pod (m2) to "+kube.Spec.ClusterIP, err)
-	check("web-m1.default.svc.cluster.local resolves in a pod (m1)", lookup("client-m1", "web-m1.default.svc.cluster.local", svc.Spec.ClusterIP))
+	check(fmt.Sprintf("kubernetes.default.svc.cluster.local resolves in a pod (%s) to %s", last, kube.Spec.ClusterIP), err)
+	check(fmt.Sprintf("web-%[1]s.default.svc.cluster.local resolves in a pod (%[1]s)", cpName), lookup("client-"+cpName, "web-"+cpName+".default.svc.cluster.local", svc.Spec.ClusterIP))
 }
 
 // snapshotFiles records the content hash and mtime of every file kubeboot
-// writes on a control-plane node: the control plane's, and prepare's (the
-// bundle's binaries and CNI plugins, the units, sysctls and modules).
-func snapshotFiles(ctx context.Context, n *node) (map[string]fileState, error) {
+// writes on a node: the control plane's (a worker's kubelet files), and
+// prepare's (the bundle's binaries and CNI plugins, the units, sysctls and
+// modules); and the files below those optional paths that exist.
+func snapshotFiles(ctx context.Context, n *node, optional ...string) (map[string]fileState, error) {
 	paths := []string{"/etc/kubernetes", "/var/lib/kubelet/config.yaml", "/var/lib/kubelet/kubeadm-flags.env", "/etc/containerd",
 		"/etc/systemd/system/containerd.service", "/etc/systemd/system/kubelet.service", "/etc/systemd/system/kubelet.service.d",
 		"/etc/sysctl.d/99-kubeboot.conf", "/etc/modules-load.d/kubeboot.conf",
 		"/usr/bin/kubelet", "/usr/bin/kubectl", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/bin/ctr", "/usr/sbin/runc",
 		"/opt/cni/bin"}
+	if len(optional) > 0 {
+		out, err := n.run(ctx, "", "", append([]string{"sh", "-c", `for p; do [ -e "$p" ] && echo "$p"; done; true`, "sh"}, optional...)...)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, strings.Fields(out)...)
+	}
 	mt, err := n.run(ctx, "", "", append(append([]string{"find"}, paths...), "-type", "f", "-printf", `%p %T@\n`)...)
 	if err != nil {
 		return nil, err

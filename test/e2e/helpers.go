@@ -128,6 +128,8 @@ func diffFiles(before, after map[string]fileState) []string {
 type podState struct {
 	UID        string
 	Containers map[string]containerState
+	// Node is where the pod runs (not compared: a pod that moves is a new pod).
+	Node string
 }
 
 type containerState struct {
@@ -176,6 +178,19 @@ func short(id string) string {
 		id = id[:12]
 	}
 	return id
+}
+
+// podsOn keeps the pods of a snapshot that run on one of nodes.
+func podsOn(pods map[string]podState, nodes ...string) map[string]podState {
+	out := map[string]podState{}
+	for name, p := range pods {
+		for _, n := range nodes {
+			if p.Node == n {
+				out[name] = p
+			}
+		}
+	}
+	return out
 }
 
 // prepareActionRE matches the prepare phase's lines that report a change

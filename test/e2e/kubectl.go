@@ -98,7 +98,7 @@ func snapshotPods(ctx context.Context, k *kubectl) (map[string]podState, error) 
 	}
 	out := map[string]podState{}
 	for _, p := range pods {
-		ps := podState{UID: string(p.UID), Containers: map[string]containerState{}}
+		ps := podState{UID: string(p.UID), Containers: map[string]containerState{}, Node: p.Spec.NodeName}
 		for _, c := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
 			ps.Containers[c.Name] = containerState{ID: c.ContainerID, Restarts: c.RestartCount}
 		}

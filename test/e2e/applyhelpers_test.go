@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeboot/kubeboot/inventory"
+)
+
+func TestApplyInventoryYAML(t *testing.T) {
+	inv := applyInventory{
+		KubernetesVersion: "v1.34.3",
+		Bundle:            "/tmp/b/kubeboot-v1.34.3-amd64.tar",
+		KeyFile:           "/tmp/run/id_ed25519",
+		KnownHostsFile:    "/tmp/work/known_hosts",
+		Hosts: []applyHost{
+			{Name: "m1", Address: "10.251.0.11", Roles: []string{"control-plane"}},
+			{Name: "m2", Address: "10.251.0.12", Roles: []string{"worker"}, User: "ops", SudoPasswordEnv: "M2_SUDO_PASSWORD"},
+			{Name: "m3", Address: "10.251.0.13", Roles: []string{"worker"}, Bastion: "10.251.0.14"},
+		},
+	}
+	c, err := inventory.Parse("cluster.yaml", []byte(inv.YAML()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, inv.YAML())
+	}
+	if c.KubernetesVersion != "v1.34.3" || c.Bundle != inv.Bundle || len(c.Hosts) != 3 {
+		t.Fatalf("parsed %+v", c)
+	}
+	s1 := c.HostSSH(0, "/tmp/work", "/root")
+	if s1.User != "root" || s1.KeyFile != inv.KeyFile || s1.KnownHostsFile != inv.KnownHostsFile || s1.Sudo.Mode != inventory.SudoNone || s1.Bastion != nil {
+		t.Errorf("m1 ssh: %+v", s1)
+	}
+	s2 := c.HostSSH(1, "/tmp/work", "/root")
+	if s2.User != "ops" || s2.Sudo.Mode != inventory.SudoPassword || s2.Sudo.PasswordEnv != "M2_SUDO_PASSWORD" || s2.KeyFile != inv.KeyFile {
+		t.Errorf("m2 ssh: %+v sudo %+v", s2, s2.Sudo)
+	}
+	s3 := c.HostSSH(2, "/tmp/work", "/root")
+	if s3.User != "root" || s3.Bastion == nil || s3.Bastion.Address != "10.251.0.14" || s3.Bastion.User != "root" ||
+		s3.Bastion.KeyFile != inv.KeyFile || s3.Bastion.KnownHostsFile != inv.KnownHostsFile {
+		t.Errorf("m3 ssh: %+v bastion %+v", s3, s3.Bastion)
+	}
+	if c.Hosts[0].Roles[0] != inventory.RoleControlPlane || c.Hosts[2].Roles[0] != inventory.RoleWorker {
+		t.Errorf("roles: %v %v", c.Hosts[0].Roles, c.Hosts[2].Roles)
+	}
+	// The whole file validates (the key and known_hosts files exist).
+	dir := t.TempDir()
+	inv.KeyFile, inv.KnownHostsFile = filepath.Join(dir, "id"), filepath.Join(dir, "known_hosts")
+	inv.Bundle = filepath.Join(dir, "bundle.tar")
+	for _, f := range []string{inv.KeyFile, inv.KnownHostsFile, inv.Bundle} {
+		if err := os.WriteFile(f, []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(p, []byte(inv.YAML()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inventory.Load(p); err != nil {
+		t.Errorf("inventory.Load: %v", err)
+	}
+}
+
+const sampleApplyOut = `[connect] 3 hosts connected
+[facts] m1: x86_64, set up before
+[upload] m1: kubeboot and bundle already there
+[upload] m3: kubeboot (62.5 MiB) to /usr/local/lib/kubeboot/kubeboot-0123456789abcdef
+[upload] m3: bundle (301.2 MiB) to /var/lib/kubeboot/bundles/0123456789abcdef.tar
+[prepare] m1: [prepare] Using existing containerd 1.6.20~ds1-1+deb12u3: not reinstalling it
+[prepare] m3: [prepare] Installed kubelet v1.34.3 to /usr/bin/kubelet
+[prepare] m3: [prepare] Importing images from the bundle
+[join] m2: already a Ready Node: nothing to do
+[join] m3: [preflight] Running pre-flight checks
+[wait] 2/3 Nodes Ready
+[wait] 3/3 Nodes Ready
+[kubeconfig] wrote admin.conf (0600, server 10.251.0.11:6443): kubectl --kubeconfig admin.conf get nodes
+
+HOST  ROLES                   RESULT       TIME   CALLS  WHAT CHANGED
+m1    control-plane           ok           4.1s      21  nothing: up to date
+m2    worker                  ok           1.0s      12  nothing: up to date
+m3    worker                  not reached  0s         0
+m4    worker                  ok          31.5s      40  kubeboot uploaded, bundle uploaded, prepared, joined
+
+Took 1m2.3s: connect 200ms, facts 100ms, upload 9.5s, preflight 2s, prepare 20.1s, init 3s, join-control-plane 0s, join 12s, wait 4s, label 0s, kubeconfig 10ms
+Every command, its time and exit code: kubeboot-apply.log
+`
+
+func TestApplyOutputParsers(t *testing.T) {
+	rows := parseSummary(sampleApplyOut)
+	want := map[string]summaryRow{
+		"m1": {Host: "m1", Roles: "control-plane", Result: "ok", Time: "4.1s", Calls: "21", Changed: "nothing: up to date"},
+		"m2": {Host: "m2", Roles: "worker", Result: "ok", Time: "1.0s", Calls: "12", Changed: "nothing: up to date"},
+		"m3": {Host: "m3", Roles: "worker", Result: "not reached", Time: "0s", Calls: "0"},
+		"m4": {Host: "m4", Roles: "worker", Result: "ok", Time: "31.5s", Calls: "40", Changed: "kubeboot uploaded, bundle uploaded, prepared, joined"},
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("parseSummary:\n got %+v\nwant %+v", rows, want)
+	}
+	if !rows["m1"].saysUnchanged() || rows["m3"].saysUnchanged() || rows["m4"].saysUnchanged() {
+		t.Errorf("saysUnchanged: m1 %v m3 %v m4 %v", rows["m1"].saysUnchanged(), rows["m3"].saysUnchanged(), rows["m4"].saysUnchanged())
+	}
+
+	total, steps, ok := parseTook(sampleApplyOut)
+	if !ok || total != 62300*time.Millisecond || len(steps) != 11 || steps[0] != (stepTime{"connect", 200 * time.Millisecond}) || steps[10] != (stepTime{"kubeconfig", 10 * time.Millisecond}) {
+		t.Errorf("parseTook: %v %v %v", total, steps, ok)
+	}
+	if _, _, ok := parseTook("[init] m1: done\n"); ok {
+		t.Error("parseTook without a Took line: ok")
+	}
+
+	acts := hostPrepareActions(sampleApplyOut)
+	if len(acts) != 1 || len(acts["m3"]) != 2 || !strings.HasPrefix(acts["m3"][0], "[prepare] Installed") {
+		t.Errorf("hostPrepareActions: %q", acts)
+	}
+	up := uploads(sampleApplyOut)
+	if len(up) != 1 || up["m3"]["kubeboot"] != 65536000 || up["m3"]["bundle"] != 315831091 {
+		t.Errorf("uploads: %v", up)
+	}
+	if got := hostLines(sampleApplyOut, "join", "m2"); len(got) != 1 || got[0] != "already a Ready Node: nothing to do" {
+		t.Errorf("hostLines join m2: %q", got)
+	}
+	if got := hostLines(sampleApplyOut, "", "m3"); len(got) != 5 {
+		t.Errorf("hostLines m3: %q", got)
+	}
+	if p, h, msg, ok := applyLine("[wait] 2/3 Nodes Ready"); !ok || p != "wait" || h != "" || msg != "2/3 Nodes Ready" {
+		t.Errorf("applyLine without host: %q %q %q %v", p, h, msg, ok)
+	}
+	if allReadyLine("[wait] 2/3 Nodes Ready") || !allReadyLine("[wait] 3/3 Nodes Ready") {
+		t.Error("allReadyLine")
+	}
+}
+
+func TestKnownHostsHas(t *testing.T) {
+	kh := "10.251.0.11 ssh-ed25519 AAAA1\n10.251.0.13 ssh-ed25519 AAAA3\n[10.251.0.14]:22,m4 ssh-ed25519 AAAA4\n@revoked 10.251.0.12 ssh-ed25519 AAAA2\n"
+	for _, tc := range []struct {
+		host, key string
+		want      bool
+	}{
+		{"10.251.0.13", "ssh-ed25519 AAAA3", true},
+		{"10.251.0.13", "ssh-ed25519 AAAA1", false},
+		{"10.251.0.14", "ssh-ed25519 AAAA4", true},
+		{"10.251.0.12", "ssh-ed25519 AAAA2", false},
+		{"10.251.0.15", "ssh-ed25519 AAAA3", false},
+	} {
+		if got := knownHostsHas(kh, tc.host, tc.key); got != tc.want {
+			t.Errorf("knownHostsHas(%s, %s) = %v", tc.host, tc.key, got)
+		}
+	}
+}
