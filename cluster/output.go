@@ -3,8 +3,8 @@ package cluster
 import (
 	"bytes"
 	"fmt"
-	"regexp"
 	"io"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
