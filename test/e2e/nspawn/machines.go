@@ -515,7 +515,8 @@ func (c *Cluster) start(m *Machine, hs []hierarchy) error {
 	if c.closed {
 		return errors.New("the cluster is being removed")
 	}
-	log, err := os.Create(m.console)
+	// Appended to: a rebooted machine's log keeps its earlier boots.
+	log, err := os.OpenFile(m.console, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -528,12 +529,13 @@ func (c *Cluster) start(m *Machine, hs []hierarchy) error {
 		log.Close()
 		return err
 	}
-	m.cmd = cmd
+	exited := make(chan struct{})
+	m.cmd, m.exited = cmd, exited
 	m.started = time.Now()
 	go func() {
 		_ = cmd.Wait()
 		log.Close()
-		close(m.exited)
+		close(exited)
 	}()
 	return nil
 }

@@ -182,3 +182,26 @@ func TestPrivateDir(t *testing.T) {
 		}
 	}
 }
+
+func TestIsNamespaceInit(t *testing.T) {
+	for _, tc := range []struct {
+		status string
+		want   bool
+	}{
+		{"Name:\tsystemd\nPid:\t4242\nNSpid:\t4242\t1\n", true},
+		{"Name:\tsystemd\nNSpid:\t1\n", false}, // the host's own init
+		{"Name:\tsshd\nNSpid:\t4250\t31\n", false},
+		{"Name:\tx\nNSpid:\t900\t12\t1\n", true}, // nested namespaces
+		{"Name:\told kernel\n", false},
+	} {
+		if got := isNamespaceInit([]byte(tc.status)); got != tc.want {
+			t.Errorf("isNamespaceInit(%q) = %v, want %v", tc.status, got, tc.want)
+		}
+	}
+}
+
+func TestHostInterface(t *testing.T) {
+	if got := (&Machine{Name: "m2"}).HostInterface(); got != "vb-m2" {
+		t.Errorf("m2: %q", got)
+	}
+}
