@@ -21,6 +21,10 @@ type applyHost struct {
 	User, SudoPasswordEnv string
 	// Bastion, when set, is the jump host's address (root logs in there).
 	Bastion string
+	// Port, when set, is the SSH port; InternalAddress the node IP when
+	// Address is not (a proxy in front of the host's sshd).
+	Port            int
+	InternalAddress string
 }
 
 // applyInventory is the scenario's cluster file.
@@ -45,7 +49,14 @@ func (inv applyInventory) YAML() string {
 	fmt.Fprintf(&b, "ssh:\n  user: root\n  keyFile: %s\n  knownHostsFile: %s\n", yamlString(inv.KeyFile), yamlString(inv.KnownHostsFile))
 	b.WriteString("hosts:\n")
 	for _, h := range inv.Hosts {
-		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    roles: [%s]\n", h.Name, h.Address, strings.Join(h.Roles, ", "))
+		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n", h.Name, h.Address)
+		if h.Port != 0 {
+			fmt.Fprintf(&b, "    port: %d\n", h.Port)
+		}
+		if h.InternalAddress != "" {
+			fmt.Fprintf(&b, "    internalAddress: %s\n", h.InternalAddress)
+		}
+		fmt.Fprintf(&b, "    roles: [%s]\n", strings.Join(h.Roles, ", "))
 		if h.User == "" && h.Bastion == "" {
 			continue
 		}
@@ -223,7 +234,20 @@ func uploads(out string) map[string]map[string]int64 {
 // knownHostsHas reports whether an OpenSSH known_hosts file (plain,
 // unhashed entries) pins key ("ssh-ed25519 AAAA...") for host (an address
 // on port 22).
-func knownHostsHas(data, host, key string) bool {
+func knownHostsHas(data, host, key string) bool { return knownHostsHasPort(data, host, 22, key) }
+
+// knownHostsName is how known_hosts names host on port: the address, or
+// [address]:port for a port other than 22.
+func knownHostsName(host string, port int) string {
+	if port == 22 || port == 0 {
+		return host
+	}
+	return fmt.Sprintf("[%s]:%d", host, port)
+}
+
+// knownHostsHasPort is knownHostsHas for an SSH server on port.
+func knownHostsHasPort(data, host string, port int, key string) bool {
+	name := knownHostsName(host, port)
 	for _, l := range strings.Split(data, "\n") {
 		f := strings.Fields(l)
 		if len(f) < 3 || strings.HasPrefix(f[0], "#") || strings.HasPrefix(f[0], "@") {
@@ -233,7 +257,7 @@ func knownHostsHas(data, host, key string) bool {
 			continue
 		}
 		for _, h := range strings.Split(f[0], ",") {
-			if h == host || h == "["+host+"]:22" {
+			if h == name || (port == 22 || port == 0) && h == "["+host+"]:22" {
 				return true
 			}
 		}
@@ -248,4 +272,61 @@ var readyLineRE = regexp.MustCompile(`^\[wait\] (\d+)/(\d+) Nodes Ready`)
 func allReadyLine(line string) bool {
 	m := readyLineRE.FindStringSubmatch(line)
 	return m != nil && m[1] == m[2]
+}
+
+// failedOnRE is apply's line when a step fails: "[prepare] failed on 1 of
+// 2 hosts (m2); nothing after prepare ran:".
+var failedOnRE = regexp.MustCompile(`^\[([a-z-]+)\] failed on (\d+) of (\d+) hosts \(([^)]*)\); nothing after ([a-z-]+) ran`)
+
+// parseFailure reads which step failed and on which hosts from apply's
+// output (the last such line).
+func parseFailure(out string) (step string, hosts []string, ok bool) {
+	lines := strings.Split(out, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		m := failedOnRE.FindStringSubmatch(strings.TrimSpace(lines[i]))
+		if m == nil || m[1] != m[5] {
+			continue
+		}
+		for _, h := range strings.Split(m[4], ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hosts = append(hosts, h)
+			}
+		}
+		return m[1], hosts, true
+	}
+	return "", nil, false
+}
+
+// phasesPrinted lists the phases of apply's progress lines in the order
+// each first appears.
+func phasesPrinted(out string) []string {
+	var phases []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		if p, _, _, ok := applyLine(l); ok && !seen[p] {
+			seen[p] = true
+			phases = append(phases, p)
+		}
+	}
+	return phases
+}
+
+// lineMatch says whether line is the one a trigger waits for: it starts
+// with prefix and holds contains ("" for any).
+func lineMatch(line, prefix, contains string) bool {
+	return strings.HasPrefix(line, prefix) && strings.Contains(line, contains)
+}
+
+// netDelta is what one machine's link carried during a measurement.
+type netDelta struct {
+	Name   string
+	TX, RX int64 // to the machine, from it
+}
+
+// formatBytes writes n bytes in MiB with one decimal (KiB below 1 MiB).
+func formatBytes(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }

@@ -21,13 +21,14 @@ func TestApplyInventoryYAML(t *testing.T) {
 			{Name: "m1", Address: "10.251.0.11", Roles: []string{"control-plane"}},
 			{Name: "m2", Address: "10.251.0.12", Roles: []string{"worker"}, User: "ops", SudoPasswordEnv: "M2_SUDO_PASSWORD"},
 			{Name: "m3", Address: "10.251.0.13", Roles: []string{"worker"}, Bastion: "10.251.0.14"},
+			{Name: "m5", Address: "127.0.0.1", Port: 40123, InternalAddress: "10.251.0.15", Roles: []string{"worker"}},
 		},
 	}
 	c, err := inventory.Parse("cluster.yaml", []byte(inv.YAML()))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, inv.YAML())
 	}
-	if c.KubernetesVersion != "v1.34.3" || c.Bundle != inv.Bundle || len(c.Hosts) != 3 {
+	if c.KubernetesVersion != "v1.34.3" || c.Bundle != inv.Bundle || len(c.Hosts) != 4 {
 		t.Fatalf("parsed %+v", c)
 	}
 	s1 := c.HostSSH(0, "/tmp/work", "/root")
@@ -42,6 +43,9 @@ func TestApplyInventoryYAML(t *testing.T) {
 	if s3.User != "root" || s3.Bastion == nil || s3.Bastion.Address != "10.251.0.14" || s3.Bastion.User != "root" ||
 		s3.Bastion.KeyFile != inv.KeyFile || s3.Bastion.KnownHostsFile != inv.KnownHostsFile {
 		t.Errorf("m3 ssh: %+v bastion %+v", s3, s3.Bastion)
+	}
+	if s5 := c.HostSSH(3, "/tmp/work", "/root"); s5.Port != 40123 || c.Hosts[3].Address != "127.0.0.1" || c.Hosts[3].NodeIP() != "10.251.0.15" {
+		t.Errorf("m5 (behind a proxy): port %d, address %s, node IP %s", s5.Port, c.Hosts[3].Address, c.Hosts[3].NodeIP())
 	}
 	if c.Hosts[0].Roles[0] != inventory.RoleControlPlane || c.Hosts[2].Roles[0] != inventory.RoleWorker {
 		t.Errorf("roles: %v %v", c.Hosts[0].Roles, c.Hosts[2].Roles)
@@ -148,5 +152,64 @@ func TestKnownHostsHas(t *testing.T) {
 		if got := knownHostsHas(kh, tc.host, tc.key); got != tc.want {
 			t.Errorf("knownHostsHas(%s, %s) = %v", tc.host, tc.key, got)
 		}
+	}
+	// A proxy in front of m2's sshd: its key pinned for the proxy's port only.
+	kh += knownHostsName("127.0.0.1", 40123) + " ssh-ed25519 AAAA2\n"
+	if !knownHostsHasPort(kh, "127.0.0.1", 40123, "ssh-ed25519 AAAA2") || knownHostsHas(kh, "127.0.0.1", "ssh-ed25519 AAAA2") ||
+		knownHostsHasPort(kh, "127.0.0.1", 40124, "ssh-ed25519 AAAA2") || knownHostsName("10.0.0.1", 22) != "10.0.0.1" {
+		t.Errorf("knownHostsHasPort / knownHostsName with a port: %q", kh)
+	}
+}
+
+// What apply printed when m2's connection was cut during prepare (the
+// shape of cluster.applier.stop's lines).
+const sampleFailedOut = `[connect] 2 hosts connected
+[facts] m1: x86_64, new
+[upload] m2: bundle (301.2 MiB) to /var/lib/kubeboot/bundles/0123456789abcdef.tar
+[preflight] m1: kubeboot preflight --config - --before-prepare --control-plane
+[prepare] m2: kubeboot init phase prepare --config - --bundle /var/lib/kubeboot/bundles/0123456789abcdef.tar
+[prepare] m2: [init] Running phase prepare on local (node "m2", 10.251.0.12)
+[prepare] failed on 1 of 2 hosts (m2); nothing after prepare ran:
+[prepare] m2: wait: remote command exited without exit status or exit signal
+[prepare] Fix those hosts and run kubeboot apply again: it resumes, and hosts already done are left as they are
+
+HOST  ROLES                   RESULT       TIME   CALLS  WHAT CHANGED
+m1    control-plane           stopped      18.0s     17  kubeboot uploaded, bundle uploaded, prepare: 25 changes
+m2    worker                  failed       17.1s     15  kubeboot uploaded, bundle uploaded
+
+Took 31.4s: connect 300ms, facts 100ms, upload 9.1s, preflight 200ms, prepare 21.7s
+`
+
+func TestApplyFailureParsers(t *testing.T) {
+	step, hosts, ok := parseFailure(sampleFailedOut)
+	if !ok || step != "prepare" || !reflect.DeepEqual(hosts, []string{"m2"}) {
+		t.Errorf("parseFailure: %q %q %v", step, hosts, ok)
+	}
+	if _, _, ok := parseFailure(sampleApplyOut); ok {
+		t.Error("parseFailure on a successful run: ok")
+	}
+	two := "[join] failed on 2 of 3 hosts (m2, m3); nothing after join ran:\n"
+	if step, hosts, ok := parseFailure(two); !ok || step != "join" || !reflect.DeepEqual(hosts, []string{"m2", "m3"}) {
+		t.Errorf("parseFailure, two hosts: %q %q %v", step, hosts, ok)
+	}
+	if got, want := phasesPrinted(sampleFailedOut), []string{"connect", "facts", "upload", "preflight", "prepare"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("phasesPrinted: %q, want %q", got, want)
+	}
+	_, steps, ok := parseTook(sampleFailedOut)
+	if !ok || len(steps) != 5 || steps[4].Name != "prepare" {
+		t.Errorf("parseTook on a failed run: %v %v", steps, ok)
+	}
+	rows := parseSummary(sampleFailedOut)
+	if rows["m2"].Result != "failed" || rows["m1"].Result != "stopped" {
+		t.Errorf("parseSummary on a failed run: %+v", rows)
+	}
+	if !lineMatch("[prepare] m2: [init] Running phase prepare", "[prepare] m2", "") ||
+		lineMatch("[prepare] m21: x", "[prepare] m2:", "") ||
+		!lineMatch("[join] m3: [kubelet-start] Waiting for the kubelet to perform the TLS Bootstrap", "[join] m3:", "Waiting for the kubelet") ||
+		lineMatch("[join] m3: [kubelet-start] Starting the kubelet", "[join] m3:", "Waiting for the kubelet") {
+		t.Error("lineMatch")
+	}
+	if formatBytes(512<<10) != "512.0 KiB" || formatBytes(3<<20+1<<19) != "3.5 MiB" {
+		t.Errorf("formatBytes: %s %s", formatBytes(512<<10), formatBytes(3<<20+1<<19))
 	}
 }
