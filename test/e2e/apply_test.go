@@ -4,11 +4,13 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/test/e2e/components"
 	"github.com/kubeboot/kubeboot/test/e2e/nspawn"
+	"github.com/kubeboot/kubeboot/transport"
 )
 
 // The sudo user of m2 and the variable apply reads its password from.
@@ -31,14 +34,23 @@ const (
 // accepts SSH only from the bastion m4 (not a node).
 //
 //  1. Machine setup over SSH (the ops sudoer on m2; sshd on m3 bastion-only),
-//     each checked.
-//  2. apply with m1 and m2, SIGKILLed at its first "[join] m2" line; apply
+//     each checked; toxiproxy (a process on 127.0.0.1) in front of m2's sshd,
+//     which apply reaches only through it (address 127.0.0.1, the proxy's
+//     port, internalAddress m2's IP; known_hosts pins m2's key there).
+//  2. apply with m1 and m2: m2's SSH connection is cut (the proxy disabled)
+//     in the middle of its prepare; apply fails naming m2, nothing after
+//     prepare ran. Proxy back; apply again, SIGKILLed in m2's join; apply
 //     again resumes and succeeds.
-//  3. m3 added (through the bastion): it joins, m1 and m2 unchanged (files,
-//     pods).
+//  3. m3 added (through the bastion): m3 reboots in the middle of its join
+//     (kubelet started, TLS bootstrap under way); apply fails naming m3.
+//     Once m3 is back (containerd and kubelet enabled at boot, sshd still
+//     bastion-only), apply again: m3 Ready, m1 and m2 unchanged (files, pods).
 //  4. TestTwoNodeCluster's checks on the 3 nodes, with the kubeconfig apply
 //     wrote.
 //  5. apply again: nothing changes on any host, and apply says so per host.
+//
+// It measures the m1+m2 bring-up (faults included: every run's steps, the
+// bytes each machine's link carried) and m3's addition.
 func TestApplyCluster(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the e2e scenario needs root (machines, bridge, cgroups): run `make e2e` as root")
@@ -174,6 +186,52 @@ func TestApplyCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// toxiproxy in front of m2's sshd: apply reaches m2 only through it.
+	const m2Proxy = "m2-ssh"
+	var tp *toxiproxy
+	var m2Port int
+	if err := st.run("toxiproxy in front of m2's sshd", func() error {
+		var err error
+		if tp, err = startToxiproxy(ctx, repo, t.TempDir(), filepath.Join(logDir, "toxiproxy.log")); err != nil {
+			return err
+		}
+		t.Cleanup(tp.stop)
+		port, err := tp.addProxy(ctx, m2Proxy, m2.m.Addr())
+		if err != nil {
+			return err
+		}
+		if m2Port, err = strconv.Atoi(port); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(knownHosts, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(f, "%s %s\n", knownHostsName("127.0.0.1", m2Port), m2.m.HostKey)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		// The harness logs in through it as apply will: strict known_hosts.
+		cfg := c.SSHConfig(m2.m)
+		cfg.Address, cfg.Port, cfg.KnownHostsFile = "127.0.0.1", m2Port, knownHosts
+		h, err := transport.DialSSH(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("ssh to m2 through the proxy: %w", err)
+		}
+		defer h.Close()
+		out, err := transport.Output(ctx, h, "hostname")
+		if err != nil || out != m2.m.Name {
+			return fmt.Errorf("hostname through the proxy: %q, %v", out, err)
+		}
+		t.Logf("PASS m2 through toxiproxy: 127.0.0.1:%d -> %s, its key pinned in %s as %s", m2Port, m2.m.Addr(), filepath.Base(knownHosts), knownHostsName("127.0.0.1", m2Port))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
 	inv := applyInventory{
 		KubernetesVersion: components.KubernetesVersion,
 		Bundle:            b.bundle,
@@ -181,7 +239,7 @@ func TestApplyCluster(t *testing.T) {
 		KnownHostsFile:    knownHosts,
 		Hosts: []applyHost{
 			{Name: m1.m.Name, Address: m1.m.IP.String(), Roles: []string{"control-plane"}},
-			{Name: m2.m.Name, Address: m2.m.IP.String(), Roles: []string{"worker"}, User: sudoUser, SudoPasswordEnv: sudoPasswordEnv},
+			{Name: m2.m.Name, Address: "127.0.0.1", Port: m2Port, InternalAddress: m2.m.IP.String(), Roles: []string{"worker"}, User: sudoUser, SudoPasswordEnv: sudoPasswordEnv},
 		},
 	}
 	writeInventory := func() {
@@ -196,12 +254,18 @@ func TestApplyCluster(t *testing.T) {
 	}
 	k := &kubectl{bin: b.kubectl, kubeconfig: kubeconfig}
 	var runs []*applyRun
-	runApply := func(stage, name, killAt string, killNth int) *applyRun {
+	// runApply runs apply once; wantFail: it is to fail (tr's fault).
+	runApply := func(stage, name string, tr *trigger, wantFail bool) *applyRun {
 		var r *applyRun
 		_ = st.run(stage, func() error {
-			r = apply.run(ctx, name, killAt, killNth)
-			if r.killed {
+			r = apply.run(ctx, name, tr)
+			switch {
+			case r.killed:
 				return nil // as planned
+			case wantFail && r.err != nil:
+				return nil
+			case wantFail:
+				return errors.New("exit 0")
 			}
 			return r.err
 		})
@@ -209,38 +273,60 @@ func TestApplyCluster(t *testing.T) {
 		noteRun(st, r)
 		return r
 	}
+	net := newNetMeter(c)
 
-	// 2. m1 and m2; killed in the middle of m2's join, then resumed. The
-	// kill falls on the second "[join] m2" line: the first is apply naming
-	// the command it starts, the second already the join's own output, so
-	// m2's join has begun (its kubeboot dies at its next write to the
-	// closed connection, or finishes alone).
+	// 2. m1 and m2. First m2's SSH connection is cut in the middle of its
+	// prepare: the proxy is disabled at m2's third prepare line (apply's
+	// command line, prepare's first, its second: m2's prepare is running),
+	// which closes both sides of the connection at once.
+	var cutErr error
+	cut := &trigger{prefix: "[prepare] " + m2.m.Name + ":", nth: 3, do: func() {
+		cutErr = tp.setEnabled(ctx, m2Proxy, false)
+		logf("apply-1: m2's SSH connection cut (toxiproxy %s disabled): %v", m2Proxy, cutErr)
+	}}
+	r1 := runApply("apply #1 (m1, m2; m2's SSH cut in its prepare)", "apply-1", cut, true)
+	if !r1.fired || cutErr != nil {
+		t.Fatalf("FAIL apply #1: m2's connection was not cut in its prepare (fired %v, %v); the last lines:\n%s", r1.fired, cutErr, r1.tail(30))
+	}
+	checkCutRun(ctx, t, r1, m2.m.Name, m1, m2)
+	if err := tp.setEnabled(ctx, m2Proxy, true); err != nil {
+		t.Fatal(err)
+	}
+
+	// Then killed in the middle of m2's join, and resumed. The kill falls
+	// on the second "[join] m2" line: the first is apply naming the
+	// command it starts, the second already the join's own output, so m2's
+	// join has begun (its kubeboot dies at its next write to the closed
+	// connection, or finishes alone).
 	joinM2 := "[join] " + m2.m.Name
-	r1 := runApply("apply #1 (m1, m2; SIGKILL in m2's join)", "apply-1", joinM2, 2)
-	if !r1.killed {
-		if r1.err == nil {
-			r1.err = fmt.Errorf("exit 0; the last lines:\n%s", r1.tail(30))
+	r2 := runApply("apply #2 (again; SIGKILL in m2's join)", "apply-2", &trigger{prefix: joinM2, nth: 2, kill: true}, false)
+	if !r2.killed {
+		if r2.err == nil {
+			r2.err = fmt.Errorf("exit 0; the last lines:\n%s", r2.tail(30))
 		}
-		t.Fatalf("FAIL apply #1 never printed two lines starting %q: %v", joinM2, r1.err)
+		t.Fatalf("FAIL apply #2 never printed two lines starting %q: %v", joinM2, r2.err)
 	}
-	if at, ok := r1.firstLine(func(l string) bool { return strings.HasPrefix(l, joinM2) }); ok {
-		st.note("apply-1: start -> first %q line: %s", joinM2, at.Round(100*time.Millisecond))
+	if at, ok := r2.firstLine(func(l string) bool { return strings.HasPrefix(l, joinM2) }); ok {
+		st.note("apply-2: start -> first %q line: %s", joinM2, at.Round(100*time.Millisecond))
 	}
-	t.Logf("PASS apply #1 reached m2's join and was SIGKILLed in it after %.1fs", r1.took.Seconds())
-	r2 := runApply("apply #2 (resume: the same file)", "apply-2", "", 0)
-	if r2.err != nil {
-		t.Fatalf("FAIL apply #2 (resume after SIGKILL): %v", r2.err)
+	t.Logf("PASS apply #2 reached m2's join and was SIGKILLed in it after %.1fs", r2.took.Seconds())
+	r3 := runApply("apply #3 (resume: the same file)", "apply-3", nil, false)
+	if r3.err != nil {
+		t.Fatalf("FAIL apply #3 (resume after the cut and the SIGKILL): %v", r3.err)
 	}
-	t.Logf("PASS apply #2 resumed and succeeded")
+	t.Logf("PASS apply #3 resumed and succeeded")
 	for _, h := range []string{m1.m.Name, m2.m.Name} {
-		t.Logf("apply #2 on %s: upload %q, join %q", h, hostLines(r2.out(), "upload", h), hostLines(r2.out(), "join", h))
+		t.Logf("apply #3 on %s: upload %q, join %q", h, hostLines(r3.out(), "upload", h), hostLines(r3.out(), "join", h))
 	}
 	if err := st.run("apply #1 start -> m1, m2 Ready (kubectl, apply's kubeconfig)", func() error {
 		return waitNodesReady(ctx, k, 2*time.Minute, m1.m.Name, m2.m.Name)
 	}); err != nil {
-		t.Fatalf("FAIL after apply #2: %v", err)
+		t.Fatalf("FAIL after apply #3: %v", err)
 	}
-	st.note("apply #1 start -> m1, m2 Ready (kill and resume included): %s", time.Since(r1.start).Round(100*time.Millisecond))
+	bringUp := time.Since(r1.start)
+	st.note("apply #1 start -> m1, m2 Ready (cut, kill and 2 re-runs included): %s; apply's own time in the 3 runs: %s",
+		bringUp.Round(100*time.Millisecond), (r1.took + r2.took + r3.took).Round(100*time.Millisecond))
+	net.report(st, logf, "m1+m2 bring-up (apply #1 start -> Nodes Ready)")
 	checkKubeconfig(t, kubeconfig, m1.m.IP.String()+":6443")
 	if err := st.run("-> all kube-system, kube-flannel pods Ready", func() error {
 		return waitSystemPodsReady(ctx, k, 5*time.Minute)
@@ -249,25 +335,76 @@ func TestApplyCluster(t *testing.T) {
 	}
 	st.note("apply #1 start -> all system pods Ready: %s", time.Since(r1.start).Round(100*time.Millisecond))
 
-	// 3. m3 joins through the bastion; m1 and m2 are left alone.
+	// 3. m3 joins through the bastion, rebooting in the middle of its
+	// join; m1 and m2 are left alone.
 	before, err := takeSnapshot(ctx, k, nodes[:2])
 	if err != nil {
 		t.Fatal(err)
 	}
+	// /run is a new tmpfs at each boot: this marker tells that m3 rebooted.
+	const bootMarker = "/run/kubeboot-e2e-before-reboot"
+	if _, err := m3.run(ctx, "", "", "touch", bootMarker); err != nil {
+		t.Fatal(err)
+	}
 	inv.Hosts = append(inv.Hosts, applyHost{Name: m3.m.Name, Address: m3.m.IP.String(), Roles: []string{"worker"}, Bastion: bastion.m.IP.String()})
 	writeInventory()
-	r3 := runApply("apply #3 (+ m3 through the bastion m4)", "apply-3", "", 0)
-	if r3.err != nil {
-		t.Fatalf("FAIL apply #3 (m3 added): %v", r3.err)
+	net = newNetMeter(c)
+	// At "Waiting for the kubelet to perform the TLS Bootstrap": kubelet
+	// runs with the bootstrap kubeconfig, the join waits for its Node. The
+	// reboot is systemd's immediate one: a clean shutdown takes longer
+	// than the join's 2 s wait, which could then finish first.
+	var (
+		rb     nspawn.RebootResult
+		rbErr  error
+		rbDone = make(chan struct{})
+	)
+	reboot := &trigger{prefix: "[join] " + m3.m.Name + ":", contains: "Waiting for the kubelet", do: func() {
+		net.bank(m3.m) // its veth goes with the reboot
+		go func() {
+			defer close(rbDone)
+			rb, rbErr = c.Reboot(ctx, m3.m, true, 30*time.Second)
+		}()
+		logf("apply-4: rebooting m3")
+	}}
+	r4 := runApply("apply #4 (+ m3 through m4; m3 reboots in its join)", "apply-4", reboot, true)
+	if !r4.fired {
+		t.Fatalf("FAIL apply #4 never printed m3's TLS bootstrap wait: %v; the last lines:\n%s", r4.err, r4.tail(30))
 	}
-	if j := hostLines(r3.out(), "join", m3.m.Name); len(j) == 0 {
-		t.Errorf("FAIL apply #3 printed no [join] line for m3")
+	if err := st.run("m3 reboot (down, up to sshd)", func() error {
+		select {
+		case <-rbDone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return rbErr
+	}); err != nil {
+		t.Fatalf("FAIL m3's reboot: %v", err)
+	}
+	st.note("m3: %s", rb)
+	t.Logf("m3: %s", rb)
+	checkRebootRun(t, r4, m3.m.Name)
+	if err := st.run("m3 after its reboot: through m4 only, containerd and kubelet started at boot", func() error {
+		return checkRebooted(ctx, t, c, m3, bastion, knownHosts, bootMarker)
+	}); err != nil {
+		t.Fatalf("FAIL m3 after its reboot: %v", err)
+	}
+	r5 := runApply("apply #5 (again after m3's reboot)", "apply-5", nil, false)
+	if r5.err != nil {
+		t.Fatalf("FAIL apply #5 (after m3's reboot): %v", r5.err)
+	}
+	if j := hostLines(r5.out(), "join", m3.m.Name); len(j) == 0 {
+		t.Errorf("FAIL apply #5 printed no [join] line for m3")
+	} else {
+		t.Logf("apply #5 on m3: join %q", j[0])
 	}
 	if err := waitNodesReady(ctx, k, 2*time.Minute, m1.m.Name, m2.m.Name, m3.m.Name); err != nil {
-		t.Fatalf("FAIL after apply #3: %v", err)
+		t.Fatalf("FAIL after apply #5: %v", err)
 	}
-	t.Logf("PASS apply #3: m3 joined through m4 and is Ready")
-	checkUnchanged(ctx, t, k, "apply #3 (m3 added)", before, nodes[:2])
+	st.note("apply #4 start -> m3 Ready (reboot and re-run included): %s; apply's own time in the 2 runs: %s",
+		time.Since(r4.start).Round(100*time.Millisecond), (r4.took + r5.took).Round(100*time.Millisecond))
+	net.report(st, logf, "m3 added (apply #4 start -> Nodes Ready)")
+	t.Logf("PASS apply #5: m3 joined through m4 after its reboot and is Ready")
+	checkUnchanged(ctx, t, k, "apply #4 and #5 (m3 added, rebooted)", before, nodes[:2])
 
 	// 4. The cluster checks on three nodes.
 	if err := st.run("-> all system pods Ready (3 nodes)", func() error {
@@ -292,12 +429,12 @@ func TestApplyCluster(t *testing.T) {
 	if before, err = takeSnapshot(ctx, k, nodes); err != nil {
 		t.Fatal(err)
 	}
-	r4 := runApply("apply #4 (converged: nothing to do)", "apply-4", "", 0)
-	if r4.err != nil {
-		t.Fatalf("FAIL apply #4 (converged cluster): %v", r4.err)
+	r6 := runApply("apply #6 (converged: nothing to do)", "apply-6", nil, false)
+	if r6.err != nil {
+		t.Fatalf("FAIL apply #6 (converged cluster): %v", r6.err)
 	}
-	checkNothingDone(t, r4, nodeNames(nodes))
-	checkUnchanged(ctx, t, k, "apply #4 (converged)", before, nodes)
+	checkNothingDone(t, r6, nodeNames(nodes))
+	checkUnchanged(ctx, t, k, "apply #6 (converged)", before, nodes)
 
 	// The secrets apply handled appear in none of its outputs.
 	secrets := map[string]string{"m2's sudo password": sudoPassword}
@@ -316,7 +453,7 @@ func TestApplyCluster(t *testing.T) {
 	if l := leaks(secrets, files...); len(l) > 0 {
 		t.Errorf("FAIL secrets in apply's output or log:\n  %s", strings.Join(l, "\n  "))
 	} else {
-		t.Logf("PASS apply's output (4 runs) and log hold none of %d secrets (sudo password, bootstrap tokens)", len(secrets))
+		t.Logf("PASS apply's output (%d runs) and log hold none of %d secrets (sudo password, bootstrap tokens)", len(runs), len(secrets))
 	}
 }
 

@@ -214,15 +214,29 @@ type applyCmd struct {
 	logf       func(format string, args ...any)
 }
 
+// trigger is what the test does to a run of apply when it prints a
+// given line: the nth (from 1) line starting with prefix and holding
+// contains. With kill, apply is SIGKILLed there; do, when set, runs there
+// (apply's output waits for it: it must be quick).
+type trigger struct {
+	prefix, contains string
+	nth              int
+	kill             bool
+	do               func()
+}
+
 // applyRun is one run's output and outcome.
 type applyRun struct {
 	name  string
 	start time.Time
 	took  time.Duration
 	lines []timedLine
-	// killed is set when the run was SIGKILLed at killAt's line.
-	killed bool
-	err    error
+	// fired is set when the trigger's line came (at firedAt); killed when
+	// the run was SIGKILLed there.
+	fired   bool
+	firedAt time.Duration
+	killed  bool
+	err     error
 }
 
 type timedLine struct {
@@ -251,9 +265,8 @@ func (r *applyRun) firstLine(f func(string) bool) (time.Duration, bool) {
 
 func (r *applyRun) tail(n int) string { return tailString(r.out(), n) }
 
-// run runs apply once. With killAt set, the process is SIGKILLed as soon as
-// it prints the killNth line (from 1) starting with killAt.
-func (a *applyCmd) run(ctx context.Context, name, killAt string, killNth int, extra ...string) *applyRun {
+// run runs apply once; tr, when set, acts at its line.
+func (a *applyCmd) run(ctx context.Context, name string, tr *trigger, extra ...string) *applyRun {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
 	defer cancel()
 	r := &applyRun{name: name}
@@ -295,13 +308,19 @@ func (a *applyCmd) run(ctx context.Context, name, killAt string, killNth int, ex
 			fmt.Fprintf(save, "%7.1fs %s\n", at.Seconds(), l)
 		}
 		a.logf("%s %6.1fs | %s", name, at.Seconds(), l)
-		if killAt != "" && !r.killed && strings.HasPrefix(l, killAt) {
-			if seen++; seen < killNth {
+		if tr != nil && !r.fired && lineMatch(l, tr.prefix, tr.contains) {
+			if seen++; seen < max(tr.nth, 1) {
 				continue
 			}
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			r.killed = true
-			a.logf("%s: SIGKILL sent to kubeboot (pid %d) at %q", name, cmd.Process.Pid, l)
+			r.fired, r.firedAt = true, at
+			if tr.kill {
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+				r.killed = true
+				a.logf("%s: SIGKILL sent to kubeboot (pid %d) at %q", name, cmd.Process.Pid, l)
+			}
+			if tr.do != nil {
+				tr.do()
+			}
 		}
 	}
 	pr.Close()
