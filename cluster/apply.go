@@ -548,6 +548,18 @@ func (a *applier) runKubebootCounting(ctx context.Context, step string, hr *host
 			if i := strings.LastIndexByte(last, '\n'); i >= 0 {
 				last = last[i+1:]
 			}
+			if xe.ExitCode == -1 {
+				// No exit status: the connection or the server ended the
+				// session (transport.SSH says why in Stderr), not kubeboot.
+				why := strings.TrimSpace(a.p.redact(xe.Stderr))
+				if i := strings.LastIndexByte(why, '\n'); i >= 0 {
+					why = why[i+1:]
+				}
+				if why == "" {
+					why = "the session ended without an exit status"
+				}
+				return w.changes, fmt.Errorf("kubeboot %s did not finish: %s; its last line: %s (the whole output is above and in the log)", args[0], why, last)
+			}
 			return w.changes, fmt.Errorf("kubeboot %s exited with %d: %s (the whole output is above and in the log)", args[0], xe.ExitCode, last)
 		}
 		return w.changes, err

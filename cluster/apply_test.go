@@ -178,6 +178,11 @@ func (fc *fakeCluster) kubeboot(host string, f *transporttest.Fake, c transport.
 	if c.Stdout != nil {
 		fmt.Fprintf(c.Stdout, "[%s] running on %s\n", step, host)
 	}
+	if lost, ok := strings.CutPrefix(failMsg, "lost: "); fails && ok {
+		// What transport.SSH returns when the session ends without an
+		// exit status.
+		return transport.Result{}, &transport.ExitError{ExitCode: -1, Stderr: lost}
+	}
 	if fails {
 		return transport.Result{}, &transport.ExitError{ExitCode: 1, Stderr: failMsg}
 	}
@@ -415,6 +420,21 @@ func TestApplyStopsBeforeTheNextStep(t *testing.T) {
 	}
 	if status["w1"] != "failed" || status["cp2"] != "failed" || status["w2"] != "stopped" {
 		t.Errorf("statuses: %v", status)
+	}
+}
+
+func TestApplySaysAConnectionWasLost(t *testing.T) {
+	inv := loadTestInventory(t, testInventory)
+	fc := newFakeCluster(t, inv)
+	fc.fail["prepare w1"] = "lost: connection lost"
+	var out bytes.Buffer
+	t.Setenv("W3_SUDO", "x")
+	if _, err := Apply(context.Background(), inv, fc.options(t, &out)); err == nil {
+		t.Fatal("no error")
+	}
+	want := "[prepare] w1: kubeboot init did not finish: connection lost; its last line: [prepare] running on w1"
+	if !strings.Contains(out.String(), want) || strings.Contains(out.String(), "exited with -1") {
+		t.Errorf("output lacks %q (or says exited with -1):\n%s", want, out.String())
 	}
 }
 
