@@ -34,9 +34,10 @@ func exitCode(err error) int {
 
 // checkFailedRun checks a run that was to fail in step on host alone:
 // apply exited non-zero, its last lines name the step and only that host,
-// the summary has host failed and no other host failed or ok, and no step
-// after it ran (its progress lines and its "Took" line stop at step).
-func checkFailedRun(t *testing.T, r *applyRun, step, host string) bool {
+// with the host's error holding why, the summary has host failed and no
+// other host failed or ok, and no step after it ran (its progress lines
+// and its "Took" line stop at step).
+func checkFailedRun(t *testing.T, r *applyRun, step, host, why string) bool {
 	t.Helper()
 	out := r.out()
 	ok := true
@@ -52,6 +53,8 @@ func checkFailedRun(t *testing.T, r *applyRun, step, host string) bool {
 	}
 	if msgs := hostLines(out, step, host); len(msgs) == 0 {
 		fail("no [%s] %s lines", step, host)
+	} else if last := msgs[len(msgs)-1]; !strings.Contains(last, why) {
+		fail("%s's error %q does not say %q", host, last, why)
 	}
 	for h, row := range parseSummary(out) {
 		switch {
@@ -82,7 +85,8 @@ func checkFailedRun(t *testing.T, r *applyRun, step, host string) bool {
 // or joined (nothing after prepare touched a host).
 func checkCutRun(ctx context.Context, t *testing.T, r *applyRun, host string, nodes ...*node) {
 	t.Helper()
-	if !checkFailedRun(t, r, "prepare", host) {
+	// The session ended without an exit status: apply says so.
+	if !checkFailedRun(t, r, "prepare", host, "kubeboot init did not finish: connection lost") {
 		return
 	}
 	const script = `for f in /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf; do [ -e "$f" ] && echo "$f"; done; true`
@@ -102,7 +106,7 @@ func checkCutRun(ctx context.Context, t *testing.T, r *applyRun, host string, no
 // checkRebootRun checks the run in which host rebooted in its join.
 func checkRebootRun(t *testing.T, r *applyRun, host string) {
 	t.Helper()
-	if checkFailedRun(t, r, "join", host) {
+	if checkFailedRun(t, r, "join", host, "kubeboot join did not finish") {
 		msgs := hostLines(r.out(), "join", host)
 		t.Logf("PASS %s: %s rebooted %.1fs in; apply exited %d naming %s alone (%q); nothing after join ran",
 			r.name, host, r.firedAt.Seconds(), exitCode(r.err), host, msgs[len(msgs)-1])
