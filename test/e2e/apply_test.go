@@ -474,6 +474,13 @@ func noteRun(st *stages, r *applyRun) {
 	} else if r.killed {
 		st.note("%s: killed after %s", r.name, r.took.Round(100*time.Millisecond))
 	}
+	if ts := hostTimes(r.out()); len(ts) > 0 {
+		var parts []string
+		for _, h := range ts {
+			parts = append(parts, fmt.Sprintf("%s %s %s", h.Host, h.Step, h.Took.Round(100*time.Millisecond)))
+		}
+		st.note("%s: the hosts' own kubeboot runs: %s", r.name, strings.Join(parts, ", "))
+	}
 	if at, ok := r.firstLine(allReadyLine); ok {
 		st.note("%s: start -> \"[wait] N/N Nodes Ready\": %s", r.name, at.Round(100*time.Millisecond))
 	}

@@ -330,3 +330,31 @@ func formatBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
+
+// hostTime is how long a host's own kubeboot took for one of apply's
+// steps, from its "[init] Done in 15.7s: ..." line.
+type hostTime struct {
+	Step, Host string
+	Took       time.Duration
+}
+
+var doneRE = regexp.MustCompile(`^\[[a-z-]+\] Done in (\S+?):`)
+
+// hostTimes lists the hosts' own "Done in" times apply relayed, in order.
+func hostTimes(out string) []hostTime {
+	var ts []hostTime
+	for _, l := range strings.Split(out, "\n") {
+		p, h, msg, ok := applyLine(l)
+		if !ok || h == "" {
+			continue
+		}
+		m := doneRE.FindStringSubmatch(msg)
+		if m == nil {
+			continue
+		}
+		if d, err := time.ParseDuration(m[1]); err == nil {
+			ts = append(ts, hostTime{p, h, d})
+		}
+	}
+	return ts
+}

@@ -213,3 +213,16 @@ func TestApplyFailureParsers(t *testing.T) {
 		t.Errorf("formatBytes: %s %s", formatBytes(512<<10), formatBytes(3<<20+1<<19))
 	}
 }
+
+func TestHostTimes(t *testing.T) {
+	out := `[prepare] m1: [init] Done in 15.7s: prepare 15.7s
+[prepare] m2: [prepare] Done in a moment
+[init] m1: [init] Done in 13.9s: preflight 380ms, certs 149ms
+[join] m2: [join] Done in 3.1s: discovery 39ms, preflight 151ms, kubelet-start 874ms, kubelet-wait-bootstrap 2s
+[join] m3: already a Ready Node: nothing to do
+`
+	want := []hostTime{{"prepare", "m1", 15700 * time.Millisecond}, {"init", "m1", 13900 * time.Millisecond}, {"join", "m2", 3100 * time.Millisecond}}
+	if got := hostTimes(out); !reflect.DeepEqual(got, want) {
+		t.Errorf("hostTimes: %v, want %v", got, want)
+	}
+}
