@@ -54,7 +54,10 @@ func startToxiproxy(ctx context.Context, repo, dir, logFile string) (*toxiproxy,
 	}
 	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", port)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // not in the test's process group: a Ctrl-C goes to the test
+	// Not in the test's process group (a Ctrl-C goes to the test, which
+	// cleans up); killed with the test process if it dies first (a
+	// signal, a timeout panic) and no cleanup runs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return nil, err
