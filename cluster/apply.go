@@ -218,8 +218,10 @@ func (a *applier) run(ctx context.Context) error {
 	}
 	for _, s := range steps {
 		if a.o.DryRun && s.name == StepUpload {
-			a.dryRun()
-			return nil
+			t := time.Now()
+			err := a.dryRun(ctx)
+			a.result.Steps = append(a.result.Steps, StepTime{StepDryRun, time.Since(t)})
+			return err
 		}
 		t := time.Now()
 		err := s.fn(ctx)
@@ -888,43 +890,6 @@ func writePrivate(p string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), p)
-}
-
-// dryRun says, after the probes, what each host would get; nothing has
-// changed on any host.
-func (a *applier) dryRun() {
-	const s = "dry-run"
-	first := a.first()
-	for _, hr := range a.hosts {
-		var would []string
-		if hr.facts.binarySum != a.binarySum {
-			would = append(would, fmt.Sprintf("upload kubeboot (%s) to %s", mib(a.binarySize), a.binaryPath))
-		}
-		if a.bundle != "" && hr.facts.bundleSum != a.bundleSum {
-			would = append(would, fmt.Sprintf("upload the bundle (%s) to %s", mib(a.bundleSize), a.bundlePath))
-		}
-		if !hr.facts.setUp() {
-			would = append(would, "run "+a.binaryPath+" preflight --config - --before-prepare")
-		}
-		prep := a.binaryPath + " init phase prepare --config -"
-		if a.bundlePath != "" {
-			prep += " --bundle " + a.bundlePath
-		}
-		would = append(would, "run "+prep)
-		switch {
-		case hr == first:
-			would = append(would, "run "+a.binaryPath+" init --config - --skip-phases prepare (token on stdin)")
-		case hr.facts.has["kubelet.conf"]:
-			would = append(would, "join again unless its Node is Ready")
-		default:
-			would = append(would, "run "+a.binaryPath+" join --config - --skip-phases prepare (token and CA pin on stdin)")
-		}
-		for _, w := range would {
-			a.p.line(s, hr.h.Name, "would %s", w)
-		}
-		hr.did("dry run")
-	}
-	a.p.line(s, "", "nothing was changed on any host; run without --dry-run to apply")
 }
 
 // WriteSummary prints one line per host: its result, what it did and its

@@ -116,7 +116,7 @@ host added to the file is joined.
 	fs.StringVarP(&file, "file", "f", "", "The cluster file (kind: Cluster with hosts)")
 	fs.IntVar(&parallel, "parallel", 20, "How many hosts a parallel step works on at once")
 	fs.BoolVar(&acceptNew, "accept-new-host-keys", false, "Record the SSH key of a host that known_hosts does not know yet (a changed key is always refused)")
-	fs.BoolVar(&dryRun, "dry-run", false, "Connect and probe every host, print what each would get, change nothing")
+	fs.BoolVar(&dryRun, "dry-run", false, "Connect and probe every host; print every file each would get (mode, unified diff against its copy; secrets by size) and every command; change nothing")
 	fs.StringVar(&kubeconfigOut, "kubeconfig-out", "admin.conf", "Where to write the cluster's admin kubeconfig (0600)")
 	fs.StringVar(&logFile, "log-file", "kubeboot-apply.log", "A debug log (0600) with every command, its duration, exit code and stderr; secrets redacted; empty: none")
 	fs.StringVar(&binary, "kubeboot-binary", "", "The kubeboot binary to copy to the hosts, for hosts of another architecture (default: this one)")
