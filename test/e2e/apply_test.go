@@ -284,6 +284,19 @@ func TestApplyCluster(t *testing.T) {
 		cutErr = tp.setEnabled(ctx, m2Proxy, false)
 		logf("apply-1: m2's SSH connection cut (toxiproxy %s disabled): %v", m2Proxy, cutErr)
 	}}
+	// apply --dry-run on the new machines: every file each would get, and
+	// nothing on them changes.
+	dryRun := func(stage, name string) *applyRun {
+		var r *applyRun
+		_ = st.run(stage, func() error {
+			r = apply.run(ctx, name, nil, "--dry-run")
+			return r.err
+		})
+		runs = append(runs, r)
+		return r
+	}
+	rd1 := dryRun("apply --dry-run (m1, m2 new)", "apply-dry-run-1")
+	checkDryRunNew(ctx, t, rd1, m1, m2)
 	r1 := runApply("apply #1 (m1, m2; m2's SSH cut in its prepare)", "apply-1", cut, true)
 	if !r1.fired || cutErr != nil {
 		t.Fatalf("FAIL apply #1: m2's connection was not cut in its prepare (fired %v, %v); the last lines:\n%s", r1.fired, cutErr, r1.tail(30))
@@ -434,7 +447,9 @@ func TestApplyCluster(t *testing.T) {
 		t.Fatalf("FAIL apply #6 (converged cluster): %v", r6.err)
 	}
 	checkNothingDone(t, r6, nodeNames(nodes))
-	checkUnchanged(ctx, t, k, "apply #6 (converged)", before, nodes)
+	rd2 := dryRun("apply --dry-run (converged)", "apply-dry-run-2")
+	checkDryRunConverged(t, rd2, nodeNames(nodes))
+	checkUnchanged(ctx, t, k, "apply #6 and --dry-run (converged)", before, nodes)
 
 	// The secrets apply handled appear in none of its outputs.
 	secrets := map[string]string{"m2's sudo password": sudoPassword}
@@ -598,4 +613,72 @@ func summaryText(out string) string {
 		return out[i+1:]
 	}
 	return tailString(out, 15)
+}
+
+// checkDryRunNew checks apply --dry-run on machines kubeboot never touched:
+// it succeeds, shows the first control plane's manifests and every host's
+// prepare files with diffs, shows no secret, and leaves no kubeboot file on
+// any of them.
+func checkDryRunNew(ctx context.Context, t *testing.T, r *applyRun, cp *node, others ...*node) {
+	t.Helper()
+	if r.err != nil {
+		t.Errorf("FAIL %s: %v; the last lines:\n%s", r.name, r.err, r.tail(30))
+		return
+	}
+	out := r.out()
+	want := []string{
+		"[dry-run] " + cp.m.Name + ": would write /etc/kubernetes/manifests/kube-apiserver.yaml (0600, new file, ",
+		"[dry-run] " + cp.m.Name + ":   +++ b/etc/kubernetes/manifests/kube-apiserver.yaml",
+		"[dry-run] " + cp.m.Name + ": would write /etc/kubernetes/pki/ca.key (0600, new file, ",
+		"nothing was changed on any host",
+	}
+	for _, n := range append([]*node{cp}, others...) {
+		want = append(want, "[dry-run] "+n.m.Name+": would write /etc/containerd/config.toml (0644, ")
+	}
+	var bad []string
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			bad = append(bad, "no line "+strconv.Quote(w))
+		}
+	}
+	for _, s := range []string{"PRIVATE KEY-----", "client-key-data:", "token: "} {
+		if strings.Contains(out, s) {
+			bad = append(bad, "a secret is shown ("+s+")")
+		}
+	}
+	for _, n := range append([]*node{cp}, others...) {
+		o, err := n.run(ctx, "", "", "sh", "-c", "ls -d /etc/kubernetes /usr/local/lib/kubeboot /var/lib/kubeboot /etc/sysctl.d/99-kubeboot.conf /etc/modules-load.d/kubeboot.conf 2>/dev/null; true")
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", n.m.Name, err))
+		} else if s := strings.TrimSpace(o); s != "" {
+			bad = append(bad, fmt.Sprintf("%s has after the dry run: %s", n.m.Name, strings.ReplaceAll(s, "\n", " ")))
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("FAIL %s:\n  %s", r.name, strings.Join(bad, "\n  "))
+		return
+	}
+	t.Logf("PASS %s: %d lines, %d files shown with diffs, nothing written on %d hosts, no secret shown, %s",
+		r.name, len(r.lines), strings.Count(out, ": would write "), len(others)+1, r.took.Round(100*time.Millisecond))
+}
+
+// checkDryRunConverged checks apply --dry-run on the converged cluster:
+// no host would get a new or changed file.
+func checkDryRunConverged(t *testing.T, r *applyRun, hosts []string) {
+	t.Helper()
+	if r.err != nil {
+		t.Errorf("FAIL %s: %v; the last lines:\n%s", r.name, r.err, r.tail(30))
+		return
+	}
+	var bad []string
+	for _, l := range strings.Split(r.out(), "\n") {
+		if strings.Contains(l, ": would write ") || strings.Contains(l, ": would upload ") {
+			bad = append(bad, l)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("FAIL %s on the converged cluster would change files:\n  %s", r.name, strings.Join(bad, "\n  "))
+		return
+	}
+	t.Logf("PASS %s on the converged cluster: no file would change on %s (%s)", r.name, strings.Join(hosts, ", "), r.took.Round(100*time.Millisecond))
 }
