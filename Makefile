@@ -3,7 +3,7 @@
 #   make test                                     # unit tests, vet, gofmt, race
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-LDFLAGS := -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
 # Packages with concurrency (key pool, printer, transports, apply) run under -race.
 RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/... ./cluster/...
 

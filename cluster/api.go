@@ -12,8 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
 	"github.com/kubeboot/kubeboot/transport"
@@ -52,11 +52,10 @@ func NewAPI(ctx context.Context, h transport.Host, bindPort int) (API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", inventory.AdminKubeconfig, err)
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	cfg, err := apiclient.RESTConfig(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s on %s: %w", inventory.AdminKubeconfig, h.Name(), err)
 	}
-	cfg.Timeout = phases.APIRequestTimeout
 	for {
 		u, ok := h.(unwrapper)
 		if !ok {

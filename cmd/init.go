@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/certs/copycerts"
@@ -147,10 +148,8 @@ func (o *initOptions) restConfig(ctx context.Context, h transport.Host) (*rest.C
 		if err != nil {
 			return nil, fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
 		}
-		// Bounded like the node's own kubeconfigs: a hung API server must
-		// not hang the online phases.
-		cfg.Timeout = phases.APIRequestTimeout
-		return cfg, nil
+		// Bounded and rate-limited like the node's own kubeconfigs.
+		return apiclient.Tune(cfg), nil
 	}
 	path := inventory.SuperAdminKubeconfig
 	if ok, _ := transport.Exists(ctx, h, path); !ok {

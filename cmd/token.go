@@ -13,11 +13,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/phases"
@@ -33,11 +33,10 @@ func kubeconfigClient(kubeconfig string) ([]byte, kubernetes.Interface, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(b)
+	cfg, err := apiclient.RESTConfig(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
 	}
-	cfg.Timeout = 30 * time.Second
 	c, err := kubernetes.NewForConfig(cfg)
 	return b, c, err
 }

@@ -12,8 +12,8 @@ import (
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -128,7 +128,7 @@ func (d *Data) ExtensionsClient(ctx context.Context) (apiextensionsclient.Interf
 }
 
 // APIRequestTimeout bounds one request of the online phases' API clients.
-const APIRequestTimeout = 30 * time.Second
+const APIRequestTimeout = apiclient.RequestTimeout
 
 // ClientFromKubeconfig builds a client from a kubeconfig file on h, read
 // through the transport so that it works the same over SSH.
@@ -147,11 +147,10 @@ func RESTConfigFromKubeconfig(ctx context.Context, h transport.Host, path string
 	if err != nil {
 		return nil, fmt.Errorf("read %s on %s: %w", path, h.Name(), err)
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(b)
+	cfg, err := apiclient.RESTConfig(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	cfg.Timeout = APIRequestTimeout
 	return cfg, nil
 }
 

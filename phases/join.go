@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
@@ -124,11 +125,10 @@ func (j *JoinState) newClient(kubeconfig []byte) (kubernetes.Interface, error) {
 	if j.NewClient != nil {
 		return j.NewClient(kubeconfig)
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	cfg, err := apiclient.RESTConfig(kubeconfig)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Timeout = 30 * time.Second
 	return kubernetes.NewForConfig(cfg)
 }
 
