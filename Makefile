@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
 # Packages with concurrency (key pool, printer, transports, apply) run under -race.
 RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/... ./cluster/...
 
-.PHONY: build test lint integration e2e bench k8s-binaries clean
+.PHONY: build test lint integration e2e bench bench-apply k8s-binaries clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubeboot ./cmd/kubeboot
@@ -34,6 +34,11 @@ integration:
 # machines, the bundle built from real components (cached in ~/.cache/kubeboot).
 e2e:
 	test/e2e/run.sh
+
+# The clean 1+2 apply on new nspawn machines: start -> 3 Nodes Ready, the
+# step split and the bytes sent (root; about 2 minutes warm; not in CI).
+bench-apply:
+	KUBEBOOT_E2E_BENCH=1 test/e2e/run.sh -test.run TestApplyBench1Plus2
 
 # kubeboot's offline phases against kubeadm's, RSA-2048 and ECDSA-P256.
 bench:
