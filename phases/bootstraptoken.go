@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+	tokenjws "k8s.io/cluster-bootstrap/token/jws"
 
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/bootstraptoken"
@@ -84,7 +85,7 @@ func runBootstrapToken(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	if err := applyClusterInfo(ctx, d, c, kubeconfig); err != nil {
+	if err := applyClusterInfo(ctx, d, c, kubeconfig, tok); err != nil {
 		return err
 	}
 	return applyObjects(ctx, d, tag, clusterInfoRBAC()...)
@@ -285,17 +286,26 @@ func clusterInfoKubeconfig(ctx context.Context, d *Data) (string, error) {
 
 // applyClusterInfo creates kube-public/cluster-info or updates its
 // kubeconfig, keeping the bootstrapsigner's jws-kubeconfig-* signatures of
-// an unchanged kubeconfig.
-func applyClusterInfo(ctx context.Context, d *Data, c kubernetes.Interface, kubeconfig string) error {
+// an unchanged kubeconfig. It signs the kubeconfig for init's own token
+// itself (the detached JWS the bootstrapsigner computes, so the signer
+// finds nothing to change): a node can join as soon as init is done,
+// instead of waiting until kube-controller-manager is elected and its
+// bootstrapsigner has run (about 7 s after a new control plane is up).
+func applyClusterInfo(ctx context.Context, d *Data, c kubernetes.Interface, kubeconfig string, tok bootstraptoken.Token) error {
 	const tag = "bootstrap-token"
 	cms := c.CoreV1().ConfigMaps(metav1.NamespacePublic)
 	what := fmt.Sprintf("ConfigMap %s/%s", metav1.NamespacePublic, bootstrapapi.ConfigMapClusterInfo)
+	sigKey := bootstrapapi.JWSSignatureKeyPrefix + tok.ID
+	sig, err := tokenjws.ComputeDetachedSignature(kubeconfig, tok.ID, tok.Secret)
+	if err != nil {
+		return fmt.Errorf("sign %s for bootstrap token %s: %w", what, tok.ID, err)
+	}
 	live, err := cms.Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		cm := &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: bootstrapapi.ConfigMapClusterInfo, Namespace: metav1.NamespacePublic},
-			Data:       map[string]string{bootstrapapi.KubeConfigKey: kubeconfig},
+			Data:       map[string]string{bootstrapapi.KubeConfigKey: kubeconfig, sigKey: sig},
 		}
 		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create %s: %w", what, err)
@@ -305,17 +315,22 @@ func applyClusterInfo(ctx context.Context, d *Data, c kubernetes.Interface, kube
 	case err != nil:
 		return fmt.Errorf("get %s: %w", what, err)
 	}
-	if live.Data[bootstrapapi.KubeConfigKey] == kubeconfig {
+	if live.Data[bootstrapapi.KubeConfigKey] == kubeconfig && live.Data[sigKey] == sig {
 		reportResult(d, tag, apiclient.Unchanged, what)
 		return nil
+	}
+	note := ""
+	if live.Data[bootstrapapi.KubeConfigKey] != kubeconfig {
+		note = " (the bootstrapsigner signs it again for the other tokens)"
 	}
 	if live.Data == nil {
 		live.Data = map[string]string{}
 	}
 	live.Data[bootstrapapi.KubeConfigKey] = kubeconfig
+	live.Data[sigKey] = sig
 	if _, err := cms.Update(ctx, live, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update %s: %w", what, err)
 	}
-	reportResult(d, tag, apiclient.Updated, what+" (the bootstrapsigner signs it again)")
+	reportResult(d, tag, apiclient.Updated, what+note)
 	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+	tokenjws "k8s.io/cluster-bootstrap/token/jws"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeboot/kubeboot/bootstraptoken"
@@ -210,6 +213,16 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 			if cl.Server != "https://192.168.10.11:6443" || !bytes.Equal(cl.CertificateAuthorityData, ca) {
 				t.Errorf("cluster-info cluster %s", cl.Server)
 			}
+		}
+		// Signed for init's token, as the bootstrapsigner would: a node
+		// joins without waiting for kube-controller-manager.
+		tok, _ := bootstraptoken.Parse(testToken)
+		sig := cm.Data["jws-kubeconfig-"+tok.ID]
+		if !tokenjws.DetachedTokenIsValid(sig, cm.Data["kubeconfig"], tok.ID, tok.Secret) {
+			t.Errorf("cluster-info's jws-kubeconfig-%s %q is not a valid signature of its kubeconfig by the token", tok.ID, sig)
+		}
+		if len(cm.Data) != 2 {
+			t.Errorf("cluster-info has keys %v; want kubeconfig and jws-kubeconfig-%s", slices.Sorted(maps.Keys(cm.Data)), tok.ID)
 		}
 	})
 
