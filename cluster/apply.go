@@ -91,6 +91,7 @@ type facts struct {
 	link       string
 	has        map[string]bool
 	kubeletRun bool
+	free       map[string]diskFree // by directory (probeSpaceScript)
 }
 
 // setUp says whether the host was set up by an earlier run (or by hand).
@@ -132,6 +133,7 @@ type applier struct {
 	bundlePath        string // on the hosts
 	bundleSize        int64
 	bundleArch        string // the manifest's (amd64, arm64)
+	bundleManifest    *bundle.Manifest
 	binarySize        int64
 
 	sec    Secrets
@@ -291,6 +293,7 @@ func (a *applier) local() error {
 				a.inv.Path, b, m.KubernetesVersion, a.inv.KubernetesVersion, a.inv.KubernetesVersion, m.KubernetesVersion)
 		}
 		a.bundleArch = m.Arch
+		a.bundleManifest = m
 	}
 	return nil
 }
@@ -428,14 +431,19 @@ func (a *applier) connect(ctx context.Context) error {
 }
 
 // probeScript prints the host's facts as key=value lines: one round trip,
-// shell builtins but for uname. The kubeboot binary and the bundle count as
+// shell builtins but for uname, and df when something is to be uploaded
+// (the free space it needs). The kubeboot binary and the bundle count as
 // there when their ".ok" marker (written after a verified upload) holds
 // the checksum their path names.
 const probeScript = `echo "arch=$(uname -m)"
-[ -f "$1" ] && read -r s <"$1.ok" && echo "bin=$s"
-[ -n "$2" ] && [ -f "$2" ] && read -r s <"$2.ok" && echo "bundle=$s"
+new=
+{ [ -f "$1" ] && read -r s <"$1.ok" && echo "bin=$s"; } || new=1
+[ -z "$2" ] || { [ -f "$2" ] && read -r s <"$2.ok" && echo "bundle=$s"; } || new=1
 [ /usr/local/bin/kubeboot -ef "$1" ] && echo "link=$1"
 for f in kubelet.conf bootstrap-kubelet.conf admin.conf manifests/kube-apiserver.yaml; do [ -e "/etc/kubernetes/$f" ] && echo "has=$f"; done
+[ -z "$new" ] || {
+` + probeSpaceScript + `
+}
 true`
 
 // verifyScript checks an uploaded file against its checksum on the host
@@ -452,7 +460,7 @@ func (a *applier) probe(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("probe: %w", err)
 		}
-		f := facts{has: map[string]bool{}}
+		f := facts{has: map[string]bool{}, free: map[string]diskFree{}}
 		for _, l := range strings.Split(string(r.Stdout), "\n") {
 			k, v, _ := strings.Cut(strings.TrimSpace(l), "=")
 			switch k {
@@ -466,6 +474,10 @@ func (a *applier) probe(ctx context.Context) error {
 				f.link = v
 			case "has":
 				f.has[v] = true
+			case "free":
+				if dir, df, ok := parseFree(v); ok {
+					f.free[dir] = df
+				}
 			}
 		}
 		hr.facts = f
@@ -474,6 +486,10 @@ func (a *applier) probe(ctx context.Context) error {
 		}
 		if a.bundleArch != "" && bundle.UnameArch(f.arch) != a.bundleArch {
 			return fmt.Errorf("the host is %s, the bundle's binaries are %s: build a bundle for %s", f.arch, a.bundleArch, bundle.UnameArch(f.arch))
+		}
+		needs := spaceNeeds(a.bundleManifest, a.bundleSize, a.bundle != "" && f.bundleSum != a.bundleSum, a.binarySize, f.binarySum != a.binarySum)
+		if err := checkSpace(f.free, needs); err != nil {
+			return err
 		}
 		state := "new"
 		if f.setUp() {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeboot/kubeboot/bundle"
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/transport"
@@ -41,6 +42,8 @@ type fakeCluster struct {
 	active map[string]int  // step → commands running now
 	peak   map[string]int  // step → most at once
 	fail   map[string]string
+	// free is what a host's probe prints for its disk space ("free=" lines).
+	free map[string]string
 	// overlap, when set, holds each command of these steps until another
 	// one of the same step runs (or 2 s), to see parallel steps overlap.
 	overlap map[string]bool
@@ -97,7 +100,7 @@ func testCA(t *testing.T) []byte {
 
 func newFakeCluster(t *testing.T, inv *Inventory) *fakeCluster {
 	fc := &fakeCluster{t: t, inv: inv, hosts: map[string]*transporttest.Fake{}, caPEM: testCA(t),
-		nodes: map[string]bool{}, active: map[string]int{}, peak: map[string]int{}, fail: map[string]string{}}
+		nodes: map[string]bool{}, active: map[string]int{}, peak: map[string]int{}, fail: map[string]string{}, free: map[string]string{}}
 	for i := range inv.Hosts {
 		name := inv.Hosts[i].Name
 		f := transporttest.New(name)
@@ -114,6 +117,7 @@ func newFakeCluster(t *testing.T, inv *Inventory) *fakeCluster {
 			if _, _, ok := f.File(inventory.AdminKubeconfig); ok {
 				b.WriteString("has=admin.conf\n")
 			}
+			b.WriteString(fc.free[name])
 			return transport.Result{Stdout: []byte(b.String())}, nil
 		})
 		f.Handle("ln -sfn", transporttest.Reply(""))
@@ -534,6 +538,72 @@ func TestApplyRefusesABundleOfAnotherVersion(t *testing.T) {
 	}
 }
 
+// A host without the space for what apply would upload fails at facts,
+// named with the file system, before anything is uploaded anywhere.
+func TestApplyRefusesAFullDisk(t *testing.T) {
+	inv := loadTestInventory(t, testInventory)
+	fc := newFakeCluster(t, inv)
+	fc.free["w1"] = "free=/var/lib/kubeboot 1000000 /\nfree=/var/lib/containerd 1000000 /\nfree=/usr/local/lib/kubeboot 0 /usr\n"
+	fc.free["w2"] = "free=/usr/local/lib/kubeboot 1000000 /\n"
+	var out bytes.Buffer
+	t.Setenv("W3_SUDO", "x")
+	_, err := Apply(context.Background(), inv, fc.options(t, &out))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	want := "[facts] w1: not enough disk space: the file system on /usr has 0.0 MiB free, this run needs at least 0.0 MiB there (kubeboot 0.0 MiB in /usr/local/lib/kubeboot)"
+	if !strings.Contains(out.String(), want) || !strings.Contains(err.Error(), "w1") || strings.Contains(out.String(), "[facts] w2: not enough") {
+		t.Errorf("error %v; output lacks %q (or names w2):\n%s", err, want, out.String())
+	}
+	for _, f := range fc.hosts {
+		for _, c := range f.Commands() {
+			if strings.Contains(c, "sha256sum") || strings.HasPrefix(c, "ln ") {
+				t.Errorf("%s: ran %s after the disk check failed", f.Name(), c)
+			}
+		}
+		if _, _, ok := f.File(testBinaryPath); ok {
+			t.Errorf("%s: kubeboot was uploaded", f.Name())
+		}
+	}
+}
+
+func TestCheckSpace(t *testing.T) {
+	m := &bundle.Manifest{Files: []bundle.File{
+		{Path: "bin/kubelet", Type: bundle.TypeBinary, Size: 80 << 20},
+		{Path: "images/a.tar", Type: bundle.TypeImages, Size: 200 << 20},
+	}}
+	const bundleSize, binSize = 281 << 20, 70 << 20
+	one := func(mount string, mib int64) map[string]diskFree {
+		return map[string]diskFree{spaceBundleDir: {mib << 20, mount}, spaceContainerdDir: {mib << 20, mount}, spaceBinaryDir: {mib << 20, mount}}
+	}
+	for _, tc := range []struct {
+		name                 string
+		free                 map[string]diskFree
+		newBundle, newBinary bool
+		want                 string // "" for no error
+	}{
+		// 281 + 280 + 200 + 70 = 831 MiB on one file system.
+		{"one fs, enough", one("/", 900), true, true, ""},
+		{"one fs, short", one("/", 800), true, true, "the file system on / has 800.0 MiB free, this run needs at least 831.0 MiB there (the bundle 281.0 MiB in /var/lib/kubeboot, its files unpacked 280.0 MiB in /var/lib/kubeboot, the images in containerd 200.0 MiB in /var/lib/containerd, kubeboot 70.0 MiB in /usr/local/lib/kubeboot)"},
+		{"bundle there already", one("/", 100), false, true, ""},
+		{"nothing new", one("/", 0), false, false, ""},
+		{"containerd on its own disk, short", map[string]diskFree{
+			spaceBundleDir: {1 << 30, "/"}, spaceBinaryDir: {1 << 30, "/"}, spaceContainerdDir: {100 << 20, "/var/lib/containerd"},
+		}, true, true, "the file system on /var/lib/containerd has 100.0 MiB free, this run needs at least 200.0 MiB there (the images in containerd 200.0 MiB in /var/lib/containerd)"},
+		{"no df on the host", map[string]diskFree{}, true, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkSpace(tc.free, spaceNeeds(m, bundleSize, tc.newBundle, binSize, tc.newBinary))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("error %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want it to hold %q", err, tc.want)
+			}
+		})
+	}
+}
+
 // The probe and the verify scripts, run by a real sh.
 func TestProbeAndVerifyScripts(t *testing.T) {
 	dir := t.TempDir()
@@ -552,14 +622,34 @@ func TestProbeAndVerifyScripts(t *testing.T) {
 	if out := probe(); !strings.HasPrefix(out, "arch="+unameArch(runtime.GOARCH)+"\n") || strings.Contains(out, "bin=") || strings.Contains(out, "bundle=") {
 		t.Errorf("probe before the marker:\n%s", out)
 	}
+	// Every directory's free space, measured on its nearest existing parent.
+	free := map[string]diskFree{}
+	for _, l := range strings.Split(probe(), "\n") {
+		if v, ok := strings.CutPrefix(l, "free="); ok {
+			dir, f, ok := parseFree(v)
+			if !ok {
+				t.Errorf("probe line %q does not parse", l)
+			}
+			free[dir] = f
+		}
+	}
+	for _, d := range []string{spaceBundleDir, spaceContainerdDir, spaceBinaryDir} {
+		if f, ok := free[d]; !ok || f.bytes <= 0 || !strings.HasPrefix(f.mount, "/") {
+			t.Errorf("probe's free space of %s: %+v (%v)", d, f, ok)
+		}
+	}
 	if _, err := transport.NewLocal().Run(ctx, transport.Cmd{Args: []string{"sh", "-c", verifyScript, "sh", strings.Repeat("0", 64), bin}}); err == nil {
 		t.Error("verify accepted a wrong checksum")
 	}
 	if _, err := transport.NewLocal().Run(ctx, transport.Cmd{Args: []string{"sh", "-c", verifyScript, "sh", sum(testBinary), bin}}); err != nil {
 		t.Fatal(err)
 	}
-	if out := probe(); !strings.Contains(out, "\nbin="+sum(testBinary)+"\n") {
-		t.Errorf("probe after the marker:\n%s", out)
+	if out := probe(); !strings.Contains(out, "\nbin="+sum(testBinary)+"\n") || !strings.Contains(out, "free=") {
+		t.Errorf("probe after the marker (the bundle still to upload: the free space):\n%s", out)
+	}
+	r, err := transport.NewLocal().Run(ctx, transport.Cmd{Args: []string{"sh", "-c", probeScript, "sh", bin, ""}})
+	if out := string(r.Stdout); err != nil || !strings.Contains(out, "\nbin="+sum(testBinary)+"\n") || strings.Contains(out, "free=") {
+		t.Errorf("probe with no bundle, after the marker (nothing to upload, so no free space): %v\n%s", err, out)
 	}
 }
 
