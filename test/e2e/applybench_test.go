@@ -110,6 +110,19 @@ func TestApplyBench1Plus2(t *testing.T) {
 	if err := waitNodesReady(ctx, k, time.Minute, names...); err != nil {
 		t.Fatalf("after apply: %v", err)
 	}
+	// The machines' logs, to see where the time went (the control
+	// plane's own logs: when kube-controller-manager signed the CSRs).
+	var nodes []*node
+	for _, m := range c.Machines {
+		h, err := c.Dial(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		nodes = append(nodes, &node{m: m, h: h})
+	}
+	collectLogs(logDir, nodes, b.kubectl, apply.kubeconfig)
+	_, _ = nodes[0].run(ctx, logDir, "control-plane-logs", "sh", "-c", "tail -n 400 /var/log/pods/kube-system_*/*/*.log")
 	ready, ok := r.firstLine(allReadyLine)
 	if !ok {
 		t.Fatalf("apply never printed that all Nodes are Ready; the last lines:\n%s", r.tail(20))
