@@ -91,6 +91,11 @@ func Verify(file string) (*Manifest, error) {
 func (m *Manifest) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Kubernetes %s, %s, CNI plugins %s\n", m.KubernetesVersion, m.Arch, m.CNIPluginsVersion)
+	if m.Role != "" {
+		fmt.Fprintf(&b, "Role: %s only (no %s image), sliced from %s\n", m.Role, strings.Join(ControlPlaneImages, ", "), m.Source)
+	} else {
+		fmt.Fprintf(&b, "Role: every node (control planes and workers)\n")
+	}
 	fmt.Fprintf(&b, "%-34s %-10s %-14s %12s  %s\n", "PATH", "TYPE", "VERSION", "SIZE", "SHA256")
 	var total int64
 	for _, f := range m.Files {

@@ -43,7 +43,12 @@ type Manifest struct {
 	Arch string `json:"arch"`
 	// CNIPluginsVersion is the version of the CNI plugins.
 	CNIPluginsVersion string `json:"cniPluginsVersion"`
-	Files             []File `json:"files"`
+	// Role is the role of the nodes a sliced bundle is for (RoleWorker),
+	// "" for a whole bundle, which is for every node.
+	Role string `json:"role,omitempty"`
+	// Source is the sha256:<hex> of the whole bundle a slice was cut from.
+	Source string `json:"source,omitempty"`
+	Files  []File `json:"files"`
 }
 
 // File is one file of the bundle.
@@ -143,6 +148,14 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 	if !kubeVersionRE.MatchString(m.KubernetesVersion) {
 		return bad("kubernetesVersion %q is not a Kubernetes version", m.KubernetesVersion)
+	}
+	switch {
+	case m.Role == "" && m.Source != "":
+		return bad("source %q without a role", m.Source)
+	case m.Role != "" && m.Role != RoleWorker:
+		return bad("role %q: the only sliced role is %s", m.Role, RoleWorker)
+	case m.Role != "" && !sha256PrefixedRE.MatchString(m.Source):
+		return bad("source %q is not the sha256:<hex> of the bundle it was sliced from", m.Source)
 	}
 	paths := map[string]bool{}
 	installed := map[string]bool{}

@@ -20,7 +20,11 @@ needs for one Kubernetes version, and a manifest of their versions and sha256 su
 Copy it to each node and run "kubeboot init --bundle FILE" (or join --bundle FILE).
 
     kubeboot bundle create --spec bundle.yaml -o kubeboot-v1.34.3-amd64.tar.gz
-    kubeboot bundle inspect kubeboot-v1.34.3-amd64.tar.gz`,
+    kubeboot bundle inspect kubeboot-v1.34.3-amd64.tar.gz
+    kubeboot bundle slice --role worker -o worker.tar.gz kubeboot-v1.34.3-amd64.tar.gz
+
+kubeboot apply slices the bundle itself for hosts that are only workers (and
+caches the slice in ~/.cache/kubeboot/bundles).`,
 	}
 	var spec, output string
 	create := &cobra.Command{
@@ -74,6 +78,49 @@ Copy it to each node and run "kubeboot init --bundle FILE" (or join --bundle FIL
 			return nil
 		},
 	}
-	c.AddCommand(create, inspect)
+	var role, sliceOut string
+	slice := &cobra.Command{
+		Use:   "slice --role worker -o OUT.tar[.gz] BUNDLE",
+		Short: "Write the part of a bundle a worker needs: all but the kube-apiserver, kube-controller-manager, kube-scheduler and etcd images",
+		Long: `Write the part of a bundle a worker needs: the same binaries and CNI plugins, and
+the images without kube-apiserver, kube-controller-manager, kube-scheduler and
+etcd (their own layers go, layers other images share stay). The slice's manifest
+names its role and the sha256 of the bundle it was cut from; a control plane
+refuses it. Every file is checked against the bundle's manifest on the way.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if sliceOut == "" {
+				return fmt.Errorf("bundle slice needs -o OUT.tar[.gz]")
+			}
+			m, err := bundle.Slice(args[0], sliceOut, role, func(format string, args ...any) {
+				fmt.Fprintf(out, "[bundle] "+format+"\n", args...)
+			})
+			if err != nil {
+				return err
+			}
+			fi, err := os.Stat(sliceOut)
+			if err != nil {
+				return err
+			}
+			src, _ := os.Stat(args[0])
+			images := 0
+			for _, f := range m.ByType(bundle.TypeImages) {
+				images += len(f.Images)
+			}
+			fmt.Fprintf(out, "[bundle] Wrote %s (%d bytes, %d%% of the bundle): the %s part of Kubernetes %s for %s, %d files, %d images\n",
+				sliceOut, fi.Size(), percent(fi.Size(), src), m.Role, m.KubernetesVersion, m.Arch, len(m.Files), images)
+			return nil
+		},
+	}
+	slice.Flags().StringVar(&role, "role", bundle.RoleWorker, "The nodes' role: worker (a control plane needs the whole bundle)")
+	slice.Flags().StringVarP(&sliceOut, "output", "o", "", "The archive to write; .tar.gz or .tgz compresses it")
+	c.AddCommand(create, inspect, slice)
 	return c
+}
+
+func percent(n int64, of os.FileInfo) int64 {
+	if of == nil || of.Size() == 0 {
+		return 100
+	}
+	return n * 100 / of.Size()
 }

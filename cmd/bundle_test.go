@@ -24,6 +24,23 @@ func TestBundleCreateAndInspect(t *testing.T) {
 	if err != nil || !strings.Contains(got, "every file matches its sha256") || !strings.Contains(got, "registry.k8s.io/pause:3.10.1") {
 		t.Errorf("inspect: %v\n%s", err, got)
 	}
+	if !strings.Contains(got, "Role: every node") {
+		t.Errorf("inspect does not show the role:\n%s", got)
+	}
+	// The worker slice: without etcd, named a worker bundle by inspect.
+	worker := filepath.Join(dir, "worker.tar.gz")
+	got, err = run(t, "bundle", "slice", "--role", "worker", "-o", worker, out)
+	if err != nil || !strings.Contains(got, "the worker part of Kubernetes v1.34.3 for amd64, 13 files, 2 images") {
+		t.Errorf("slice: %v\n%s", err, got)
+	}
+	got, err = run(t, "bundle", "inspect", worker)
+	if err != nil || !strings.Contains(got, "Role: worker only (no kube-apiserver, kube-controller-manager, kube-scheduler, etcd image), sliced from sha256:") ||
+		strings.Contains(got, "registry.k8s.io/etcd") {
+		t.Errorf("inspect of the slice: %v\n%s", err, got)
+	}
+	if _, err := run(t, "bundle", "slice", worker); err == nil || !strings.Contains(err.Error(), "-o") {
+		t.Errorf("slice without -o: %v", err)
+	}
 	// A bad spec names the file and line; nothing is written.
 	os.WriteFile(spec, []byte("apiVersion: kubeboot.io/v1alpha1\nkind: BundleSpec\nkubernetesVersion: 1.34\n"), 0o644)
 	bad := filepath.Join(dir, "bad.tar")

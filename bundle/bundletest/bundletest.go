@@ -76,6 +76,88 @@ func image(seed string) (config, layer []byte) {
 	return config, layer
 }
 
+// imageOn is an image of two layers: base, shared by every image made on
+// the same base, and its own.
+func imageOn(base, seed string) (config []byte, layers [][]byte) {
+	baseLayer := tarball([]entry{{name: "base", data: []byte("base layer " + base + "\n")}})
+	own := tarball([]entry{{name: seed, data: []byte("content of " + seed + "\n")}})
+	config, _ = json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux",
+		"config": map[string]any{"Entrypoint": []string{"/" + seed}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + sum(baseLayer), "sha256:" + sum(own)}},
+	})
+	return config, [][]byte{baseLayer, own}
+}
+
+// LayerDigest is the sha256:<hex> of the layers imageOn makes: the base's
+// (seed "") or an image's own.
+func LayerDigest(base, seed string) string {
+	_, layers := imageOn(base, seed)
+	if seed == "" {
+		return "sha256:" + sum(layers[0])
+	}
+	return "sha256:" + sum(layers[1])
+}
+
+// DockerArchiveOn is DockerArchive with images of two layers, the first
+// shared by all of them (the base, as images built FROM one base share it).
+// Layers are stored once, as docker save and go-containerregistry do.
+func DockerArchiveOn(base string, refs ...string) []byte {
+	var entries []entry
+	var manifest []map[string]any
+	seen := map[string]bool{}
+	for _, ref := range refs {
+		config, layers := imageOn(base, ref)
+		cfgName := "sha256:" + sum(config)
+		entries = append(entries, entry{cfgName, config})
+		var names []string
+		for _, l := range layers {
+			n := sum(l) + ".tar"
+			if !seen[n] {
+				seen[n] = true
+				entries = append(entries, entry{n, l})
+			}
+			names = append(names, n)
+		}
+		manifest = append(manifest, map[string]any{"Config": cfgName, "RepoTags": []string{ref}, "Layers": names})
+	}
+	m, _ := json.Marshal(manifest)
+	return tarball(append(entries, entry{"manifest.json", m}))
+}
+
+// OCIArchiveOn is OCIArchive with images of two layers, the first shared.
+func OCIArchiveOn(base string, refs ...string) []byte {
+	var entries []entry
+	var index []map[string]any
+	seen := map[string]bool{}
+	add := func(b []byte) {
+		if n := "blobs/sha256/" + sum(b); !seen[n] {
+			seen[n] = true
+			entries = append(entries, entry{n, b})
+		}
+	}
+	for _, ref := range refs {
+		config, layers := imageOn(base, ref)
+		var descs []any
+		for _, l := range layers {
+			descs = append(descs, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + sum(l), "size": len(l)})
+			add(l)
+		}
+		manifest, _ := json.Marshal(map[string]any{
+			"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+			"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + sum(config), "size": len(config)},
+			"layers": descs,
+		})
+		add(config)
+		add(manifest)
+		index = append(index, map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + sum(manifest), "size": len(manifest),
+			"annotations": map[string]string{"io.containerd.image.name": ref}})
+	}
+	idx, _ := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": index})
+	entries = append(entries, entry{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)}, entry{"index.json", idx})
+	return tarball(entries)
+}
+
 // DockerArchive returns a docker-archive tarball (as `docker save` and
 // go-containerregistry's tarball.Write write it) with one image per
 // reference, and the config digest of each.
