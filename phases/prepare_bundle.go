@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/kubeboot/kubeboot/bundle"
+	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -45,14 +46,87 @@ func runPrepareBundleCheck(ctx context.Context, d *Data) error {
 	if machine, err := transport.Output(ctx, d.Host, "uname", "-m"); err == nil && m.Arch != "" && bundle.UnameArch(machine) != m.Arch {
 		return fmt.Errorf("--bundle %s holds %s binaries, but %s is %s (%s)", file, m.Arch, d.Host.Name(), bundle.UnameArch(machine), machine)
 	}
+	role := bundleRoleOf(d, st.plan)
+	if m.Role == bundle.RoleWorker && role == roleControlPlane {
+		return fmt.Errorf("--bundle %s is a worker bundle (kubeboot bundle slice, from %s): it has no %s image, which a control plane runs; give %s the whole bundle",
+			file, m.Source, strings.Join(bundle.ControlPlaneImages, ", "), d.Host.Name())
+	}
 	st.manifest = m
 	images := 0
 	for _, f := range m.ByType(bundle.TypeImages) {
 		images += len(f.Images)
 	}
-	d.Out.Printf("prepare", "Using bundle %s: Kubernetes %s for %s, %d binaries, %d CNI plugins, %d images",
-		file, m.KubernetesVersion, m.Arch, len(m.ByType(bundle.TypeBinary)), len(m.ByType(bundle.TypeCNIPlugin)), images)
+	what := ""
+	if m.Role != "" {
+		what = ", the " + m.Role + " part"
+	}
+	d.Out.Printf("prepare", "Using bundle %s: Kubernetes %s for %s%s, %d binaries, %d CNI plugins, %d images",
+		file, m.KubernetesVersion, m.Arch, what, len(m.ByType(bundle.TypeBinary)), len(m.ByType(bundle.TypeCNIPlugin)), images)
+	if missing := missingImages(d, m, role); len(missing) > 0 {
+		d.Out.Printf("prepare", "[WARNING] The bundle has no %s, which this %s runs: the kubelet will pull it from the registry (an offline node cannot; add it to the bundle, or set imageRepository to the registry the bundle's images name)",
+			strings.Join(missing, ", "), role)
+	}
+	if m.Role == bundle.RoleWorker && role == roleUnknown {
+		d.Out.Printf("prepare", "This is a worker bundle: the node can join as a worker; init and join --control-plane refuse it")
+	}
 	return nil
+}
+
+// The role a node is prepared for, as far as the workflow tells.
+const (
+	roleControlPlane = "control plane"
+	roleWorker       = "worker"
+	// roleUnknown: `init phase prepare` alone, as apply runs it on
+	// every host before any init or join.
+	roleUnknown = "node"
+)
+
+// bundleRoleOf is the role the run prepares the node for: join's tells;
+// init is a control plane unless it runs only prepare (and preflight).
+func bundleRoleOf(d *Data, plan []string) string {
+	if d.Join != nil {
+		if isControlPlane(d) {
+			return roleControlPlane
+		}
+		return roleWorker
+	}
+	for _, p := range plan {
+		top, _, _ := strings.Cut(p, "/")
+		if top != "prepare" && top != "preflight" {
+			return roleControlPlane
+		}
+	}
+	return roleUnknown
+}
+
+// missingImages are the images the node's role runs that the bundle does
+// not hold, by the names the kubelet asks for (templates.Image): pause and
+// kube-proxy on every node, the control plane's own on a control plane.
+func missingImages(d *Data, m *bundle.Manifest, role string) []string {
+	if len(m.ByType(bundle.TypeImages)) == 0 {
+		return nil // no images at all: the kubelet pulls, as without a bundle
+	}
+	have := map[string]bool{}
+	for _, f := range m.ByType(bundle.TypeImages) {
+		for _, im := range f.Images {
+			have[im.Ref] = true
+		}
+	}
+	need := []string{templates.Pause, templates.KubeProxy}
+	if role == roleControlPlane {
+		need = append(need, templates.Etcd, templates.KubeAPIServer, templates.KubeControllerManager, templates.KubeScheduler)
+	}
+	var missing []string
+	for _, c := range need {
+		if role == roleControlPlane && c == templates.Etcd && d.Cfg.Etcd.External != nil {
+			continue
+		}
+		ref := templates.Image(d.Cfg, c)
+		if full, err := bundle.NormalizeRef(ref); err == nil && !have[full] {
+			missing = append(missing, ref)
+		}
+	}
+	return missing
 }
 
 // tarFlags are tar's flags for reading file: op ("-x", "-xO") with gzip's z
