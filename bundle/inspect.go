@@ -31,7 +31,13 @@ func Verify(file string) (*Manifest, error) {
 		return nil, err
 	}
 	defer f.Close()
-	m, tr, err := ReadManifest(f)
+	return VerifyReader(file, f)
+}
+
+// VerifyReader is Verify of a bundle read from r, named file in errors. It
+// reads r to the archive's end; what follows it is left unread.
+func VerifyReader(file string, r io.Reader) (*Manifest, error) {
+	m, tr, err := ReadManifest(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}

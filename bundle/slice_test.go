@@ -287,3 +287,41 @@ func TestImageName(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSlice: the worker part of a bundle of about 48 MiB (the
+// fixture's binaries, and a docker-archive of eight images of 6 MiB each
+// over a shared base, four of them the control plane's).
+func BenchmarkSlice(b *testing.B) {
+	dir := b.TempDir()
+	specPath := bundletest.Fixture(b, dir)
+	var refs []string
+	for _, n := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kube-proxy", "coredns", "flannel", "pause"} {
+		refs = append(refs, "registry.k8s.io/"+n+":v1")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "images/all.tar"), bundletest.DockerArchiveOnSized("base", 6<<20, refs...), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	spec, _ := os.ReadFile(specPath)
+	os.WriteFile(specPath, append(spec, "  - path: images/all.tar\n"...), 0o644)
+	s, err := bundle.LoadSpec(specPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := filepath.Join(dir, "b.tar")
+	if _, err := bundle.Create(s, src, nil); err != nil {
+		b.Fatal(err)
+	}
+	fi, _ := os.Stat(src)
+	b.SetBytes(fi.Size())
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dst := filepath.Join(dir, "w.tar")
+		if _, err := bundle.Slice(src, dst, bundle.RoleWorker, nil); err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			out, _ := os.Stat(dst)
+			b.ReportMetric(float64(out.Size())/float64(fi.Size())*100, "%size")
+		}
+	}
+}

@@ -51,6 +51,11 @@ type Options struct {
 	// StopAfter, when set, ends the run after that step (benchmarks of
 	// the SSH-level steps: connect, facts, upload).
 	StopAfter string
+	// CacheDir holds the workers' part of the bundle
+	// (~/.cache/kubeboot/bundles when empty); WholeBundle sends every
+	// host the whole bundle instead.
+	CacheDir    string
+	WholeBundle bool
 }
 
 // HostResult is what apply did on one host.
@@ -129,12 +134,11 @@ type applier struct {
 
 	binary, binarySum string
 	binaryPath        string // on the hosts
-	bundle, bundleSum string
-	bundlePath        string // on the hosts
-	bundleSize        int64
-	bundleArch        string // the manifest's (amd64, arm64)
-	bundleManifest    *bundle.Manifest
 	binarySize        int64
+	// full is the inventory's bundle, worker its part for the hosts that
+	// are only workers (nil: they get full); bundleFor picks.
+	full, worker *hostBundle
+	bundleArch   string // the manifest's (amd64, arm64)
 
 	sec    Secrets
 	api    API
@@ -278,24 +282,7 @@ func (a *applier) local() error {
 		return fmt.Errorf("--kubeboot-binary: %w", err)
 	}
 	a.binaryPath = path.Join(remoteBinDir, "kubeboot-"+a.binarySum[:16])
-	if b := a.inv.BundlePath(); b != "" {
-		a.bundle = b
-		if a.bundleSum, a.bundleSize, err = fileSum(b); err != nil {
-			return fmt.Errorf("%s: bundle: %w", a.inv.Path, err)
-		}
-		a.bundlePath = path.Join(remoteBundleDir, a.bundleSum[:16]+".tar")
-		m, err := readBundleManifest(b)
-		if err != nil {
-			return fmt.Errorf("%s: bundle %s: %w", a.inv.Path, b, err)
-		}
-		if m.KubernetesVersion != a.inv.KubernetesVersion {
-			return fmt.Errorf("%s: bundle %s carries Kubernetes %s, the cluster is %s: build a bundle for %s (kubeboot bundle create) or set kubernetesVersion: %s",
-				a.inv.Path, b, m.KubernetesVersion, a.inv.KubernetesVersion, a.inv.KubernetesVersion, m.KubernetesVersion)
-		}
-		a.bundleArch = m.Arch
-		a.bundleManifest = m
-	}
-	return nil
+	return a.localBundles()
 }
 
 func readBundleManifest(p string) (*bundle.Manifest, error) {
@@ -456,7 +443,11 @@ func (a *applier) probe(ctx context.Context) error {
 		want = unameArch(runtime.GOARCH)
 	}
 	return a.each(ctx, StepFacts, a.hosts, false, func(ctx context.Context, hr *hostRun) error {
-		r, err := hr.rec.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", probeScript, "sh", a.binaryPath, a.bundlePath}, ReadOnly: true})
+		b, remote := a.bundleFor(hr.h), ""
+		if b != nil {
+			remote = b.remote
+		}
+		r, err := hr.rec.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", probeScript, "sh", a.binaryPath, remote}, ReadOnly: true})
 		if err != nil {
 			return fmt.Errorf("probe: %w", err)
 		}
@@ -487,7 +478,12 @@ func (a *applier) probe(ctx context.Context) error {
 		if a.bundleArch != "" && bundle.UnameArch(f.arch) != a.bundleArch {
 			return fmt.Errorf("the host is %s, the bundle's binaries are %s: build a bundle for %s", f.arch, a.bundleArch, bundle.UnameArch(f.arch))
 		}
-		needs := spaceNeeds(a.bundleManifest, a.bundleSize, a.bundle != "" && f.bundleSum != a.bundleSum, a.binarySize, f.binarySum != a.binarySum)
+		var needs []spaceNeed
+		if b != nil {
+			needs = spaceNeeds(b.m, b.size, f.bundleSum != b.sum, a.binarySize, f.binarySum != a.binarySum)
+		} else {
+			needs = spaceNeeds(nil, 0, false, a.binarySize, f.binarySum != a.binarySum)
+		}
 		if err := checkSpace(f.free, needs); err != nil {
 			return err
 		}
@@ -519,14 +515,14 @@ func (a *applier) upload(ctx context.Context) error {
 				return err
 			}
 		}
-		if a.bundle != "" && hr.facts.bundleSum != a.bundleSum {
-			a.p.line(StepUpload, hr.h.Name, "bundle (%s) to %s", mib(a.bundleSize), a.bundlePath)
-			if err := hr.rec.upload(ctx, a.bundle, a.bundlePath, 0o644, a.bundleSize); err != nil {
+		if b := a.bundleFor(hr.h); b != nil && hr.facts.bundleSum != b.sum {
+			a.p.line(StepUpload, hr.h.Name, "%s (%s) to %s", b.what(), mib(b.size), b.remote)
+			if err := hr.rec.upload(ctx, b.local, b.remote, 0o644, b.size); err != nil {
 				return fmt.Errorf("upload the bundle: %w", err)
 			}
 			// Verified once on the host; the marker spares later runs a
 			// checksum of the whole bundle.
-			if _, err := hr.rec.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", verifyScript, "sh", a.bundleSum, a.bundlePath}}); err != nil {
+			if _, err := hr.rec.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", verifyScript, "sh", b.sum, b.remote}}); err != nil {
 				return fmt.Errorf("the bundle arrived damaged (checksum): %w", err)
 			}
 			hr.did("bundle uploaded")
@@ -631,8 +627,8 @@ func (a *applier) prepare(ctx context.Context) error {
 			return err
 		}
 		args := []string{"init", "phase", "prepare", "--config", "-"}
-		if a.bundlePath != "" {
-			args = append(args, "--bundle", a.bundlePath)
+		if b := a.bundleFor(hr.h); b != nil {
+			args = append(args, "--bundle", b.remote)
 		}
 		n, err := a.runKubebootCounting(ctx, StepPrepare, hr, cfg, args...)
 		hr.changed(StepPrepare, n)

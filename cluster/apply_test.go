@@ -105,11 +105,16 @@ func newFakeCluster(t *testing.T, inv *Inventory) *fakeCluster {
 		name := inv.Hosts[i].Name
 		f := transporttest.New(name)
 		fc.hosts[name] = f
-		f.Handle("sh -c 'echo \"arch=", func(transport.Cmd) (transport.Result, error) {
+		f.Handle("sh -c 'echo \"arch=", func(c transport.Cmd) (transport.Result, error) {
 			var b strings.Builder
 			fmt.Fprintf(&b, "arch=%s\n", unameArch(runtime.GOARCH))
 			if d, _, ok := f.File(testBinaryPath + ".ok"); ok {
 				fmt.Fprintf(&b, "bin=%s\nlink=%s\n", strings.TrimSpace(string(d)), testBinaryPath)
+			}
+			if len(c.Args) > 5 && c.Args[5] != "" {
+				if d, _, ok := f.File(c.Args[5] + ".ok"); ok {
+					fmt.Fprintf(&b, "bundle=%s\n", strings.TrimSpace(string(d)))
+				}
 			}
 			if _, _, ok := f.File(inventory.KubeletKubeconfig); ok {
 				b.WriteString("has=kubelet.conf\n")

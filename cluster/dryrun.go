@@ -61,15 +61,16 @@ func (a *applier) applyWould(hr *hostRun, first bool) []string {
 	if hr.facts.binarySum != a.binarySum {
 		would = append(would, fmt.Sprintf("upload kubeboot (%s) to %s", mib(a.binarySize), a.binaryPath))
 	}
-	if a.bundle != "" && hr.facts.bundleSum != a.bundleSum {
-		would = append(would, fmt.Sprintf("upload the bundle (%s) to %s", mib(a.bundleSize), a.bundlePath))
+	b := a.bundleFor(hr.h)
+	if b != nil && hr.facts.bundleSum != b.sum {
+		would = append(would, fmt.Sprintf("upload the %s (%s) to %s", b.what(), mib(b.size), b.remote))
 	}
 	if !hr.facts.setUp() {
 		would = append(would, "run "+a.binaryPath+" preflight --config - --before-prepare")
 	}
 	prep := a.binaryPath + " init phase prepare --config -"
-	if a.bundlePath != "" {
-		prep += " --bundle " + a.bundlePath
+	if b != nil {
+		prep += " --bundle " + b.remote
 	}
 	would = append(would, "run "+prep)
 	switch {
@@ -125,17 +126,13 @@ func (a *applier) dryRunPhases(ctx context.Context, hr *hostRun, first bool) err
 		opts = phases.Options{}
 	}
 	var notYet []bundle.File
-	if a.bundle != "" {
-		if hr.facts.bundleSum == a.bundleSum {
-			d.Prepare.Bundle = a.bundlePath
+	if b := a.bundleFor(hr.h); b != nil {
+		if hr.facts.bundleSum == b.sum {
+			d.Prepare.Bundle = b.remote
 		} else {
 			// The bundle is not on the host yet: what it installs comes
 			// from the local copy's manifest.
-			m, err := readBundleManifest(a.bundle)
-			if err != nil {
-				return err
-			}
-			notYet = m.Files
+			notYet = b.m.Files
 			opts.Skip = []string{"prepare/binaries", "prepare/images"}
 		}
 	}

@@ -168,6 +168,9 @@ func NewPlan(inv *Inventory, parallel int) *Plan {
 	up := "copy the kubeboot binary to " + remoteBinDir + "/kubeboot-<sha256> where that checksum is not there yet"
 	if bundle != "" {
 		up += ", and the bundle (" + inv.Bundle + ") to " + remoteBundleDir + "/<sha256>.tar where it is missing"
+		if len(workers) > 0 && len(cps) > 0 {
+			up += " (to the hosts that are only workers its worker part, without the control-plane images: cut once on this machine and cached in ~/.cache/kubeboot/bundles)"
+		}
 	}
 	add(Step{Name: StepUpload, Hosts: all, Order: "parallel", Does: up + "; nothing when both are there"})
 	add(Step{Name: StepPreflight, Hosts: all, Order: "parallel", Command: "kubeboot preflight --config - --before-prepare [--control-plane]",

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,22 @@ func TestPlanGolden(t *testing.T) {
 	}
 	golden.Check(t, "plan.txt", text.Bytes())
 	golden.Check(t, "plan.json", js.Bytes())
+}
+
+// With a bundle: the hosts that are only workers get its worker part.
+func TestPlanWithBundle(t *testing.T) {
+	dir := t.TempDir()
+	b := filepath.Join(dir, "kubeboot-v1.34.3-amd64.tar")
+	if err := os.WriteFile(b, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+b+"\n", 1))
+	inv.Bundle = "kubeboot-v1.34.3-amd64.tar" // the golden file names no temporary directory
+	var text bytes.Buffer
+	if err := NewPlan(inv, 2).WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "plan-bundle.txt", text.Bytes())
 }
 
 func TestSSHDialerConfig(t *testing.T) {

@@ -51,7 +51,7 @@ func newApplyCommand(out io.Writer) *cobra.Command {
 	var (
 		file, kubeconfigOut, logFile, binary string
 		parallel                             int
-		acceptNew, dryRun                    bool
+		acceptNew, dryRun, wholeBundle       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f cluster.yaml",
@@ -59,7 +59,8 @@ func newApplyCommand(out io.Writer) *cobra.Command {
 		Long: `Install or converge a whole cluster from one inventory file, over SSH.
 
 apply connects to every host (through its bastion where set), copies the
-kubeboot binary and the bundle where they are missing, runs the node checks on
+kubeboot binary and the bundle where they are missing (to the hosts that are only
+workers the bundle's worker part, without the control-plane images), runs the node checks on
 every new host, prepares every host, initializes the first control plane, joins
 the other control planes one at a time and the workers in parallel, waits for
 every Node to be Ready, and writes the admin kubeconfig. Run it again at any
@@ -104,6 +105,7 @@ host added to the file is joined.
 				Out:           out,
 				Log:           log,
 				Connect:       d.Connect,
+				WholeBundle:   wholeBundle,
 			})
 			cluster.WriteSummary(out, res)
 			if logFile != "" {
@@ -119,6 +121,7 @@ host added to the file is joined.
 	fs.BoolVar(&dryRun, "dry-run", false, "Connect and probe every host; print every file each would get (mode, unified diff against its copy; secrets by size) and every command; change nothing")
 	fs.StringVar(&kubeconfigOut, "kubeconfig-out", "admin.conf", "Where to write the cluster's admin kubeconfig (0600)")
 	fs.StringVar(&logFile, "log-file", "kubeboot-apply.log", "A debug log (0600) with every command, its duration, exit code and stderr; secrets redacted; empty: none")
+	fs.BoolVar(&wholeBundle, "whole-bundle", false, "Send the whole bundle to every host; by default the hosts that are only workers get its worker part (no control-plane images), cut once and cached in ~/.cache/kubeboot/bundles")
 	fs.StringVar(&binary, "kubeboot-binary", "", "The kubeboot binary to copy to the hosts, for hosts of another architecture (default: this one)")
 	return cmd
 }

@@ -76,6 +76,34 @@ func image(seed string) (config, layer []byte) {
 	return config, layer
 }
 
+// DockerArchiveOnSized is DockerArchiveOn with each image's own layer of
+// size bytes (pseudo-random, so it does not compress) and a base of size.
+func DockerArchiveOnSized(base string, size int, refs ...string) []byte {
+	noise := func(seed string) []byte {
+		out := make([]byte, 0, size)
+		h := sha256.Sum256([]byte(seed))
+		for len(out) < size {
+			h = sha256.Sum256(h[:])
+			out = append(out, h[:]...)
+		}
+		return out[:size]
+	}
+	baseLayer := tarball([]entry{{name: "base", data: noise(base)}})
+	var entries []entry
+	var manifest []map[string]any
+	entries = append(entries, entry{sum(baseLayer) + ".tar", baseLayer})
+	for _, ref := range refs {
+		own := tarball([]entry{{name: ref, data: noise(ref)}})
+		config, _ := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux",
+			"rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + sum(baseLayer), "sha256:" + sum(own)}}})
+		cfgName := "sha256:" + sum(config)
+		entries = append(entries, entry{cfgName, config}, entry{sum(own) + ".tar", own})
+		manifest = append(manifest, map[string]any{"Config": cfgName, "RepoTags": []string{ref}, "Layers": []string{sum(baseLayer) + ".tar", sum(own) + ".tar"}})
+	}
+	m, _ := json.Marshal(manifest)
+	return tarball(append(entries, entry{"manifest.json", m}))
+}
+
 // imageOn is an image of two layers: base, shared by every image made on
 // the same base, and its own.
 func imageOn(base, seed string) (config []byte, layers [][]byte) {

@@ -1,0 +1,163 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kubeboot/kubeboot/bundle"
+	"github.com/kubeboot/kubeboot/bundle/bundletest"
+)
+
+// testBundle writes bundletest's fixture bundle (pause and etcd in a
+// docker-archive, coredns in an OCI layout) below dir.
+func testBundle(t *testing.T, dir string) string {
+	t.Helper()
+	spec, err := bundle.LoadSpec(bundletest.Fixture(t, filepath.Join(dir, "src")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "kubeboot-v1.34.3-amd64.tar")
+	if _, err := bundle.Create(spec, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The hosts that are only workers get the worker part of the bundle, cut
+// once into the cache and sent and prepared from; control planes (and a
+// host with both roles) get the whole bundle. A second run cuts and sends
+// nothing.
+func TestApplyWorkersGetTheWorkerPart(t *testing.T) {
+	dir := t.TempDir()
+	whole := testBundle(t, dir)
+	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+whole+"\n", 1)+
+		"  - {name: cw, address: 10.0.0.31, roles: [control-plane, worker]}\n")
+	t.Setenv("W3_SUDO", "x")
+	fc := newFakeCluster(t, inv)
+	cache := filepath.Join(dir, "cache")
+	var out bytes.Buffer
+	o := fc.options(t, &out)
+	o.CacheDir = cache
+	if _, err := Apply(context.Background(), inv, o); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	wholeSum, wholeSize, _ := fileSum(whole)
+	entries, _ := os.ReadDir(cache)
+	if len(entries) != 1 || entries[0].Name() != wholeSum[:16]+"-worker.tar" {
+		t.Fatalf("the cache holds %v, want the worker part alone", entries)
+	}
+	slice := filepath.Join(cache, entries[0].Name())
+	m, err := bundle.Verify(slice)
+	if err != nil || m.Role != bundle.RoleWorker || m.Source != "sha256:"+wholeSum {
+		t.Fatalf("the cached slice: %+v, %v", m, err)
+	}
+	for _, f := range m.Files {
+		for _, im := range f.Images {
+			if bundle.ControlPlaneOnly(im.Ref) {
+				t.Errorf("the workers' part holds %s", im.Ref)
+			}
+		}
+	}
+	sliceSum, sliceSize, _ := fileSum(slice)
+	if sliceSize >= wholeSize {
+		t.Errorf("the worker part is %d bytes, the whole bundle %d", sliceSize, wholeSize)
+	}
+	sliceData, _ := os.ReadFile(slice)
+	wholeData, _ := os.ReadFile(whole)
+	if !strings.Contains(out.String(), "[bundle] the workers get the worker part of the bundle") || !strings.Contains(out.String(), "cut in") {
+		t.Errorf("output does not say the workers' part was cut:\n%s", out.String())
+	}
+	for name, f := range fc.hosts {
+		remote, want := remoteBundleDir+"/"+wholeSum[:16]+".tar", wholeData
+		if strings.HasPrefix(name, "w") {
+			remote, want = remoteBundleDir+"/"+sliceSum[:16]+".tar", sliceData
+		}
+		if got, _, ok := f.File(remote); !ok || !bytes.Equal(got, want) {
+			t.Errorf("%s: %s uploaded %v, or not the right bundle", name, remote, ok)
+		}
+		prepared := false
+		for _, c := range f.Commands() {
+			if strings.Contains(c, " init phase prepare ") {
+				prepared = strings.Contains(c, "--bundle "+remote)
+			}
+		}
+		if !prepared {
+			t.Errorf("%s: prepare did not use %s: %v", name, remote, f.Commands())
+		}
+	}
+	st, _ := os.Stat(slice)
+
+	// Again: the cached part checks, nothing is cut or sent.
+	out.Reset()
+	if _, err := Apply(context.Background(), inv, o); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if st2, _ := os.Stat(slice); !os.SameFile(st, st2) || !st2.ModTime().Equal(st.ModTime()) {
+		t.Error("the cached worker part was cut again")
+	}
+	if !strings.Contains(out.String(), "cut before") || strings.Contains(out.String(), "bundle's worker part (") {
+		t.Errorf("second run:\n%s", out.String())
+	}
+
+	// A damaged cached part is cut again, not sent.
+	os.WriteFile(slice, append(sliceData[:len(sliceData)/2:len(sliceData)/2], make([]byte, len(sliceData)/2+1)...), 0o644)
+	out.Reset()
+	if _, err := Apply(context.Background(), inv, o); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if got, _ := os.ReadFile(slice); !bytes.Equal(got, sliceData) || !strings.Contains(out.String(), "does not check") {
+		t.Errorf("a damaged cache was not cut again:\n%s", out.String())
+	}
+}
+
+// --whole-bundle: every host gets the whole bundle; nothing is cut.
+func TestApplyWholeBundle(t *testing.T) {
+	dir := t.TempDir()
+	whole := testBundle(t, dir)
+	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+whole+"\n", 1))
+	t.Setenv("W3_SUDO", "x")
+	fc := newFakeCluster(t, inv)
+	var out bytes.Buffer
+	o := fc.options(t, &out)
+	o.CacheDir = filepath.Join(dir, "cache")
+	o.WholeBundle = true
+	if _, err := Apply(context.Background(), inv, o); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	sum, _, _ := fileSum(whole)
+	for name, f := range fc.hosts {
+		if _, _, ok := f.File(remoteBundleDir + "/" + sum[:16] + ".tar"); !ok {
+			t.Errorf("%s did not get the whole bundle", name)
+		}
+	}
+	if _, err := os.Stat(o.CacheDir); err == nil {
+		t.Error("--whole-bundle cut a worker part")
+	}
+}
+
+// A worker part given as the inventory's bundle stops apply before it
+// connects, naming the control planes that need the whole one.
+func TestApplyRefusesAWorkerPartAsTheBundle(t *testing.T) {
+	dir := t.TempDir()
+	whole := testBundle(t, dir)
+	part := filepath.Join(dir, "worker.tar")
+	if _, err := bundle.Slice(whole, part, bundle.RoleWorker, nil); err != nil {
+		t.Fatal(err)
+	}
+	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+part+"\n", 1))
+	fc := newFakeCluster(t, inv)
+	var out bytes.Buffer
+	_, err := Apply(context.Background(), inv, fc.options(t, &out))
+	if err == nil || !strings.Contains(err.Error(), "is the worker part of a bundle (sliced from sha256:") || !strings.Contains(err.Error(), "the control planes (cp1, cp2, cp3) need the whole bundle") {
+		t.Fatalf("error: %v", err)
+	}
+	for _, f := range fc.hosts {
+		if len(f.Runs()) > 0 {
+			t.Errorf("%s: ran %v", f.Name(), f.Commands())
+		}
+	}
+}
