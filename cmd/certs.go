@@ -11,7 +11,17 @@ import (
 
 // newCertsCommand is `kubeboot certs`; for now kubeadm's certificate-key.
 func newCertsCommand(out io.Writer) *cobra.Command {
-	c := &cobra.Command{Use: "certs", Short: "Commands related to handling kubernetes certificates"}
+	c := &cobra.Command{
+		Use:   "certs",
+		Short: "Generate the certificate key that seals the control-plane certificates for joining control planes",
+		Long: `Certificate commands. Today there is one: certificate-key, the key that
+'kubeboot init --upload-certs' seals the shared control-plane certificates with
+(the kubeadm-certs Secret) and 'kubeboot join --control-plane' opens them with.
+
+The certificates themselves are made by 'kubeboot init phase certs' (all, or one:
+ca, apiserver, etcd-server, ...); checking their expiry and renewing them are not
+built yet.`,
+	}
 	c.AddCommand(&cobra.Command{
 		Use:   "certificate-key",
 		Short: "Generate certificate keys",

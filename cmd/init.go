@@ -333,26 +333,26 @@ func newPhaseCommand(runner *phases.Runner, argsUse string, args cobra.Positiona
 func phaseHelp(r *phases.Runner) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "The %q command executes the following phases:\n```\n", r.Command)
+	// One description column for every line, however deep.
+	type row struct{ name, short string }
+	var rows []row
+	w := 0
 	var walk func(ps []*phases.Phase, indent string)
 	walk = func(ps []*phases.Phase, indent string) {
-		w := 0
 		for _, p := range ps {
-			if len(p.Name) > w {
-				w = len(p.Name)
-			}
-		}
-		for _, p := range ps {
-			name := p.Name
+			name := indent + p.Name
 			if indent != "" {
-				name = "/" + name
+				name = indent + "/" + p.Name
 			}
-			fmt.Fprintf(&b, "%s%-*s  %s\n", indent, w+1, name, p.Short)
-			if len(p.Phases) > 0 {
-				walk(p.Phases, indent+"  ")
-			}
+			rows = append(rows, row{name, p.Short})
+			w = max(w, len(name))
+			walk(p.Phases, indent+"  ")
 		}
 	}
 	walk(r.Phases, "")
+	for _, x := range rows {
+		fmt.Fprintf(&b, "%-*s  %s\n", w, x.name, x.short)
+	}
 	b.WriteString("```")
 	return b.String()
 }

@@ -192,3 +192,30 @@ func TestLockNodeWaitsForTheHolder(t *testing.T) {
 	}
 	r2()
 }
+
+// Every line of the phase list starts its description in one column.
+func TestPhaseHelpOneColumn(t *testing.T) {
+	for _, r := range []*phases.Runner{phases.InitRunner(), phases.JoinRunner()} {
+		help := phaseHelp(r)
+		body := strings.Split(strings.Trim(help[strings.Index(help, "```")+3:strings.LastIndex(help, "```")], "\n"), "\n")
+		col := -1
+		for _, l := range body {
+			c := strings.Index(l, "  ")
+			if strings.HasPrefix(l, "  ") {
+				c = strings.Index(l[2:], "  ") + 2
+			}
+			for c < len(l) && l[c] == ' ' {
+				c++
+			}
+			if col == -1 {
+				col = c
+			}
+			if c != col {
+				t.Errorf("%s: %q starts its description at %d, the first line at %d", r.Command, l, c, col)
+			}
+		}
+		if len(body) < 10 {
+			t.Errorf("%s: %d phase lines", r.Command, len(body))
+		}
+	}
+}
