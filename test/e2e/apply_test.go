@@ -328,6 +328,13 @@ func TestApplyCluster(t *testing.T) {
 		t.Fatalf("FAIL apply #3 (resume after the cut and the SIGKILL): %v", r3.err)
 	}
 	t.Logf("PASS apply #3 resumed and succeeded")
+	// m2, a worker, got the bundle's worker part in apply #1 and prepared
+	// from it (apply #3 prepared it again after the cut); m1 the whole.
+	if p := workerPartProblems(r1.out()+r3.out(), []string{m1.m.Name}, []string{m2.m.Name}); len(p) > 0 {
+		t.Errorf("FAIL the bundle's worker part: %s", strings.Join(p, "; "))
+	} else {
+		t.Logf("PASS m2 (a worker) got the bundle's worker part and prepared from it, m1 the whole bundle: %q", hostLines(r1.out(), "upload", m2.m.Name))
+	}
 	for _, h := range []string{m1.m.Name, m2.m.Name} {
 		t.Logf("apply #3 on %s: upload %q, join %q", h, hostLines(r3.out(), "upload", h), hostLines(r3.out(), "join", h))
 	}
@@ -396,6 +403,9 @@ func TestApplyCluster(t *testing.T) {
 	st.note("m3: %s", rb)
 	t.Logf("m3: %s", rb)
 	checkRebootRun(t, r4, m3.m.Name)
+	if p := workerPartProblems(r4.out(), nil, []string{m3.m.Name}); len(p) > 0 || !strings.Contains(r4.out(), ", cut before") {
+		t.Errorf("FAIL the bundle's worker part for m3 (cut before, in apply #1): %s", strings.Join(p, "; "))
+	}
 	if err := st.run("m3 after its reboot: through m4 only, containerd and kubelet started at boot", func() error {
 		return checkRebooted(ctx, t, c, m3, bastion, knownHosts, bootMarker)
 	}); err != nil {

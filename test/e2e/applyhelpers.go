@@ -358,3 +358,36 @@ func hostTimes(out string) []hostTime {
 	}
 	return ts
 }
+
+// workerPartProblems checks a run's output for the bundle's worker part:
+// apply says it cut or found it, each worker got (or already had) it and
+// prepared from it, and each control plane got the whole bundle. A host
+// the run did not upload to (the bundle there already) is not checked.
+func workerPartProblems(out string, controlPlanes, workers []string) []string {
+	var bad []string
+	if !strings.Contains(out, "[bundle] the workers get the worker part of the bundle") {
+		bad = append(bad, "apply did not say the workers get the worker part")
+	}
+	for _, h := range workers {
+		for _, l := range hostLines(out, "upload", h) {
+			if strings.HasPrefix(l, "bundle") && !strings.HasPrefix(l, "bundle's worker part (") {
+				bad = append(bad, h+" (a worker) got: "+l)
+			}
+		}
+		used := false
+		for _, l := range hostLines(out, "prepare", h) {
+			used = used || strings.Contains(l, "Using bundle") && strings.Contains(l, ", the worker part,")
+		}
+		if !used {
+			bad = append(bad, h+" (a worker) did not prepare from the worker part")
+		}
+	}
+	for _, h := range controlPlanes {
+		for _, l := range hostLines(out, "upload", h) {
+			if strings.HasPrefix(l, "bundle's") {
+				bad = append(bad, h+" (a control plane) got: "+l)
+			}
+		}
+	}
+	return bad
+}

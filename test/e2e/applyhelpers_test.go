@@ -226,3 +226,22 @@ func TestHostTimes(t *testing.T) {
 		t.Errorf("hostTimes: %v, want %v", got, want)
 	}
 }
+
+func TestWorkerPartProblems(t *testing.T) {
+	good := `[bundle] the workers get the worker part of the bundle (401.2 MiB of 544.0 MiB, no control-plane images): cut in 3.1s to /root/.cache/kubeboot/bundles/0123456789abcdef-worker.tar
+[upload] m1: bundle (544.0 MiB) to /var/lib/kubeboot/bundles/0123456789abcdef.tar
+[upload] m2: bundle's worker part (401.2 MiB) to /var/lib/kubeboot/bundles/fedcba9876543210.tar
+[prepare] m1: [prepare] Using bundle /var/lib/kubeboot/bundles/0123456789abcdef.tar: Kubernetes v1.34.3 for amd64, 6 binaries, 6 CNI plugins, 9 images
+[prepare] m2: [prepare] Using bundle /var/lib/kubeboot/bundles/fedcba9876543210.tar: Kubernetes v1.34.3 for amd64, the worker part, 6 binaries, 6 CNI plugins, 5 images
+`
+	if p := workerPartProblems(good, []string{"m1"}, []string{"m2"}); len(p) > 0 {
+		t.Errorf("good output: %v", p)
+	}
+	bad := strings.NewReplacer("bundle's worker part (401.2", "bundle (544.0", ", the worker part,", ",").Replace(good)
+	if p := workerPartProblems(bad, []string{"m1"}, []string{"m2"}); len(p) != 2 {
+		t.Errorf("the whole bundle on a worker: %v, want 2 problems", p)
+	}
+	if p := workerPartProblems(good, []string{"m2"}, []string{"m1"}); len(p) != 3 {
+		t.Errorf("roles swapped: %v, want 3 problems", p)
+	}
+}
