@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
 # Packages with concurrency (key pool, printer, transports, apply) run under -race.
 RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/... ./cluster/...
 
-.PHONY: build test lint integration e2e bench bench-apply k8s-binaries clean
+.PHONY: build test lint golden integration e2e bench bench-apply k8s-binaries clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubeboot ./cmd/kubeboot
@@ -23,6 +23,11 @@ lint:
 test: lint
 	$(GO) test ./...
 	$(GO) test -race $(RACE_PKGS)
+
+# Rewrite every golden file (test/golden's -update) in the packages that
+# have them; review the diff before committing.
+golden:
+	$(GO) test -count=1 $$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | awk '/kubeboot\/test\/golden/ {print $$1}') -update
 
 # Real etcd and control-plane binaries, as root in a private network namespace;
 # then the golden manifests are compared with what kubeadm v1.34.3's own code renders.

@@ -2,9 +2,7 @@ package bootstraptoken
 
 import (
 	"bytes"
-	"flag"
-	"os"
-	"path/filepath"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,8 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func TestParse(t *testing.T) {
 	t.Parallel()
@@ -304,7 +300,7 @@ func TestFormatTable(t *testing.T) {
 	if err := FormatTable(&buf, infos, now); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "token-list.golden", buf.Bytes())
+	golden.Check(t, "token-list.golden", buf.Bytes())
 
 	buf.Reset()
 	if err := FormatTable(&buf, nil, now); err != nil {
@@ -351,19 +347,3 @@ func stringData(s *corev1.Secret) map[string]string {
 }
 
 // golden compares got with testdata/name, rewriting it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./bootstraptoken -update to create it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("output differs from %s (go test ./bootstraptoken -update rewrites it):\n--- got\n%s--- want\n%s", p, got, want)
-	}
-}

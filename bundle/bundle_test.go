@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
-	"flag"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,29 +16,6 @@ import (
 	"github.com/kubeboot/kubeboot/bundle"
 	"github.com/kubeboot/kubeboot/bundle/bundletest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (go test ./bundle -update writes it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", p, got, want)
-	}
-}
 
 func TestCreateAndVerify(t *testing.T) {
 	for _, name := range []string{"b.tar", "b.tar.gz"} {
@@ -63,7 +40,7 @@ func TestCreateAndVerify(t *testing.T) {
 				t.Errorf("output directory holds %d entries, want the bundle only", len(entries))
 			}
 			mb, _ := m.Marshal()
-			golden(t, "manifest.json", mb) // the same for .tar and .tar.gz
+			golden.Check(t, "manifest.json", mb) // the same for .tar and .tar.gz
 			// The first entry is the manifest, and the archive verifies.
 			f, _ := os.Open(out)
 			defer f.Close()

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"io"
 	"os"
 	"path/filepath"
@@ -132,7 +133,7 @@ func TestSliceWorker(t *testing.T) {
 			enc.SetEscapeHTML(false)
 			enc.SetIndent("", "  ")
 			enc.Encode(gm)
-			golden(t, "manifest-worker.json", mb.Bytes())
+			golden.Check(t, "manifest-worker.json", mb.Bytes())
 
 			// Binaries and plugins as they were; images without the
 			// control plane's; the tarball of kube-controller-manager

@@ -3,9 +3,7 @@ package certs_test
 import (
 	"crypto"
 	"crypto/x509"
-	"flag"
-	"os"
-	"path/filepath"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,8 +16,6 @@ import (
 	"github.com/kubeboot/kubeboot/certs/certstest"
 	"github.com/kubeboot/kubeboot/inventory"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // servers are where the test kubeconfigs point, as the kubeconfig phase
 // chooses: the control-plane endpoint, or the node's own API server.
@@ -87,20 +83,7 @@ func TestBuildKubeconfigGolden(t *testing.T) {
 		t.Run(spec.Name, func(t *testing.T) {
 			data := kubeconfig(t, cfg, spec, p, keys, now)
 
-			golden := filepath.Join("testdata", spec.Name+".golden")
-			got := normalise(data)
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("%s differs (run with -update to accept):\n--- got\n%s\n--- want\n%s", golden, got, want)
-			}
+			golden.Check(t, spec.Name+".golden", normalise(data))
 
 			// What the placeholders hide.
 			kc, err := clientcmd.Load(data)

@@ -2,9 +2,7 @@ package discovery
 
 import (
 	"bytes"
-	"flag"
-	"os"
-	"path/filepath"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"strings"
 	"testing"
 
@@ -13,8 +11,6 @@ import (
 
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // fakeCAPEM stands in for a CA in golden files (BootstrapKubeconfig copies
 // it without parsing).
@@ -29,7 +25,7 @@ func TestBootstrapKubeconfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "bootstrap-kubelet.conf", got)
+	golden.Check(t, "bootstrap-kubelet.conf", got)
 
 	config, err := clientcmd.Load(got)
 	if err != nil {
@@ -93,19 +89,3 @@ func TestBootstrapKubeconfigErrors(t *testing.T) {
 }
 
 // golden compares got with testdata/name, rewriting it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./discovery -update to create it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("output differs from %s (go test ./discovery -update rewrites it):\n--- got\n%s--- want\n%s", p, got, want)
-	}
-}

@@ -3,34 +3,14 @@ package inventory
 import (
 	"bytes"
 	"errors"
-	"flag"
-	"os"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
 // golden compares got with testdata/name, or writes it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./inventory -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test ./inventory -update rewrites it)\n--- got:\n%s\n--- want:\n%s", p, got, want)
-	}
-}
 
 func TestLoadValid(t *testing.T) {
 	files, _ := filepath.Glob("testdata/valid-*.yaml")
@@ -113,7 +93,7 @@ func TestLoadInvalid(t *testing.T) {
 					t.Errorf("first error has no line or field: %#v", fe[0])
 				}
 			}
-			golden(t, strings.TrimSuffix(filepath.Base(f), ".yaml")+".err", []byte(err.Error()+"\n"))
+			golden.Check(t, strings.TrimSuffix(filepath.Base(f), ".yaml")+".err", []byte(err.Error()+"\n"))
 		})
 	}
 }
@@ -123,7 +103,7 @@ func TestDefaultsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "defaults.golden.yaml", b)
+	golden.Check(t, "defaults.golden.yaml", b)
 	if bytes.Contains(b, []byte("\t")) || !bytes.Contains(b, []byte("\n  podSubnet: 10.244.0.0/16\n")) {
 		t.Errorf("not 2-space indented:\n%s", b)
 	}

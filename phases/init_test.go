@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"flag"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +18,6 @@ import (
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // fixedNow keeps certificates and output reproducible.
 var fixedNow = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
@@ -171,7 +168,7 @@ func TestInitRerunChangesNothing(t *testing.T) {
 			t.Errorf("the second run ran %q", c)
 		}
 	}
-	golden(t, "rerun-output.golden", out.String())
+	golden.Check(t, "rerun-output.golden", []byte(out.String()))
 }
 
 // TestInitOutput pins what a first run prints.
@@ -181,7 +178,7 @@ func TestInitOutput(t *testing.T) {
 	if err := InitRunner().Run(context.Background(), newData(t, cfg, fakeNode(t, false), &out), offline); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "init-output.golden", out.String())
+	golden.Check(t, "init-output.golden", []byte(out.String()))
 }
 
 func snapshot(h *transporttest.Fake) string {
@@ -362,23 +359,3 @@ func TestDryRunWritesBelowDir(t *testing.T) {
 }
 
 // golden compares got with testdata/name, rewriting it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	got = regexp.MustCompile(`\s+$`).ReplaceAllString(got, "") + "\n"
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("output differs from %s (go test ./phases -update rewrites it):\n--- got\n%s--- want\n%s", p, got, want)
-	}
-}

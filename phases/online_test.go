@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"maps"
 	"net"
 	"net/http"
@@ -116,7 +117,7 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 	if err := InitRunner().Run(ctx, n.data(t, &out), online); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	golden(t, "online-output.golden", maskRandom(out.String()))
+	golden.Check(t, "online-output.golden", []byte(maskRandom(out.String())))
 	c := n.client
 
 	t.Run("objects", func(t *testing.T) {
@@ -282,7 +283,7 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 				t.Errorf("second run did %s %s", v, a.GetResource().Resource)
 			}
 		}
-		golden(t, "online-rerun-output.golden", maskRandom(out2.String()))
+		golden.Check(t, "online-rerun-output.golden", []byte(maskRandom(out2.String())))
 	})
 }
 
@@ -308,7 +309,7 @@ func TestOnlineDryRunSendsNothing(t *testing.T) {
 	if len(dry.Actions()) != 0 {
 		t.Errorf("the online dry run changed the host: %v", dry.Actions())
 	}
-	golden(t, "online-dryrun-output.golden", maskRandom(out.String()))
+	golden.Check(t, "online-dryrun-output.golden", []byte(maskRandom(out.String())))
 }
 
 func TestWaitControlPlane(t *testing.T) {
@@ -500,7 +501,7 @@ func TestClusterConfigFromConfigMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "kubeadm-config.golden", cm.Data[ClusterConfigurationKey]+"---\n"+cm.Data[KubebootConfigurationKey])
+	golden.Check(t, "kubeadm-config.golden", []byte(cm.Data[ClusterConfigurationKey]+"---\n"+cm.Data[KubebootConfigurationKey]))
 	if strings.Contains(cm.Data[KubebootConfigurationKey], "cp1") || strings.Contains(cm.Data[KubebootConfigurationKey], "192.168.10.11") {
 		t.Errorf("the uploaded kubeboot configuration carries the node's name or address")
 	}

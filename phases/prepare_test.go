@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"os"
 	"strings"
 	"testing"
@@ -36,8 +37,8 @@ func TestPrepareFromBundle(t *testing.T) {
 	if err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, testBundle), Options{}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	golden(t, "prepare-bundle-output.golden", out.String())
-	golden(t, "prepare-bundle-commands.golden", strings.Join(h.Commands(), "\n")+"\n")
+	golden.Check(t, "prepare-bundle-output.golden", []byte(out.String()))
+	golden.Check(t, "prepare-bundle-commands.golden", []byte(strings.Join(h.Commands(), "\n")+"\n"))
 
 	// The binaries, at the paths the units and kubeadm expect, with their
 	// contents and modes.
@@ -107,7 +108,7 @@ func TestPrepareFromBundle(t *testing.T) {
 	if h.restarts["containerd"] != 1 {
 		t.Errorf("the second run restarted containerd")
 	}
-	golden(t, "prepare-bundle-rerun.golden", out.String())
+	golden.Check(t, "prepare-bundle-rerun.golden", []byte(out.String()))
 }
 
 // TestPrepareBadSumInstallsNothing: one damaged file in the bundle stops the

@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"github.com/kubeboot/kubeboot/test/golden"
 	"strings"
 	"testing"
 
@@ -46,7 +47,7 @@ func TestContainerdConfig(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.golden, func(t *testing.T) {
 			got := ContainerdConfig(tc.cfg, tc.opts)
-			golden(t, tc.golden, got)
+			golden.Check(t, tc.golden, got)
 			var doc map[string]any
 			if _, err := toml.Decode(string(got), &doc); err != nil {
 				t.Fatalf("not TOML: %v\n%s", err, got)
@@ -122,7 +123,7 @@ func TestContainerdHostsTOML(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.registry, func(t *testing.T) {
 			got := ContainerdHostsTOML(tc.registry, tc.mirrors)
-			golden(t, "containerd/hosts-"+strings.ReplaceAll(tc.registry, ":", "_")+".toml", got)
+			golden.Check(t, "containerd/hosts-"+strings.ReplaceAll(tc.registry, ":", "_")+".toml", got)
 			var doc map[string]any
 			md, err := toml.Decode(string(got), &doc)
 			if err != nil {
@@ -155,8 +156,8 @@ func TestContainerdHostsTOML(t *testing.T) {
 }
 
 func TestUnits(t *testing.T) {
-	golden(t, "containerd/containerd.service", ContainerdService(""))
-	golden(t, "containerd/kubelet.service", KubeletService())
+	golden.Check(t, "containerd/containerd.service", ContainerdService(""))
+	golden.Check(t, "containerd/kubelet.service", KubeletService())
 	if !strings.Contains(string(ContainerdService("/usr/local/bin/containerd")), "\nExecStart=/usr/local/bin/containerd\n") {
 		t.Errorf("ContainerdService ignores its path")
 	}

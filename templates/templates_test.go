@@ -2,11 +2,9 @@ package templates
 
 import (
 	"bytes"
-	"flag"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"net/netip"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -17,8 +15,6 @@ import (
 
 	"github.com/kubeboot/kubeboot/inventory"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 type testCase struct {
 	name     string
@@ -89,27 +85,6 @@ func testCases() []testCase {
 	}
 }
 
-func golden(t *testing.T, file string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", file)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./templates -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", p, got, want)
-	}
-}
-
 func TestGolden(t *testing.T) {
 	for _, tc := range testCases() {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,18 +97,18 @@ func TestGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				golden(t, tc.name+"/"+name+".yaml", b)
+				golden.Check(t, tc.name+"/"+name+".yaml", b)
 			}
 			kc, err := KubeletConfig(tc.cfg, tc.kubelet)
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name+"/kubelet/config.yaml", kc)
-			golden(t, tc.name+"/kubelet/kubeadm-flags.env", KubeletFlagsEnv(tc.cfg, tc.hostname))
-			golden(t, tc.name+"/kubelet/instance-config.yaml", KubeletInstanceConfig(tc.cfg))
+			golden.Check(t, tc.name+"/kubelet/config.yaml", kc)
+			golden.Check(t, tc.name+"/kubelet/kubeadm-flags.env", KubeletFlagsEnv(tc.cfg, tc.hostname))
+			golden.Check(t, tc.name+"/kubelet/instance-config.yaml", KubeletInstanceConfig(tc.cfg))
 		})
 	}
-	golden(t, "10-kubeadm.conf", KubeletDropIn("/usr/bin/kubelet"))
+	golden.Check(t, "10-kubeadm.conf", KubeletDropIn("/usr/bin/kubelet"))
 }
 
 func TestStaticPods(t *testing.T) {
@@ -600,7 +575,7 @@ func TestEtcdJoinPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "join-etcd/etcd.yaml", b)
+	golden.Check(t, "join-etcd/etcd.yaml", b)
 	cmd := strings.Join(pod.Spec.Containers[0].Command, " ")
 	for _, want := range []string{
 		"--initial-cluster=cp1=https://192.168.1.11:2380,node1=https://192.168.1.10:2380",

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
-	"flag"
 	"fmt"
+	"github.com/kubeboot/kubeboot/test/golden"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -25,8 +23,6 @@ import (
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/templates"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const mirrorRepo = "registry.aliyuncs.com/google_containers"
 
@@ -97,32 +93,11 @@ func renderCase(t *testing.T, tc testCase) map[string][]byte {
 	return out
 }
 
-func golden(t *testing.T, file string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", file)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./templates/addons -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run go test ./templates/addons -update and review the diff)", p)
-	}
-}
-
 func TestGolden(t *testing.T) {
 	for _, tc := range testCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			for file, b := range renderCase(t, tc) {
-				golden(t, tc.name+"/"+file, b)
+				golden.Check(t, tc.name+"/"+file, b)
 			}
 		})
 	}
