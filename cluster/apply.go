@@ -433,6 +433,8 @@ for f in kubelet.conf bootstrap-kubelet.conf admin.conf manifests/kube-apiserver
 }
 true`
 
+func init() { transport.RegisterReadOnlyScript(probeScript) }
+
 // verifyScript checks an uploaded file against its checksum on the host
 // and writes the ".ok" marker the probe reads.
 const verifyScript = `echo "$1  $2" | sha256sum -c --quiet && echo "$1" >"$2.ok.tmp" && mv "$2.ok.tmp" "$2.ok"`

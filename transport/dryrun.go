@@ -70,6 +70,9 @@ func (d *DryRun) Actions() []Action {
 // are recorded.
 func (d *DryRun) Run(ctx context.Context, c Cmd) (Result, error) {
 	if c.ReadOnly {
+		if !ReadOnlyCommand(c.Args) {
+			return Result{}, fmt.Errorf("dry run: %s is marked read-only but is not a command known to change nothing (transport.ReadOnlyCommand); it was not run", Quote(c.Args))
+		}
 		return d.Inner.Run(ctx, c)
 	}
 	if c.Stdin != nil {

@@ -24,7 +24,8 @@ type Cmd struct {
 	Stdin io.Reader
 	// ReadOnly marks a command that does not change the host (systemctl
 	// is-active, uname). A dry run executes read-only commands and only
-	// records the others.
+	// records the others; a command marked read-only must be on
+	// ReadOnlyCommand's list, or a dry run refuses it.
 	ReadOnly bool
 	// Stdout and Stderr, when set, receive the command's output as it
 	// arrives; Result.Stdout is then empty, while stderr is still kept in

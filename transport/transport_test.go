@@ -106,9 +106,17 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("dry run ran a mutating command")
 	}
-	out, err := Output(ctx, d, "echo", "hello")
-	if err != nil || out != "hello" {
+	out, err := Output(ctx, d, "uname", "-s")
+	if err != nil || out != "Linux" {
 		t.Errorf("read-only command: %q, %v", out, err)
+	}
+	// A command marked read-only that is not known to be is refused,
+	// not run.
+	if _, err := d.Run(ctx, Cmd{Args: []string{"touch", marker}, ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "is marked read-only but is not a command known to change nothing") {
+		t.Errorf("a mislabelled command: %v", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("dry run ran a mislabelled command")
 	}
 	acts := d.Actions()
 	if len(acts) != 2 || acts[0].Kind != "write" || acts[1].Kind != "run" || acts[1].String() != "would run: touch "+marker {

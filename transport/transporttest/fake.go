@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"path"
@@ -178,6 +179,11 @@ func (f *Fake) Run(ctx context.Context, c transport.Cmd) (transport.Result, erro
 	}
 	if len(c.Args) == 0 {
 		return transport.Result{}, errors.New("run: empty command")
+	}
+	if c.ReadOnly && !transport.ReadOnlyCommand(c.Args) {
+		// As DryRun does: a wrong label would change a real host in a
+		// dry run.
+		return transport.Result{}, fmt.Errorf("%s: %s is marked read-only but is not on transport.ReadOnlyCommand's list", f.name, transport.Quote(c.Args))
 	}
 	var stdin []byte
 	if c.Stdin != nil {

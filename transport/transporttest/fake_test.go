@@ -158,8 +158,13 @@ func TestFakeCommands(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode != 3 || ee.Host != "m1" || !reflect.DeepEqual(ee.Args, []string{"systemctl", "is-active", "firewalld"}) {
 		t.Errorf("firewalld: %#v", err)
 	}
-	if out, _ := transport.Output(ctx, f, "systemctl", "daemon-reload"); out != "generic" {
+	if r, _ := f.Run(ctx, transport.Cmd{Args: []string{"systemctl", "daemon-reload"}}); string(r.Stdout) != "generic" {
 		t.Errorf("daemon-reload = %q, want the shorter prefix's answer", out)
+	}
+	// A command marked read-only that transport.ReadOnlyCommand does not
+	// know is refused, as a dry run refuses it.
+	if _, err := f.Run(ctx, transport.Cmd{Args: []string{"systemctl", "restart", "kubelet"}, ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "is marked read-only") {
+		t.Errorf("a mislabelled command: %v", err)
 	}
 	if _, err := f.Run(ctx, transport.Cmd{Args: []string{"kubectl", "apply", "-f", "-"}, Stdin: strings.NewReader("kind: Pod")}); err != nil {
 		t.Fatal(err)
