@@ -1,0 +1,104 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubeboot/kubeboot/transport/transporttest"
+)
+
+// initNode is a node on which every init phase but prepare runs: fakeNode's
+// systemd host, healthy for preflight, with a fake API for the online phases.
+func initNode(t *testing.T) (*onlineNode, *transporttest.Counter) {
+	t.Helper()
+	h := fakeNode(t, true)
+	pfMakeHealthy(h)
+	n := &onlineNode{h: h, cfg: testConfig(), client: fake.NewClientset(), ext: apiextensionsfake.NewClientset(), health: &fakeHealth{}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cp1", Labels: map[string]string{"kubernetes.io/hostname": "cp1"}}}
+	if _, err := n.client.CoreV1().Nodes().Create(context.Background(), node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return n, transporttest.NewCounter(h)
+}
+
+// Host calls of TestInitHostCalls's runs: each count is capped at what it
+// is, so that a change that reads the same things again shows up here.
+// Before the run-wide caches (issue 9) a no-op re-run made 183 calls
+// (ReadFile 92, Stat 79, Run 11, MkdirAll 1) and read ca.crt 11 times and
+// ca.key 9 times; a first run read /proc/net/tcp and tcp6 6 times each.
+var (
+	rerunCallCap = map[string]int{
+		"total":                     183,
+		transporttest.KindReadFile:  92,
+		transporttest.KindStat:      79,
+		transporttest.KindRun:       11,
+		transporttest.KindWriteFile: 0,
+		transporttest.KindMkdirAll:  1,
+		transporttest.KindReadDir:   0,
+		transporttest.KindRemove:    0,
+	}
+	// per run, first or re-run
+	caCertReadCap, caKeyReadCap = 11, 9
+	// a first run's preflight; a re-run on the node's own control plane
+	// skips the port checks
+	tcpReadCap = 6
+)
+
+// TestInitHostCalls counts what one `kubeboot init` (every phase but
+// prepare, which needs a bundle) costs in round trips to the host: over
+// SSH, each transport.Host call is at least one. A first run on a fresh
+// node, then a no-op re-run.
+func TestInitHostCalls(t *testing.T) {
+	ctx := context.Background()
+	n, count := initNode(t)
+	all := Options{Skip: []string{"prepare"}}
+	run := func(name string) {
+		t.Helper()
+		count.Reset()
+		var out bytes.Buffer
+		d := n.data(t, &out)
+		d.Host = count
+		if err := InitRunner().Run(ctx, d, all); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out.String())
+		}
+		caCrt := count.Calls(transporttest.KindReadFile, "/etc/kubernetes/pki/ca.crt")
+		caKey := count.Calls(transporttest.KindReadFile, "/etc/kubernetes/pki/ca.key")
+		tcp := count.Calls(transporttest.KindReadFile, "/proc/net/tcp")
+		tcp6 := count.Calls(transporttest.KindReadFile, "/proc/net/tcp6")
+		t.Logf("%s: %d calls %v; ca.crt read %d times, ca.key %d, /proc/net/tcp %d, tcp6 %d", name, count.Total(), count.Kinds(), caCrt, caKey, tcp, tcp6)
+		most := "\nmost called:\n\t" + strings.Join(count.Most(20), "\n\t")
+		if caCrt > caCertReadCap || caKey > caKeyReadCap {
+			t.Errorf("%s read ca.crt %d times (at most %d) and ca.key %d times (at most %d)%s", name, caCrt, caCertReadCap, caKey, caKeyReadCap, most)
+		}
+		if tcp > tcpReadCap || tcp6 > tcpReadCap {
+			t.Errorf("%s read /proc/net/tcp %d times and tcp6 %d times, at most %d%s", name, tcp, tcp6, tcpReadCap, most)
+		}
+	}
+	run("first run")
+	if tcp := count.Calls(transporttest.KindReadFile, "/proc/net/tcp"); tcp == 0 {
+		t.Errorf("the first run's preflight did not check the ports")
+	}
+	run("no-op re-run")
+	got := count.Kinds()
+	got["total"] = count.Total()
+	for kind, limit := range rerunCallCap {
+		if got[kind] > limit {
+			t.Errorf("no-op re-run: %d %s calls, at most %d", got[kind], kind, limit)
+		}
+	}
+	for kind := range got {
+		if _, ok := rerunCallCap[kind]; !ok {
+			t.Errorf("no-op re-run: %d %s calls, a kind not counted before", got[kind], kind)
+		}
+	}
+	if t.Failed() {
+		t.Logf("most called:\n\t%s", strings.Join(count.Most(30), "\n\t"))
+	}
+}
