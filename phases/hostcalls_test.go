@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
 
@@ -35,8 +36,8 @@ func initNode(t *testing.T) (*onlineNode, *transporttest.Counter) {
 // ca.key 9 times; a first run read /proc/net/tcp and tcp6 6 times each.
 var (
 	rerunCallCap = map[string]int{
-		"total":                     183,
-		transporttest.KindReadFile:  92,
+		"total":                     157,
+		transporttest.KindReadFile:  66,
 		transporttest.KindStat:      79,
 		transporttest.KindRun:       11,
 		transporttest.KindWriteFile: 0,
@@ -44,8 +45,9 @@ var (
 		transporttest.KindReadDir:   0,
 		transporttest.KindRemove:    0,
 	}
-	// per run, first or re-run
-	caCertReadCap, caKeyReadCap = 11, 9
+	// per run, first or re-run: the certs phase's CA step (and on a first
+	// run, loadCA reading the new CA back), and upload-certs
+	caCertReadCap, caKeyReadCap = 3, 3
 	// a first run's preflight; a re-run on the node's own control plane
 	// skips the port checks
 	tcpReadCap = 6
@@ -100,5 +102,64 @@ func TestInitHostCalls(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("most called:\n\t%s", strings.Join(count.Most(30), "\n\t"))
+	}
+}
+
+// TestCACacheRereadsTheCA: the certs phase's CA step reads and checks the
+// CA again even when the run already knows it, so that a Data used for a
+// second run does not sign with, or accept leaves of, a CA that is gone.
+func TestCACacheRereadsTheCA(t *testing.T) {
+	const caCrt, caKey = "/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/ca.key"
+	for _, tc := range []struct {
+		name    string
+		wantErr string
+		change  func(t *testing.T, h *transporttest.Fake)
+	}{
+		{"replaced", "certs/apiserver", func(t *testing.T, h *transporttest.Fake) {
+			// ECDSA: the fixture keys hand the same RSA key to the same name.
+			other := fakeNode(t, false)
+			otherCfg := testConfig()
+			otherCfg.EncryptionAlgorithm = inventory.ECDSAP256
+			var out bytes.Buffer
+			if err := InitRunner().Run(context.Background(), newData(t, otherCfg, other, &out), Options{Only: "certs/ca"}); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{caCrt, caKey} {
+				b, m, _ := other.File(f)
+				h.SetFile(f, b, m)
+			}
+		}},
+		{"deleted", "was made for another CA", func(t *testing.T, h *transporttest.Fake) {
+			// The run makes a new CA, which did not sign the leaves (with
+			// the same fixture key the certificates verify; the
+			// kubeconfigs embed the old CA).
+			for _, f := range []string{caCrt, caKey} {
+				if err := h.Remove(context.Background(), f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := fakeNode(t, false)
+			var out bytes.Buffer
+			d := newData(t, testConfig(), h, &out)
+			if err := InitRunner().Run(ctx, d, offline); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := d.caCertFile(caCrt); !ok {
+				t.Fatalf("the run did not keep the CA it signed with")
+			}
+			tc.change(t, h)
+			err := InitRunner().Run(ctx, d, offline)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("a second run with the same Data: error %v, want one about the old CA (%q)", err, tc.wantErr)
+			}
+			want, _, _ := h.File(caCrt)
+			if got, ok := d.caCertFile(caCrt); !ok || !bytes.Equal(got, want) {
+				t.Errorf("the run does not know the CA now on the host")
+			}
+		})
 	}
 }
