@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
 
@@ -48,9 +49,9 @@ var (
 	// per run, first or re-run: the certs phase's CA step (and on a first
 	// run, loadCA reading the new CA back), and upload-certs
 	caCertReadCap, caKeyReadCap = 3, 3
-	// a first run's preflight; a re-run on the node's own control plane
-	// skips the port checks
-	tcpReadCap = 6
+	// a first run's preflight reads them once for its 6 port checks; a
+	// re-run on the node's own control plane skips the port checks
+	tcpReadCap = 1
 )
 
 // TestInitHostCalls counts what one `kubeboot init` (every phase but
@@ -161,5 +162,78 @@ func TestCACacheRereadsTheCA(t *testing.T) {
 				t.Errorf("the run does not know the CA now on the host")
 			}
 		})
+	}
+}
+
+// TestPreflightReadsThePortsOnce: the port checks of one RunChecks share
+// one reading of /proc/net/tcp and tcp6, and each report what they did
+// before; the next RunChecks reads them again.
+func TestPreflightReadsThePortsOnce(t *testing.T) {
+	h := pfHealthyHost()
+	h.SetFile("/proc/net/tcp", []byte(pfTCPHeader+pfTCPLine(0, 22, "0A")+pfTCPLine(1, 10250, "0A")), 0o444)
+	count := transporttest.NewCounter(h)
+	for run := 1; run <= 2; run++ {
+		got := pfOutcome(pfRunAll(t, count, pfConfig(), nil))
+		if want := []string{"ERROR Port-10250: Port 10250 is in use"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("run %d reported %q, want %q", run, got, want)
+		}
+		for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+			if n := count.Calls(transporttest.KindReadFile, f); n != run {
+				t.Errorf("after %d runs of the checks, %s was read %d times", run, f, n)
+			}
+		}
+	}
+}
+
+// TestLookPathOncePerRun: a run looks each executable up once, on the host
+// it asks about, and again after installing something.
+func TestLookPathOncePerRun(t *testing.T) {
+	h := transporttest.New("m1")
+	h.SetFile("/usr/bin/runc", []byte("ELF"), 0o755)
+	count := transporttest.NewCounter(h)
+	other := transporttest.New("m2")
+	var found []string
+	look := func(ctx context.Context, host transport.Host, exe string) {
+		p, err := lookPath(ctx, host, exe)
+		if err != nil {
+			p = err.Error()
+		}
+		found = append(found, p)
+	}
+	r := &Runner{Command: "init", Phases: []*Phase{
+		{Name: "a", Run: func(ctx context.Context, d *Data) error {
+			look(ctx, d.Host, "runc")
+			look(ctx, d.Host, "containerd")
+			look(ctx, other, "runc") // not this run's host: not cached
+			return nil
+		}},
+		{Name: "b", Run: func(ctx context.Context, d *Data) error {
+			look(ctx, d.Host, "runc")
+			look(ctx, d.Host, "containerd")
+			h.SetFile("/usr/local/bin/containerd", []byte("ELF"), 0o755)
+			return installFile(ctx, d.Host, "/dev/null", "/usr/local/bin/x", 0o755)
+		}},
+		{Name: "c", Run: func(ctx context.Context, d *Data) error {
+			look(ctx, d.Host, "containerd")
+			return nil
+		}},
+	}}
+	h.Handle("install", transporttest.Reply(""))
+	h.Handle("mv", transporttest.Reply(""))
+	if err := r.Run(context.Background(), &Data{Cfg: testConfig(), Host: count, Out: NewPrinter(nil)}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	notFound := notInPathError("containerd").Error()
+	want := []string{"/usr/bin/runc", notFound, notInPathError("runc").Error(), "/usr/bin/runc", notFound, "/usr/local/bin/containerd"}
+	if strings.Join(found, "\n") != strings.Join(want, "\n") {
+		t.Errorf("found %q\nwant  %q", found, want)
+	}
+	// runc: /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin once.
+	if n := count.Calls(transporttest.KindStat, "/usr/local/sbin/runc"); n != 1 {
+		t.Errorf("runc was looked up %d times, want 1", n)
+	}
+	// containerd: once before the install, once after.
+	if n := count.Calls(transporttest.KindStat, "/usr/local/sbin/containerd"); n != 2 {
+		t.Errorf("containerd was looked up %d times, want 2", n)
 	}
 }
