@@ -267,9 +267,12 @@ func clusterInfoRBAC() []apiclient.Object {
 // copies admin.conf's cluster).
 func clusterInfoKubeconfig(ctx context.Context, d *Data) (string, error) {
 	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
-	ca, err := d.Host.ReadFile(ctx, caPath)
-	if err != nil {
-		return "", fmt.Errorf("read %s on %s: %w (run the certs phase first)", caPath, d.Host.Name(), err)
+	ca, ok := d.caCertFile(caPath)
+	if !ok {
+		var err error
+		if ca, err = d.Host.ReadFile(ctx, caPath); err != nil {
+			return "", fmt.Errorf("read %s on %s: %w (run the certs phase first)", caPath, d.Host.Name(), err)
+		}
 	}
 	if _, err := certs.ParseCert(ca); err != nil {
 		return "", fmt.Errorf("%s: %w", caPath, err)

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
@@ -97,29 +98,37 @@ func runCert(ctx context.Context, d *Data, name string) error {
 // missing (nil, no error); a file that exists but does not parse is an error
 // naming it.
 func readCertAndKey(ctx context.Context, h transport.Host, certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
+	cert, key, _, err := readCertAndKeyFile(ctx, h, certPath, keyPath)
+	return cert, key, err
+}
+
+// readCertAndKeyFile is readCertAndKey that also returns the certificate
+// file's bytes.
+func readCertAndKeyFile(ctx context.Context, h transport.Host, certPath, keyPath string) (*x509.Certificate, crypto.Signer, []byte, error) {
 	var cert *x509.Certificate
 	var key crypto.Signer
-	b, err := h.ReadFile(ctx, certPath)
+	certFile, err := h.ReadFile(ctx, certPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		certFile = nil
 	case err != nil:
-		return nil, nil, fmt.Errorf("read %s: %w", certPath, err)
+		return nil, nil, nil, fmt.Errorf("read %s: %w", certPath, err)
 	default:
-		if cert, err = certs.ParseCert(b); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w; delete it (and its key) to have it regenerated", certPath, err)
+		if cert, err = certs.ParseCert(certFile); err != nil {
+			return nil, nil, nil, fmt.Errorf("%s: %w; delete it (and its key) to have it regenerated", certPath, err)
 		}
 	}
-	b, err = h.ReadFile(ctx, keyPath)
+	b, err := h.ReadFile(ctx, keyPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return nil, nil, fmt.Errorf("read %s: %w", keyPath, err)
+		return nil, nil, nil, fmt.Errorf("read %s: %w", keyPath, err)
 	default:
 		if key, err = certs.ParseKey(b); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w; delete it (and its certificate) to have them regenerated", keyPath, err)
+			return nil, nil, nil, fmt.Errorf("%s: %w; delete it (and its certificate) to have them regenerated", keyPath, err)
 		}
 	}
-	return cert, key, nil
+	return cert, key, certFile, nil
 }
 
 // writeCertAndKey writes the key (0600) before the certificate (0644), each
@@ -138,13 +147,71 @@ func writeCertAndKey(ctx context.Context, h transport.Host, certPath, keyPath st
 	return nil
 }
 
-// loadCA returns the CA that signs spec, which an earlier phase must have made.
+// caCache holds the CA pairs a run has read and checked, by certificate
+// path, so that every leaf and kubeconfig a run signs does not read its CA
+// again (over SSH each read is a round trip). Only kubeboot changes the CA
+// files during a run, and whatever writes one forgets it here first.
+type caCache struct {
+	mu sync.Mutex
+	m  map[string]*cachedCA
+}
+
+// cachedCA is a CA pair as read from the host, checked: its certificate
+// and key parse and match.
+type cachedCA struct {
+	cert     *x509.Certificate
+	key      crypto.Signer
+	certFile []byte // the certificate file's bytes
+}
+
+func (c *caCache) get(certPath string) (*cachedCA, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ca, ok := c.m[certPath]
+	return ca, ok
+}
+
+func (c *caCache) put(certPath string, ca *cachedCA) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*cachedCA{}
+	}
+	c.m[certPath] = ca
+}
+
+// forget drops the CA of certPath, or every CA when certPath is empty.
+func (c *caCache) forget(certPath string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if certPath == "" {
+		c.m = nil
+		return
+	}
+	delete(c.m, certPath)
+}
+
+// caCertFile returns the bytes of the CA certificate file at certPath when
+// this run has read and checked that CA, without reading it again.
+func (d *Data) caCertFile(certPath string) ([]byte, bool) {
+	ca, ok := d.cas.get(certPath)
+	if !ok {
+		return nil, false
+	}
+	return ca.certFile, true
+}
+
+// loadCA returns the CA that signs spec, which an earlier phase must have
+// made. The run reads and checks it once (d.cas).
 func loadCA(ctx context.Context, d *Data, caName string) (certs.Spec, *x509.Certificate, crypto.Signer, error) {
 	caSpec, ok := certs.SpecByName(d.Cfg, caName)
 	if !ok {
 		return certs.Spec{}, nil, nil, fmt.Errorf("unknown CA %q", caName)
 	}
-	cert, key, err := readCertAndKey(ctx, d.Host, caSpec.CertPath(d.Cfg), caSpec.KeyPath(d.Cfg))
+	if ca, ok := d.cas.get(caSpec.CertPath(d.Cfg)); ok {
+		return caSpec, ca.cert, ca.key, nil
+	}
+	cert, key, certFile, err := readCertAndKeyFile(ctx, d.Host, caSpec.CertPath(d.Cfg), caSpec.KeyPath(d.Cfg))
 	if err != nil {
 		return caSpec, nil, nil, err
 	}
@@ -155,13 +222,16 @@ func loadCA(ctx context.Context, d *Data, caName string) (certs.Spec, *x509.Cert
 	if !certs.KeyMatchesCert(key, cert) {
 		return caSpec, nil, nil, fmt.Errorf("%s does not match %s; restore the pair or delete both", caSpec.KeyPath(d.Cfg), caSpec.CertPath(d.Cfg))
 	}
+	d.cas.put(caSpec.CertPath(d.Cfg), &cachedCA{cert: cert, key: key, certFile: certFile})
 	return caSpec, cert, key, nil
 }
 
 func ensureCA(ctx context.Context, d *Data, spec certs.Spec) error {
 	cfg := d.Cfg
 	certPath, keyPath := spec.CertPath(cfg), spec.KeyPath(cfg)
-	cert, key, err := readCertAndKey(ctx, d.Host, certPath, keyPath)
+	// Whatever this run knew of the CA, it reads it again here.
+	d.cas.forget(certPath)
+	cert, key, certFile, err := readCertAndKeyFile(ctx, d.Host, certPath, keyPath)
 	if err != nil {
 		return err
 	}
@@ -173,6 +243,9 @@ func ensureCA(ctx context.Context, d *Data, spec certs.Spec) error {
 		if !certs.KeyMatchesCert(key, cert) {
 			return fmt.Errorf("%s does not match %s; restore the pair or delete both", keyPath, certPath)
 		}
+		// Checked as loadCA checks it: the leaves and kubeconfigs it
+		// signs need not read it again.
+		d.cas.put(certPath, &cachedCA{cert: cert, key: key, certFile: certFile})
 		d.Out.Printf("certs", "Using existing %s certificate authority", spec.Name)
 		return nil
 	case cert != nil:

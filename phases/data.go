@@ -74,6 +74,10 @@ type Data struct {
 	factsOnce sync.Once
 	facts     HostFacts
 	factsErr  error
+
+	// cas are the CA pairs this run has read and checked, or found and
+	// checked (certs.go's loadCA).
+	cas caCache
 }
 
 // InitOptions are `kubeboot init` flags for the online phases.

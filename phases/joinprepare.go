@@ -112,6 +112,7 @@ func runDownloadCerts(ctx context.Context, d *Data) error {
 		return nil
 	}
 	d.Out.Printf(phase, "Saving the certificates to the folder: %q", cfg.CertificatesDir)
+	d.cas.forget("") // the CAs are among them
 	return copycerts.WriteFiles(ctx, d.Host, cfg, key, secret)
 }
 
@@ -180,7 +181,8 @@ func startJoinKeys(ctx context.Context, d *Data) {
 func requireCA(ctx context.Context, d *Data, spec certs.Spec) error {
 	cfg := d.Cfg
 	certPath, keyPath := spec.CertPath(cfg), spec.KeyPath(cfg)
-	cert, key, err := readCertAndKey(ctx, d.Host, certPath, keyPath)
+	d.cas.forget(certPath)
+	cert, key, certFile, err := readCertAndKeyFile(ctx, d.Host, certPath, keyPath)
 	if err != nil {
 		return err
 	}
@@ -193,6 +195,7 @@ func requireCA(ctx context.Context, d *Data, spec certs.Spec) error {
 	if !certs.KeyMatchesCert(key, cert) {
 		return fmt.Errorf("%s does not match %s; copy both from a control-plane node again", keyPath, certPath)
 	}
+	d.cas.put(certPath, &cachedCA{cert: cert, key: key, certFile: certFile})
 	d.Out.Printf("certs", "Using existing %s certificate authority", spec.Name)
 	return nil
 }

@@ -284,6 +284,12 @@ func PrintResults(p *Printer, results []CheckResult) {
 // results in the checks' order. A check named in ignore (lower-cased), or
 // any check when ignore holds "all", has its errors turned into warnings.
 func RunChecks(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts HostFacts, checks []Check, ignore map[string]bool) []CheckResult {
+	// The checks share what they read more than once: the listening
+	// ports, the executables they look for.
+	ctx = withCheckRun(ctx, h)
+	if pathCacheOf(ctx, h) == nil {
+		ctx = withPathCache(ctx, h)
+	}
 	results := make([]CheckResult, len(checks))
 	sem := make(chan struct{}, checkParallelism)
 	var wg sync.WaitGroup
@@ -590,8 +596,26 @@ func portCheck(port int) Check {
 // listeningPorts reads the TCP ports with a listening socket from
 // /proc/net/tcp and /proc/net/tcp6 (state 0A), through the transport: unlike
 // kubeadm's net.Listen, this works for a remote host too. A port with any
-// listener is taken: binding the wildcard address to it would fail.
+// listener is taken: binding the wildcard address to it would fail. The
+// checks of one RunChecks share one reading (every port check asks).
 func listeningPorts(ctx context.Context, h transport.Host) (map[int]bool, error) {
+	run := checkRunOf(ctx, h)
+	if run == nil {
+		return readListeningPorts(ctx, h)
+	}
+	run.portsMu.Lock()
+	defer run.portsMu.Unlock()
+	if !run.portsRead {
+		ports, err := readListeningPorts(ctx, h)
+		if err != nil && ctx.Err() != nil {
+			return nil, err // this check's time ran out; another may try
+		}
+		run.ports, run.portsErr, run.portsRead = ports, err, true
+	}
+	return run.ports, run.portsErr
+}
+
+func readListeningPorts(ctx context.Context, h transport.Host) (map[int]bool, error) {
 	ports := map[int]bool{}
 	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		b, err := h.ReadFile(ctx, file)
@@ -694,8 +718,25 @@ func inPathCheck(exe string, mandatory bool) Check {
 }
 
 // lookPath finds an executable file named exe in systemPath. It returns an
-// error wrapping fs.ErrNotExist when there is none.
+// error wrapping fs.ErrNotExist when there is none. Within a Runner's run
+// or a RunChecks, on the host it is for, each executable is looked up once
+// (until forgetPaths: something was installed).
 func lookPath(ctx context.Context, h transport.Host, exe string) (string, error) {
+	c := pathCacheOf(ctx, h)
+	if c == nil {
+		return statPath(ctx, h, exe)
+	}
+	if r, ok := c.get(exe); ok {
+		return r.path, r.err
+	}
+	p, err := statPath(ctx, h, exe)
+	if ctx.Err() == nil {
+		c.put(exe, lookResult{p, err})
+	}
+	return p, err
+}
+
+func statPath(ctx context.Context, h transport.Host, exe string) (string, error) {
 	for _, dir := range systemPath {
 		p := path.Join(dir, exe)
 		fi, err := h.Stat(ctx, p)

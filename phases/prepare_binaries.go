@@ -208,6 +208,7 @@ func detectDistro(ctx context.Context, h transport.Host) distro {
 // installPackages installs packages with the distribution's package manager.
 // apt-get's package lists are refreshed only when the first try fails.
 func installPackages(ctx context.Context, d *Data, dist distro, pkgs []string) error {
+	defer forgetPaths(ctx) // lookPath may find what they installed
 	var install [][]string
 	switch dist.manager {
 	case "apt-get":

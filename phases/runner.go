@@ -147,6 +147,9 @@ func (r *Runner) Run(ctx context.Context, d *Data, opts Options) error {
 	for i, l := range plan {
 		paths[i] = l.Path
 	}
+	// Executables are looked up once per run (lookPath), until something
+	// installs one.
+	ctx = withPathCache(ctx, d.Host)
 	prepared := map[*Phase]bool{}
 	for _, l := range plan {
 		for _, p := range append(append([]*Phase(nil), l.Parents...), l.Phase) {

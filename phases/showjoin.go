@@ -198,9 +198,12 @@ func runShowJoinCommand(ctx context.Context, d *Data) error {
 		d.Init.Token = info.Token.String()
 	}
 	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
-	b, err := d.Host.ReadFile(ctx, caPath)
-	if err != nil {
-		return fmt.Errorf("read %s on %s: %w", caPath, d.Host.Name(), err)
+	b, ok := d.caCertFile(caPath)
+	if !ok {
+		var err error
+		if b, err = d.Host.ReadFile(ctx, caPath); err != nil {
+			return fmt.Errorf("read %s on %s: %w", caPath, d.Host.Name(), err)
+		}
 	}
 	cas, err := certutil.ParseCertsPEM(b)
 	if err != nil {

@@ -232,3 +232,47 @@ func TestFakeConcurrent(t *testing.T) {
 		t.Errorf("%d commands recorded, want %d", n, 16*50)
 	}
 }
+
+func TestCounter(t *testing.T) {
+	ctx := context.Background()
+	f := New("h")
+	f.Handle("true", Reply(""))
+	c := NewCounter(f)
+	if err := c.WriteFile(ctx, "/a/b", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := c.ReadFile(ctx, "/a//b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = c.Stat(ctx, "/a")
+	_, _ = c.ReadDir(ctx, "/a")
+	_ = c.MkdirAll(ctx, "/c", 0o755)
+	_ = c.Remove(ctx, "/c")
+	_, _ = c.Run(ctx, transport.Cmd{Args: []string{"true", "x"}})
+	_, _ = c.Run(ctx, transport.Cmd{Args: []string{"true"}})
+	if got := c.Calls(KindReadFile, "/a/b"); got != 3 {
+		t.Errorf("ReadFile /a/b: %d calls, want 3", got)
+	}
+	if got := c.Calls(KindRun, "true"); got != 2 {
+		t.Errorf("Run true: %d calls, want 2", got)
+	}
+	want := map[string]int{KindWriteFile: 1, KindReadFile: 3, KindStat: 1, KindReadDir: 1, KindMkdirAll: 1, KindRemove: 1, KindRun: 2}
+	if got := c.Kinds(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Kinds = %v, want %v", got, want)
+	}
+	if c.Total() != 10 {
+		t.Errorf("Total = %d, want 10", c.Total())
+	}
+	if got := c.Most(1); len(got) != 1 || got[0] != "ReadFile /a/b: 3" {
+		t.Errorf("Most(1) = %q", got)
+	}
+	if c.Name() != "h" {
+		t.Errorf("Name = %q", c.Name())
+	}
+	c.Reset()
+	if c.Total() != 0 {
+		t.Errorf("after Reset, Total = %d", c.Total())
+	}
+}
