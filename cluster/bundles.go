@@ -75,7 +75,7 @@ func (a *applier) localBundles() error {
 	}
 	a.full = newHostBundle(b, sum, size, m)
 	a.bundleArch = m.Arch
-	if len(a.inv.Workers()) == 0 || a.o.WholeBundle {
+	if len(a.inv.Workers()) == 0 || a.o.WholeBundle || !hasControlPlaneImages(m) {
 		return nil
 	}
 	a.worker, err = a.workerBundle()
@@ -149,4 +149,17 @@ func checkedSlice(p string, full *hostBundle) (*hostBundle, error) {
 		return nil, err
 	}
 	return newHostBundle(p, hex.EncodeToString(h.Sum(nil)), fi.Size(), m), nil
+}
+
+// hasControlPlaneImages says whether a worker's part of the bundle would be
+// smaller than the bundle.
+func hasControlPlaneImages(m *bundle.Manifest) bool {
+	for _, f := range m.ByType(bundle.TypeImages) {
+		for _, im := range f.Images {
+			if bundle.ControlPlaneOnly(im.Ref) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -161,3 +161,40 @@ func TestApplyRefusesAWorkerPartAsTheBundle(t *testing.T) {
 		}
 	}
 }
+
+// A bundle without control-plane images goes to the workers whole: their
+// part would hold the same files.
+func TestApplyNoWorkerPartWithoutControlPlaneImages(t *testing.T) {
+	dir := t.TempDir()
+	specPath := bundletest.Fixture(t, filepath.Join(dir, "src"))
+	pause, _ := bundletest.DockerArchive("registry.k8s.io/pause:3.10.1")
+	if err := os.WriteFile(filepath.Join(dir, "src", "images", "control-plane.tar"), pause, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := bundle.LoadSpec(specPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := filepath.Join(dir, "b.tar")
+	if _, err := bundle.Create(spec, whole, nil); err != nil {
+		t.Fatal(err)
+	}
+	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+whole+"\n", 1))
+	t.Setenv("W3_SUDO", "x")
+	fc := newFakeCluster(t, inv)
+	var out bytes.Buffer
+	o := fc.options(t, &out)
+	o.CacheDir = filepath.Join(dir, "cache")
+	if _, err := Apply(context.Background(), inv, o); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	sum, _, _ := fileSum(whole)
+	for name, f := range fc.hosts {
+		if _, _, ok := f.File(remoteBundleDir + "/" + sum[:16] + ".tar"); !ok {
+			t.Errorf("%s did not get the whole bundle", name)
+		}
+	}
+	if _, err := os.Stat(o.CacheDir); err == nil || strings.Contains(out.String(), "worker part") {
+		t.Errorf("a worker part was cut of a bundle without control-plane images:\n%s", out.String())
+	}
+}

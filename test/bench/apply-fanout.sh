@@ -6,9 +6,14 @@
 #   1. brings up N hosts (testbed netns/up.sh, sshd MaxStartups 100:30:200);
 #   2. the floor: a bare golang.org/x/crypto/ssh client connects to every
 #      host with 20 goroutines and runs `true` (wall time);
-#   3. cluster.Apply with StopAfter: upload, Parallel 20, Binary = a 10 MiB
-#      file of random bytes: the first run (connect + facts probe + upload)
-#      and the no-op re-run (connect + probe): wall time, round trips per
+#   3. cluster.Apply, Parallel 20, with this checkout's kubeboot (bin/kubeboot,
+#      put where apply keeps it, /usr/local/lib/kubeboot/kubeboot-<sha256>,
+#      in the machine's /usr, which every host sees through its /usr overlay,
+#      and removed again at the end) and a valid 10 MiB bundle (applybench
+#      mkbundle): the first run (connect + facts probe + the bundle's upload
+#      + kubeboot preflight on every host, StopAfter: preflight) and the
+#      no-op re-run of the SSH-level steps (connect + probe, StopAfter:
+#      upload): wall time, round trips per
 #      host (Result.Hosts[].Calls), bytes sent (Result.Hosts[].Sent), and the
 #      peak RSS of the process (/usr/bin/time -v; getrusage inside too) and
 #      the machine's CPU busy share (the hosts' sshds share its cores);
@@ -50,6 +55,10 @@ OUT=${OUT:-$(mktemp -d /tmp/kubeboot-fanout.XXXXXX)}
 mkdir -p "$OUT"
 bin=$OUT/applybench
 blob=$OUT/kubeboot-10MiB.bin
+bundle=$OUT/bundle-10MiB.tar
+kb=$repo/bin/kubeboot
+libdir=/usr/local/lib/kubeboot
+placed=()
 up=0
 down() {
   if (( up )); then
@@ -62,6 +71,8 @@ cleanup() {
   trap - EXIT INT TERM
   down
   rm -f "$blob"
+  (( ${#placed[@]} == 0 )) || rm -f "${placed[@]}"
+  [ ! -d "$libdir" ] || rmdir "$libdir" 2>/dev/null || true
   (( rc == 0 )) || echo "apply-fanout: failed (exit $rc); logs in $OUT" >&2
   exit $rc
 }
@@ -79,14 +90,16 @@ testbed_up() { # N
     || { echo "sshd MaxStartups is not 100:30:200 on node1" >&2; return 1; }
 }
 
-inventory() { # N FILE
+inventory() { # N FILE [BUNDLE]
   {
     printf 'apiVersion: kubeboot.io/v1alpha1\nkind: Cluster\nkubernetesVersion: v1.34.3\n'
+    [ -z "${3:-}" ] || printf 'bundle: %s\n' "$3"
     printf 'ssh:\n  user: root\n  keyFile: %s\n  knownHostsFile: %s\n' $TB/ssh/id_ed25519 $TB/ssh/known_hosts
     printf 'hosts:\n'
     for ((i = 1; i <= $1; i++)); do
       role=worker; (( i == 1 )) && role=control-plane
-      printf '  - {name: h%d, address: 10.250.0.%d, roles: [%s]}\n' $i $((10 + i)) $role
+      # node<i>: the name the host's /etc/hosts and hostname give it (preflight resolves it)
+      printf '  - {name: node%d, address: 10.250.0.%d, roles: [%s]}\n' $i $((10 + i)) $role
     done
   } >"$2"
 }
@@ -103,17 +116,28 @@ echo "results: $OUT"
 { echo "HEAD $(git -C "$repo" rev-parse HEAD 2>/dev/null)"; git -C "$repo" status --short 2>/dev/null; } >"$OUT/tree.txt"
 (cd test/bench/applybench && go build -o "$bin" .)
 head -c $((10 << 20)) /dev/urandom >"$blob"
+"$bin" mkbundle -o "$bundle" -mib 10 >/dev/null
+make -s build
+# kubeboot where apply looks for it on every host (their /usr is an overlay
+# of this machine's): preflight runs it; the 10 MiB upload is the bundle.
+sum=$(sha256sum "$kb" | cut -d' ' -f1)
+if [ ! -e "$libdir/kubeboot-${sum:0:16}" ]; then
+  mkdir -p "$libdir"
+  placed+=("$libdir/kubeboot-${sum:0:16}" "$libdir/kubeboot-${sum:0:16}.ok")
+  install -m 0755 "$kb" "$libdir/kubeboot-${sum:0:16}"
+  echo "$sum" >"$libdir/kubeboot-${sum:0:16}.ok"
+fi
 
 for n in "${ns[@]}"; do
   echo "== N=$n"
   testbed_up "$n"
-  inventory "$n" "$OUT/cluster-$n.yaml"
+  inventory "$n" "$OUT/cluster-$n.yaml" "$bundle"
   inv=$OUT/cluster-$n.yaml
   measure "floor-$n-1" floor -f "$inv" -parallel 20 -label floor
-  measure "first-$n" apply -f "$inv" -binary "$blob" -parallel 20 -label first -out "$OUT/first-$n.out" -log "$OUT/first-$n.log"
+  measure "first-$n" apply -f "$inv" -binary "$kb" -parallel 20 -label first -stop-after preflight -cache "$OUT/cache" -out "$OUT/first-$n.out" -log "$OUT/first-$n.log"
   for ((r = 1; r <= REPS; r++)); do
     (( r == 1 )) || measure "floor-$n-$r" floor -f "$inv" -parallel 20 -label floor
-    measure "rerun-$n-$r" apply -f "$inv" -binary "$blob" -parallel 20 -label rerun -out "$OUT/rerun-$n-$r.out" -log "$OUT/rerun-$n-$r.log"
+    measure "rerun-$n-$r" apply -f "$inv" -binary "$kb" -parallel 20 -label rerun -cache "$OUT/cache" -out "$OUT/rerun-$n-$r.out" -log "$OUT/rerun-$n-$r.log"
   done
   down
 done

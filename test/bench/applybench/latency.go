@@ -116,7 +116,7 @@ func cmdLatency(ctx context.Context, args []string) error {
 			return err
 		}
 		load, m := loadavg(), startMeter()
-		r := runApply(ctx, pinv, *binary, *parallel, outF, logF, label)
+		r := runApply(ctx, pinv, *binary, *parallel, outF, logF, label, cluster.StepUpload, "")
 		m.stop(r)
 		outF.Close()
 		logF.Close()

@@ -5,6 +5,7 @@
 //	applybench apply   -f cluster.yaml -binary B -json out.json   cluster.Apply, StopAfter: upload
 //	applybench latency -f cluster.yaml -binary B -json out.json   both of the above through toxiproxy
 //	applybench report  DIR   the markdown tables of the JSON files in DIR
+//	applybench mkbundle -o B.tar -mib 10   a valid bundle of about 10 MiB to upload
 //
 // Every measuring subcommand writes one JSON object (a record) and reports
 // its own peak RSS (getrusage(RUSAGE_SELF).Maxrss), so run each as its own
@@ -83,6 +84,8 @@ func main() {
 		err = cmdLatency(ctx, os.Args[2:])
 	case "report":
 		err = cmdReport(os.Args[2:])
+	case "mkbundle":
+		err = cmdMkbundle(os.Args[2:])
 	default:
 		usage()
 	}
@@ -304,16 +307,17 @@ func cmdFloor(ctx context.Context, args []string) error {
 
 // ---- apply: cluster.Apply up to the upload step ----
 
-func runApply(ctx context.Context, inv *cluster.Inventory, binary string, parallel int, out, log io.Writer, label string) *record {
+func runApply(ctx context.Context, inv *cluster.Inventory, binary string, parallel int, out, log io.Writer, label, stopAfter, cacheDir string) *record {
 	d := &cluster.SSHDialer{}
 	start := time.Now()
 	res, err := cluster.Apply(ctx, inv, cluster.Options{
 		Parallel:  parallel,
 		Binary:    binary,
-		StopAfter: cluster.StepUpload,
+		StopAfter: stopAfter,
 		Out:       out,
 		Log:       log,
 		Connect:   d.Connect,
+		CacheDir:  cacheDir,
 	})
 	took := time.Since(start)
 	r := &record{Kind: "apply", Label: label, N: len(inv.Hosts), Parallel: parallel, WallMS: ms(took), StepsMS: map[string]float64{}}
@@ -345,7 +349,7 @@ func runApply(ctx context.Context, inv *cluster.Inventory, binary string, parall
 		r.SentMax = max(r.SentMax, h.Sent)
 		r.HostMaxMS = max(r.HostMaxMS, ms(h.Took))
 		for _, did := range h.Did {
-			if did == "kubeboot uploaded" {
+			if did == "kubeboot uploaded" || did == "bundle uploaded" {
 				r.Uploaded++
 			}
 		}
@@ -370,6 +374,8 @@ func cmdApply(ctx context.Context, args []string) error {
 	label := fs.String("label", "apply", "the record's label (first, rerun)")
 	outLog := fs.String("out", "", "apply's [step] lines (default: stderr)")
 	debugLog := fs.String("log", "", "apply's debug log (every call and its time)")
+	stopAfter := fs.String("stop-after", cluster.StepUpload, "the last step: upload, or preflight (kubeboot preflight on every host)")
+	cacheDir := fs.String("cache", "", "Options.CacheDir (the bundle's worker part)")
 	fs.Parse(args)
 	if *binary == "" {
 		return errors.New("-binary: required")
@@ -396,7 +402,7 @@ func cmdApply(ctx context.Context, args []string) error {
 		l = f
 	}
 	load, m := loadavg(), startMeter()
-	r := runApply(ctx, inv, *binary, *parallel, o, l, *label)
+	r := runApply(ctx, inv, *binary, *parallel, o, l, *label, *stopAfter, *cacheDir)
 	m.stop(r)
 	r.Load = load
 	r.MaxRSSKiB = maxRSS()

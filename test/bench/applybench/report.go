@@ -88,7 +88,7 @@ func cmdReport(args []string) error {
 		return fmt.Sprintf("%d–%d (avg %.1f)", r.CallsMin, r.CallsMax, r.CallsAvg)
 	}
 
-	fmt.Println("| N | floor (bare x/crypto/ssh, 20 goroutines, `true`) | first run (connect+facts+10 MiB upload) | no-op re-run (connect+facts) | re-run / floor | round trips per host (first / re-run) | peak RSS (first / re-run) |")
+	fmt.Println("| N | floor (bare x/crypto/ssh, 20 goroutines, `true`) | first run (connect+facts+10 MiB bundle upload+preflight) | no-op re-run (connect+facts) | re-run / floor | round trips per host (first / re-run) | peak RSS (first / re-run) |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	type goal struct {
 		n            int
