@@ -206,12 +206,21 @@ func (a *applier) run(ctx context.Context) error {
 	if err := a.local(); err != nil {
 		return err
 	}
+	connected, probed, failed, err := a.connectAndProbe(ctx, a.o.StopAfter != StepConnect)
+	a.result.Steps = append(a.result.Steps, StepTime{StepConnect, connected})
+	if a.o.StopAfter != StepConnect {
+		a.result.Steps = append(a.result.Steps, StepTime{StepFacts, probed})
+	}
+	if err != nil {
+		return a.stop(failed, err)
+	}
+	if a.o.StopAfter == StepConnect || a.o.StopAfter == StepFacts {
+		return nil
+	}
 	steps := []struct {
 		name string
 		fn   func(context.Context) error
 	}{
-		{StepConnect, a.connect},
-		{StepFacts, a.probe},
 		{StepUpload, a.upload},
 		{StepPreflight, a.preflight},
 		{StepPrepare, a.prepare},
@@ -378,9 +387,20 @@ func (a *applier) each(ctx context.Context, step string, hosts []*hostRun, seria
 	})
 }
 
-func (a *applier) connect(ctx context.Context) error {
-	var errs []error
+// connectAndProbe is the connect and facts steps in one pass: each host
+// is probed (read-only) as soon as its connection is up, in the same slot
+// of --parallel, so that the steps do not wait for each other's slowest
+// host. A host that cannot be reached fails the connect step, one whose
+// facts do not fit (architecture, disk space) the facts step; either way
+// the run stops before anything is uploaded. It returns how long the
+// connections took (to the last one) and the facts after them.
+func (a *applier) connectAndProbe(ctx context.Context, probe bool) (connected, probed time.Duration, step string, err error) {
+	start := time.Now()
+	want := a.binaryWant()
+	var connErrs, factErrs []error
 	var mu sync.Mutex
+	var lastConnected time.Time
+	n, progress := 0, probe && len(a.hosts) >= 4
 	sem := make(chan struct{}, a.o.Parallel)
 	var wg sync.WaitGroup
 	for _, hr := range a.hosts {
@@ -395,13 +415,35 @@ func (a *applier) connect(ctx context.Context) error {
 			if err != nil {
 				hr.res.Err = err
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", hr.h.Name, err))
+				connErrs = append(connErrs, fmt.Errorf("%s: %w", hr.h.Name, err))
 				mu.Unlock()
 				return
 			}
 			hr.rec = &recorder{Host: h, p: a.p, name: hr.h.Name}
 			hr.rec.calls.Add(1) // the connection itself
 			a.p.logf("%s: connected (%s)", hr.h.Name, time.Since(t).Round(time.Millisecond))
+			mu.Lock()
+			if now := time.Now(); now.After(lastConnected) {
+				lastConnected = now
+			}
+			mu.Unlock()
+			if !probe {
+				return
+			}
+			t = time.Now()
+			err = a.probeHost(ctx, hr, want)
+			hr.took(time.Since(t))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				hr.res.Err = err
+				factErrs = append(factErrs, fmt.Errorf("%s: %w", hr.h.Name, err))
+				return
+			}
+			if progress {
+				n++
+				a.p.line(StepFacts, "", "%d/%d hosts done", n, len(a.hosts))
+			}
 		}()
 	}
 	wg.Wait()
@@ -410,11 +452,18 @@ func (a *applier) connect(ctx context.Context) error {
 			a.byT[hr.rec] = hr
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if lastConnected.IsZero() {
+		lastConnected = time.Now()
+	}
+	connected, probed = lastConnected.Sub(start), time.Since(lastConnected)
+	if len(connErrs) > 0 {
+		return connected, probed, StepConnect, errors.Join(append(connErrs, factErrs...)...)
 	}
 	a.p.line(StepConnect, "", "%d hosts connected", len(a.hosts))
-	return nil
+	if len(factErrs) > 0 {
+		return connected, probed, StepFacts, errors.Join(factErrs...)
+	}
+	return connected, probed, "", nil
 }
 
 // probeScript prints the host's facts as key=value lines: one round trip,
@@ -439,63 +488,68 @@ func init() { transport.RegisterReadOnlyScript(probeScript) }
 // and writes the ".ok" marker the probe reads.
 const verifyScript = `echo "$1  $2" | sha256sum -c --quiet && echo "$1" >"$2.ok.tmp" && mv "$2.ok.tmp" "$2.ok"`
 
-func (a *applier) probe(ctx context.Context) error {
-	want := binaryArch(a.binary)
-	if want == "" {
-		want = unameArch(runtime.GOARCH)
+// probeHost runs the one probe on a connected host and checks its facts
+// against what this run sends.
+func (a *applier) probeHost(ctx context.Context, hr *hostRun, want string) error {
+	b, remote := a.bundleFor(hr.h), ""
+	if b != nil {
+		remote = b.remote
 	}
-	return a.each(ctx, StepFacts, a.hosts, false, func(ctx context.Context, hr *hostRun) error {
-		b, remote := a.bundleFor(hr.h), ""
-		if b != nil {
-			remote = b.remote
-		}
-		r, err := hr.rec.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", probeScript, "sh", a.binaryPath, remote}, ReadOnly: true})
-		if err != nil {
-			return fmt.Errorf("probe: %w", err)
-		}
-		f := facts{has: map[string]bool{}, free: map[string]diskFree{}}
-		for _, l := range strings.Split(string(r.Stdout), "\n") {
-			k, v, _ := strings.Cut(strings.TrimSpace(l), "=")
-			switch k {
-			case "arch":
-				f.arch = v
-			case "bin":
-				f.binarySum = v
-			case "bundle":
-				f.bundleSum = v
-			case "link":
-				f.link = v
-			case "has":
-				f.has[v] = true
-			case "free":
-				if dir, df, ok := parseFree(v); ok {
-					f.free[dir] = df
-				}
+	r, err := hr.rec.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", probeScript, "sh", a.binaryPath, remote}, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	f := facts{has: map[string]bool{}, free: map[string]diskFree{}}
+	for _, l := range strings.Split(string(r.Stdout), "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(l), "=")
+		switch k {
+		case "arch":
+			f.arch = v
+		case "bin":
+			f.binarySum = v
+		case "bundle":
+			f.bundleSum = v
+		case "link":
+			f.link = v
+		case "has":
+			f.has[v] = true
+		case "free":
+			if dir, df, ok := parseFree(v); ok {
+				f.free[dir] = df
 			}
 		}
-		hr.facts = f
-		if want != "" && f.arch != want {
-			return fmt.Errorf("the host is %s, the kubeboot binary is built for %s: pass --kubeboot-binary with a %s build", f.arch, want, f.arch)
-		}
-		if a.bundleArch != "" && bundle.UnameArch(f.arch) != a.bundleArch {
-			return fmt.Errorf("the host is %s, the bundle's binaries are %s: build a bundle for %s", f.arch, a.bundleArch, bundle.UnameArch(f.arch))
-		}
-		var needs []spaceNeed
-		if b != nil {
-			needs = spaceNeeds(b.m, b.size, f.bundleSum != b.sum, a.binarySize, f.binarySum != a.binarySum)
-		} else {
-			needs = spaceNeeds(nil, 0, false, a.binarySize, f.binarySum != a.binarySum)
-		}
-		if err := checkSpace(f.free, needs); err != nil {
-			return err
-		}
-		state := "new"
-		if f.setUp() {
-			state = "set up before"
-		}
-		a.p.line(StepFacts, hr.h.Name, "%s, %s", f.arch, state)
-		return nil
-	})
+	}
+	hr.facts = f
+	if want != "" && f.arch != want {
+		return fmt.Errorf("the host is %s, the kubeboot binary is built for %s: pass --kubeboot-binary with a %s build", f.arch, want, f.arch)
+	}
+	if a.bundleArch != "" && bundle.UnameArch(f.arch) != a.bundleArch {
+		return fmt.Errorf("the host is %s, the bundle's binaries are %s: build a bundle for %s", f.arch, a.bundleArch, bundle.UnameArch(f.arch))
+	}
+	var needs []spaceNeed
+	if b != nil {
+		needs = spaceNeeds(b.m, b.size, f.bundleSum != b.sum, a.binarySize, f.binarySum != a.binarySum)
+	} else {
+		needs = spaceNeeds(nil, 0, false, a.binarySize, f.binarySum != a.binarySum)
+	}
+	if err := checkSpace(f.free, needs); err != nil {
+		return err
+	}
+	state := "new"
+	if f.setUp() {
+		state = "set up before"
+	}
+	a.p.line(StepFacts, hr.h.Name, "%s, %s", f.arch, state)
+	return nil
+}
+
+// binaryWant is the architecture the hosts must have for the kubeboot
+// binary apply sends.
+func (a *applier) binaryWant() string {
+	if want := binaryArch(a.binary); want != "" {
+		return want
+	}
+	return unameArch(runtime.GOARCH)
 }
 
 func (a *applier) upload(ctx context.Context) error {

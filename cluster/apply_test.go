@@ -462,10 +462,20 @@ func TestApplyConnectFailureNamesEveryHost(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cp3: dial tcp 10.0.0.13:22") || !strings.Contains(err.Error(), "w2: dial tcp 10.0.0.22:22") {
 		t.Fatalf("error: %v", err)
 	}
+	// The hosts that were reached ran their read-only probe (it runs as
+	// each connection comes up) and nothing else.
 	for _, f := range fc.hosts {
-		if len(f.Runs()) > 0 {
-			t.Errorf("%s ran %v after a failed connect", f.Name(), f.Commands())
+		for _, r := range f.Runs() {
+			if !r.ReadOnly {
+				t.Errorf("%s ran %s after a failed connect", f.Name(), r)
+			}
 		}
+		if _, _, ok := f.File(testBinaryPath); ok {
+			t.Errorf("%s: kubeboot was uploaded after a failed connect", f.Name())
+		}
+	}
+	if !strings.Contains(out.String(), "nothing after connect ran") {
+		t.Errorf("output:\n%s", out.String())
 	}
 }
 
