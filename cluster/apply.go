@@ -139,6 +139,10 @@ type applier struct {
 	// are only workers (nil: they get full); bundleFor picks.
 	full, worker *hostBundle
 	bundleArch   string // the manifest's (amd64, arm64)
+	// sums caches the local files' checksums (sums.go); cacheErr is why
+	// there is no cache directory.
+	sums     *sumCache
+	cacheErr error
 
 	sec    Secrets
 	api    API
@@ -286,8 +290,10 @@ func (a *applier) local() error {
 		}
 		a.binary = exe
 	}
+	a.sums = loadSumCache(a.cacheDir())
+	defer a.sums.save()
 	var err error
-	if a.binarySum, a.binarySize, err = fileSum(a.binary); err != nil {
+	if a.binarySum, a.binarySize, err = a.sums.sum(a.binary); err != nil {
 		return fmt.Errorf("--kubeboot-binary: %w", err)
 	}
 	a.binaryPath = path.Join(remoteBinDir, "kubeboot-"+a.binarySum[:16])

@@ -219,6 +219,7 @@ func (fc *fakeCluster) options(t *testing.T, out *bytes.Buffer) Options {
 	}
 	return Options{
 		Binary:        bin,
+		CacheDir:      t.TempDir(), // not the operator's ~/.cache
 		KubeconfigOut: filepath.Join(t.TempDir(), "admin.conf"),
 		Out:           out,
 		Log:           out,

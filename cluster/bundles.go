@@ -53,7 +53,7 @@ func (a *applier) localBundles() error {
 	if b == "" {
 		return nil
 	}
-	sum, size, err := fileSum(b)
+	sum, size, err := a.sums.sum(b)
 	if err != nil {
 		return fmt.Errorf("%s: bundle: %w", a.inv.Path, err)
 	}
@@ -87,21 +87,17 @@ func (a *applier) localBundles() error {
 // its source, or cuts it there (bundle.Slice) when it is missing or does
 // not check.
 func (a *applier) workerBundle() (*hostBundle, error) {
-	dir := a.o.CacheDir
+	dir := a.cacheDir()
 	if dir == "" {
-		c, err := os.UserCacheDir()
-		if err != nil {
-			a.p.line("bundle", "", "no cache directory (%v): the workers get the whole bundle", err)
-			return nil, nil
-		}
-		dir = filepath.Join(c, "kubeboot", "bundles")
+		a.p.line("bundle", "", "no cache directory (%v): the workers get the whole bundle", a.cacheErr)
+		return nil, nil
 	}
 	name := a.full.sum[:16] + "-" + bundle.RoleWorker + ".tar"
 	if bundle.IsGzip(a.full.local) {
 		name += ".gz"
 	}
 	p := filepath.Join(dir, name)
-	if wb, err := checkedSlice(p, a.full); err == nil {
+	if wb, err := a.checkedSlice(p); err == nil {
 		a.p.line("bundle", "", "the workers get the %s part of the bundle (%s of %s, no control-plane images): %s, cut before", bundle.RoleWorker, mib(wb.size), mib(a.full.size), p)
 		return wb, nil
 	} else if !os.IsNotExist(err) {
@@ -114,7 +110,7 @@ func (a *applier) workerBundle() (*hostBundle, error) {
 	if _, err := bundle.Slice(a.full.local, p, bundle.RoleWorker, nil); err != nil {
 		return nil, fmt.Errorf("cut the workers' part of the bundle: %w", err)
 	}
-	wb, err := checkedSlice(p, a.full)
+	wb, err := a.checkedSlice(p)
 	if err != nil {
 		return nil, fmt.Errorf("the workers' part of the bundle, just cut: %w", err)
 	}
@@ -123,10 +119,45 @@ func (a *applier) workerBundle() (*hostBundle, error) {
 	return wb, nil
 }
 
+// cacheDir is where apply keeps the workers' part of the bundle and the
+// sums of what it sends: Options.CacheDir, else ~/.cache/kubeboot/bundles;
+// "" when there is none (a.cacheErr says why).
+func (a *applier) cacheDir() string {
+	if a.o.CacheDir != "" {
+		return a.o.CacheDir
+	}
+	c, err := os.UserCacheDir()
+	if err != nil {
+		a.cacheErr = err
+		return ""
+	}
+	return filepath.Join(c, "kubeboot", "bundles")
+}
+
 // checkedSlice reads a cached slice once: every file against its manifest,
 // the manifest against the whole bundle it must come from, and the file's
-// checksum for the upload.
-func checkedSlice(p string, full *hostBundle) (*hostBundle, error) {
+// checksum for the upload. A slice that checked before and whose stat has
+// not changed since (the sum cache) is not read again, but its manifest
+// must still name the whole bundle.
+func (a *applier) checkedSlice(p string) (*hostBundle, error) {
+	full := a.full
+	check := func(m *bundle.Manifest) error {
+		if m.Role != bundle.RoleWorker || m.Source != "sha256:"+full.sum {
+			return fmt.Errorf("it is the %q part of %s, not the worker part of %s", m.Role, m.Source, full.local)
+		}
+		return nil
+	}
+	if e, ok := a.sums.get(p); ok && e.Verified {
+		m, err := readBundleManifest(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(m); err != nil {
+			return nil, err
+		}
+		return newHostBundle(p, e.SHA256, e.Size, m), nil
+	}
+	before, _ := statEntry(p)
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
@@ -141,14 +172,16 @@ func checkedSlice(p string, full *hostBundle) (*hostBundle, error) {
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return nil, err
 	}
-	if m.Role != bundle.RoleWorker || m.Source != "sha256:"+full.sum {
-		return nil, fmt.Errorf("it is the %q part of %s, not the worker part of %s", m.Role, m.Source, full.local)
+	if err := check(m); err != nil {
+		return nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	return newHostBundle(p, hex.EncodeToString(h.Sum(nil)), fi.Size(), m), nil
+	sum := hex.EncodeToString(h.Sum(nil))
+	a.sums.put(p, before, sum, true)
+	return newHostBundle(p, sum, fi.Size(), m), nil
 }
 
 // hasControlPlaneImages says whether a worker's part of the bundle would be
