@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -60,54 +59,23 @@ type initOptions struct {
 	bundle            string
 }
 
-// configFlag ties a flag to the configuration field it sets, so flags can be
-// applied without --config and checked against it with --config.
-type configFlag struct {
-	flag  string
-	field string
-	get   func(*inventory.Cluster) string
-	set   func(*inventory.Cluster, *initOptions)
-	value func(*initOptions) string
-	// mayFill is true for flags kubeadm allows next to --config when the
-	// file leaves the field empty.
-	mayFill bool
-}
-
-func configFlags() []configFlag {
-	return []configFlag{
-		{flag: "kubernetes-version", field: "kubernetesVersion",
-			get: func(c *inventory.Cluster) string { return c.KubernetesVersion },
-			set: func(c *inventory.Cluster, o *initOptions) { c.KubernetesVersion = o.kubernetesVersion }, value: func(o *initOptions) string { return o.kubernetesVersion }},
-		{flag: "apiserver-advertise-address", field: "node.advertiseAddress",
-			get: func(c *inventory.Cluster) string { return c.Node.AdvertiseAddress },
-			set: func(c *inventory.Cluster, o *initOptions) { c.Node.AdvertiseAddress = o.advertiseAddress }, value: func(o *initOptions) string { return o.advertiseAddress }},
-		{flag: "apiserver-bind-port", field: "node.bindPort",
-			get: func(c *inventory.Cluster) string { return strconv.Itoa(c.Node.BindPort) },
-			set: func(c *inventory.Cluster, o *initOptions) { c.Node.BindPort = o.bindPort }, value: func(o *initOptions) string { return strconv.Itoa(o.bindPort) }},
-		{flag: "control-plane-endpoint", field: "controlPlaneEndpoint",
-			get: func(c *inventory.Cluster) string { return c.ControlPlaneEndpoint },
-			set: func(c *inventory.Cluster, o *initOptions) { c.ControlPlaneEndpoint = o.endpoint }, value: func(o *initOptions) string { return o.endpoint }},
-		{flag: "pod-network-cidr", field: "networking.podSubnet",
-			get: func(c *inventory.Cluster) string { return c.Networking.PodSubnet },
-			set: func(c *inventory.Cluster, o *initOptions) { c.Networking.PodSubnet = o.podCIDR }, value: func(o *initOptions) string { return o.podCIDR }},
-		{flag: "service-cidr", field: "networking.serviceSubnet",
-			get: func(c *inventory.Cluster) string { return c.Networking.ServiceSubnet },
-			set: func(c *inventory.Cluster, o *initOptions) { c.Networking.ServiceSubnet = o.serviceCIDR }, value: func(o *initOptions) string { return o.serviceCIDR }},
-		{flag: "service-dns-domain", field: "networking.dnsDomain",
-			get: func(c *inventory.Cluster) string { return c.Networking.DNSDomain },
-			set: func(c *inventory.Cluster, o *initOptions) { c.Networking.DNSDomain = o.dnsDomain }, value: func(o *initOptions) string { return o.dnsDomain }},
-		{flag: "image-repository", field: "imageRepository",
-			get: func(c *inventory.Cluster) string { return c.ImageRepository },
-			set: func(c *inventory.Cluster, o *initOptions) { c.ImageRepository = o.imageRepository }, value: func(o *initOptions) string { return o.imageRepository }},
-		{flag: "node-name", field: "node.name", mayFill: true,
-			get: func(c *inventory.Cluster) string { return c.Node.Name },
-			set: func(c *inventory.Cluster, o *initOptions) { c.Node.Name = o.nodeName }, value: func(o *initOptions) string { return o.nodeName }},
-		{flag: "cert-dir", field: "certificatesDir",
-			get: func(c *inventory.Cluster) string { return c.CertificatesDir },
-			set: func(c *inventory.Cluster, o *initOptions) { c.CertificatesDir = o.certDir }, value: func(o *initOptions) string { return o.certDir }},
-		{flag: "apiserver-cert-extra-sans", field: "apiServer.certSANs",
-			get: func(c *inventory.Cluster) string { return strings.Join(c.APIServer.CertSANs, ",") },
-			set: func(c *inventory.Cluster, o *initOptions) { c.APIServer.CertSANs = o.certSANs }, value: func(o *initOptions) string { return strings.Join(o.certSANs, ",") }},
+// fieldFlags are init's flags that set configuration fields (kubeadm
+// allows only --node-name to fill in a field next to --config).
+func (o *initOptions) fieldFlags() []fieldFlag {
+	node := stringField("node-name", "node.name", func(c *inventory.Cluster) *string { return &c.Node.Name }, &o.nodeName)
+	node.fill = true
+	return []fieldFlag{
+		stringField("kubernetes-version", "kubernetesVersion", func(c *inventory.Cluster) *string { return &c.KubernetesVersion }, &o.kubernetesVersion),
+		stringField("apiserver-advertise-address", "node.advertiseAddress", func(c *inventory.Cluster) *string { return &c.Node.AdvertiseAddress }, &o.advertiseAddress),
+		intField("apiserver-bind-port", "node.bindPort", func(c *inventory.Cluster) *int { return &c.Node.BindPort }, &o.bindPort),
+		stringField("control-plane-endpoint", "controlPlaneEndpoint", func(c *inventory.Cluster) *string { return &c.ControlPlaneEndpoint }, &o.endpoint),
+		stringField("pod-network-cidr", "networking.podSubnet", func(c *inventory.Cluster) *string { return &c.Networking.PodSubnet }, &o.podCIDR),
+		stringField("service-cidr", "networking.serviceSubnet", func(c *inventory.Cluster) *string { return &c.Networking.ServiceSubnet }, &o.serviceCIDR),
+		stringField("service-dns-domain", "networking.dnsDomain", func(c *inventory.Cluster) *string { return &c.Networking.DNSDomain }, &o.dnsDomain),
+		stringField("image-repository", "imageRepository", func(c *inventory.Cluster) *string { return &c.ImageRepository }, &o.imageRepository),
+		node,
+		stringField("cert-dir", "certificatesDir", func(c *inventory.Cluster) *string { return &c.CertificatesDir }, &o.certDir),
+		listField("apiserver-cert-extra-sans", "apiServer.certSANs", func(c *inventory.Cluster) *[]string { return &c.APIServer.CertSANs }, &o.certSANs),
 	}
 }
 
@@ -189,39 +157,21 @@ func (o *initOptions) newExtensionsClient(h transport.Host) func(ctx context.Con
 
 // loadConfig builds the configuration from --config or from the flags.
 func (o *initOptions) loadConfig(fs *pflag.FlagSet) (*inventory.Cluster, error) {
-	flags := configFlags()
+	b := flagBinding{fs: fs, flags: o.fieldFlags()}
 	if o.configPath != "" {
 		cfg, err := inventory.LoadFrom(o.configPath, o.stdin)
 		if err != nil {
 			return nil, err
 		}
-		var bad []string
-		for _, f := range flags {
-			if !fs.Changed(f.flag) {
-				continue
-			}
-			cur, want := f.get(cfg), f.value(o)
-			switch {
-			case cur == want:
-			case cur == "" && f.mayFill:
-				f.set(cfg, o)
-			default:
-				bad = append(bad, fmt.Sprintf("--%s=%s contradicts %s: %q", f.flag, want, f.field, cur))
-			}
-		}
-		if len(bad) > 0 {
-			return nil, fmt.Errorf("can not mix '--config' with arguments that contradict %s:\n  %s\nset the value in the file or drop the flag", o.configPath, strings.Join(bad, "\n  "))
+		if err := b.merge(cfg, o.configPath); err != nil {
+			return nil, err
 		}
 		return cfg, nil
 	}
 	cfg := inventory.Default()
-	for _, f := range flags {
-		if fs.Changed(f.flag) {
-			f.set(cfg, o)
-		}
-	}
+	b.setGiven(cfg)
 	if err := inventory.Validate(cfg); err != nil {
-		return nil, flagError(err, flags)
+		return nil, b.explain(err)
 	}
 	return cfg, nil
 }
@@ -261,15 +211,6 @@ func (o *initOptions) fromInitSection(fs *pflag.FlagSet, cfg *inventory.Cluster)
 		return fmt.Errorf("can not mix '--config' with arguments that contradict it:\n  %s\nset the value in the file or drop the flag", strings.Join(bad, "\n  "))
 	}
 	return nil
-}
-
-// flagError rewrites configuration field names into the flags that set them.
-func flagError(err error, flags []configFlag) error {
-	msg := err.Error()
-	for _, f := range flags {
-		msg = strings.ReplaceAll(msg, f.field+":", "--"+f.flag+" ("+f.field+"):")
-	}
-	return fmt.Errorf("%s", msg)
 }
 
 func newInitCommand(out io.Writer) *cobra.Command {
@@ -391,7 +332,7 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		return err
 	}
 	if err := inventory.Validate(cfg); err != nil {
-		return flagError(err, configFlags())
+		return flagBinding{fs: c.Flags(), flags: o.fieldFlags()}.explain(err)
 	}
 	d := &phases.Data{
 		Cfg:                   cfg,

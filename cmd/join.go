@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -44,55 +43,39 @@ type joinOptions struct {
 	bundle           string
 }
 
-// joinFlag ties a flag to the configuration field it sets.
-type joinFlag struct {
-	flag, field string
-	get         func(*inventory.Cluster) string
-	set         func(*inventory.Cluster, string)
-	value       func(*joinOptions) string
-	// viaToken: --token sets this field too when its own flag is not given.
-	viaToken bool
-}
-
-func joinFlags() []joinFlag {
+// fieldFlags are join's flags that set configuration fields. Each may
+// fill a field the file leaves empty; --token stands for --discovery-token
+// and --tls-bootstrap-token when they are not given.
+func (o *joinOptions) fieldFlags() []fieldFlag {
 	j := func(c *inventory.Cluster) *inventory.Join {
 		if c.Join == nil {
 			c.Join = &inventory.Join{}
 		}
 		return c.Join
 	}
-	str := func(flag, field string, p func(*inventory.Cluster) *string, v func(*joinOptions) string) joinFlag {
-		return joinFlag{flag: flag, field: field,
-			get: func(c *inventory.Cluster) string { return *p(c) }, set: func(c *inventory.Cluster, s string) { *p(c) = s }, value: v}
+	secret := func(f fieldFlag) fieldFlag { f.secret = true; return f }
+	viaToken := func(f fieldFlag) fieldFlag { f.alias = "token"; return secret(f) }
+	flags := []fieldFlag{
+		viaToken(stringField("discovery-token", "join.token", func(c *inventory.Cluster) *string { return &j(c).Token }, &o.discoveryToken)),
+		viaToken(stringField("tls-bootstrap-token", "join.tlsBootstrapToken", func(c *inventory.Cluster) *string { return &j(c).TLSBootstrapToken }, &o.tlsToken)),
+		listField("discovery-token-ca-cert-hash", "join.caCertHashes", func(c *inventory.Cluster) *[]string { return &j(c).CACertHashes }, &o.caHashes),
+		boolField("discovery-token-unsafe-skip-ca-verification", "join.unsafeSkipCAVerification", func(c *inventory.Cluster) *bool { return &j(c).UnsafeSkipCAVerification }, &o.unsafeSkipCA),
+		boolField("control-plane", "join.controlPlane", func(c *inventory.Cluster) *bool { return &j(c).ControlPlane }, &o.controlPlane),
+		secret(stringField("certificate-key", "join.certificateKey", func(c *inventory.Cluster) *string { return &j(c).CertificateKey }, &o.certificateKey)),
+		stringField("apiserver-advertise-address", "node.advertiseAddress", func(c *inventory.Cluster) *string { return &c.Node.AdvertiseAddress }, &o.advertiseAddress),
+		intField("apiserver-bind-port", "node.bindPort", func(c *inventory.Cluster) *int { return &c.Node.BindPort }, &o.bindPort),
+		stringField("node-name", "node.name", func(c *inventory.Cluster) *string { return &c.Node.Name }, &o.nodeName),
+		stringField("cri-socket", "node.criSocket", func(c *inventory.Cluster) *string { return &c.Node.CRISocket }, &o.criSocket),
 	}
-	boolean := func(flag, field string, p func(*inventory.Cluster) *bool, v func(*joinOptions) bool) joinFlag {
-		return joinFlag{flag: flag, field: field,
-			get:   func(c *inventory.Cluster) string { return strconv.FormatBool(*p(c)) },
-			set:   func(c *inventory.Cluster, s string) { *p(c) = s == "true" },
-			value: func(o *joinOptions) string { return strconv.FormatBool(v(o)) }}
+	for i := range flags {
+		flags[i].fill = true
 	}
-	disc := str("discovery-token", "join.token", func(c *inventory.Cluster) *string { return &j(c).Token }, func(o *joinOptions) string { return o.discoveryToken })
-	disc.viaToken = true
-	tlsBoot := str("tls-bootstrap-token", "join.tlsBootstrapToken", func(c *inventory.Cluster) *string { return &j(c).TLSBootstrapToken }, func(o *joinOptions) string { return o.tlsToken })
-	tlsBoot.viaToken = true
-	return []joinFlag{
-		disc,
-		tlsBoot,
-		{flag: "discovery-token-ca-cert-hash", field: "join.caCertHashes",
-			get:   func(c *inventory.Cluster) string { return strings.Join(j(c).CACertHashes, ",") },
-			set:   func(c *inventory.Cluster, s string) { j(c).CACertHashes = strings.Split(s, ",") },
-			value: func(o *joinOptions) string { return strings.Join(o.caHashes, ",") }},
-		boolean("discovery-token-unsafe-skip-ca-verification", "join.unsafeSkipCAVerification", func(c *inventory.Cluster) *bool { return &j(c).UnsafeSkipCAVerification }, func(o *joinOptions) bool { return o.unsafeSkipCA }),
-		boolean("control-plane", "join.controlPlane", func(c *inventory.Cluster) *bool { return &j(c).ControlPlane }, func(o *joinOptions) bool { return o.controlPlane }),
-		str("certificate-key", "join.certificateKey", func(c *inventory.Cluster) *string { return &j(c).CertificateKey }, func(o *joinOptions) string { return o.certificateKey }),
-		str("apiserver-advertise-address", "node.advertiseAddress", func(c *inventory.Cluster) *string { return &c.Node.AdvertiseAddress }, func(o *joinOptions) string { return o.advertiseAddress }),
-		{flag: "apiserver-bind-port", field: "node.bindPort",
-			get:   func(c *inventory.Cluster) string { return strconv.Itoa(c.Node.BindPort) },
-			set:   func(c *inventory.Cluster, s string) { c.Node.BindPort, _ = strconv.Atoi(s) },
-			value: func(o *joinOptions) string { return strconv.Itoa(o.bindPort) }},
-		str("node-name", "node.name", func(c *inventory.Cluster) *string { return &c.Node.Name }, func(o *joinOptions) string { return o.nodeName }),
-		str("cri-socket", "node.criSocket", func(c *inventory.Cluster) *string { return &c.Node.CRISocket }, func(o *joinOptions) string { return o.criSocket }),
-	}
+	return flags
+}
+
+// binding is join's flagBinding; the endpoint is its positional argument.
+func (o *joinOptions) binding(fs *pflag.FlagSet) flagBinding {
+	return flagBinding{fs: fs, flags: o.fieldFlags(), names: map[string]string{"join.apiServerEndpoint": "the endpoint argument"}}
 }
 
 func (o *joinOptions) addFlags(fs *pflag.FlagSet) {
@@ -129,14 +112,7 @@ func (o *joinOptions) loadConfig(fs *pflag.FlagSet) (*inventory.Cluster, error) 
 			o.tlsToken = o.token
 		}
 	}
-	flags := joinFlags()
-	given := func(f joinFlag) bool { return fs.Changed(f.flag) || f.viaToken && fs.Changed("token") }
-	name := func(f joinFlag) string {
-		if f.viaToken && !fs.Changed(f.flag) {
-			return "--token"
-		}
-		return "--" + f.flag
-	}
+	b := o.binding(fs)
 	var cfg *inventory.Cluster
 	if o.configPath != "" {
 		src, data, err := inventory.ReadConfig(o.configPath, o.stdin)
@@ -149,36 +125,20 @@ func (o *joinOptions) loadConfig(fs *pflag.FlagSet) (*inventory.Cluster, error) 
 		if cfg.Join == nil {
 			return nil, fmt.Errorf("%s has no join section: add one (apiServerEndpoint, token, caCertHashes), or join with the flags alone", o.configPath)
 		}
-		var bad []string
-		for _, f := range flags {
-			if !given(f) {
-				continue
-			}
-			switch cur, want := f.get(cfg), f.value(o); cur {
-			case want:
-			case "", "0", "false":
-				f.set(cfg, want)
-			default:
-				bad = append(bad, fmt.Sprintf("%s contradicts %s", name(f), f.field)+valueNote(f, name(f), cur, want))
-			}
-		}
+		var extra []string
 		switch ep := cfg.Join.APIServerEndpoint; {
 		case o.endpoint == "" || o.endpoint == ep:
 		case ep == "":
 			cfg.Join.APIServerEndpoint = o.endpoint
 		default:
-			bad = append(bad, fmt.Sprintf("the endpoint argument %s contradicts join.apiServerEndpoint: %q", o.endpoint, ep))
+			extra = append(extra, fmt.Sprintf("the endpoint argument %s contradicts join.apiServerEndpoint: %q", o.endpoint, ep))
 		}
-		if len(bad) > 0 {
-			return nil, fmt.Errorf("can not mix '--config' with arguments that contradict %s:\n  %s\nset the value in the file or drop the flag", o.configPath, strings.Join(bad, "\n  "))
+		if err := b.merge(cfg, o.configPath, extra...); err != nil {
+			return nil, err
 		}
 	} else {
 		cfg = &inventory.Cluster{Join: &inventory.Join{APIServerEndpoint: o.endpoint}}
-		for _, f := range flags {
-			if given(f) {
-				f.set(cfg, f.value(o))
-			}
-		}
+		b.setGiven(cfg)
 	}
 	if cfg.Join.APIServerEndpoint == "" {
 		return nil, fmt.Errorf("kubeboot join needs the API server to join: kubeboot join <host:port> --token ... --discovery-token-ca-cert-hash sha256:... (or --config with join.apiServerEndpoint)")
@@ -188,34 +148,9 @@ func (o *joinOptions) loadConfig(fs *pflag.FlagSet) (*inventory.Cluster, error) 
 		if o.configPath != "" {
 			return nil, err
 		}
-		return nil, joinFlagError(err, flags, fs)
+		return nil, b.explain(err)
 	}
 	return cfg, nil
-}
-
-// valueNote shows both values unless they are secrets.
-func valueNote(f joinFlag, flag, cur, want string) string {
-	switch f.field {
-	case "join.token", "join.tlsBootstrapToken", "join.certificateKey":
-		return " (the values differ; they are secrets, not shown)"
-	}
-	return fmt.Sprintf(": %s=%s, the file has %q", flag, want, cur)
-}
-
-// joinFlagError names the flags that set the fields of a validation error.
-func joinFlagError(err error, flags []joinFlag, fs *pflag.FlagSet) error {
-	msg := err.Error()
-	names := map[string]string{"join.apiServerEndpoint": "the endpoint argument"}
-	for _, f := range flags {
-		names[f.field] = "--" + f.flag
-		if f.viaToken && (fs == nil || !fs.Changed(f.flag)) {
-			names[f.field] = "--token"
-		}
-	}
-	for field, flag := range names {
-		msg = strings.ReplaceAll(msg, field+":", flag+" ("+field+"):")
-	}
-	return fmt.Errorf("%s", msg)
 }
 
 func newJoinCommand(out io.Writer) *cobra.Command {
@@ -289,7 +224,7 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		return err
 	}
 	if err := inventory.Validate(cfg); err != nil {
-		return joinFlagError(err, joinFlags(), c.Flags())
+		return o.binding(c.Flags()).explain(err)
 	}
 	d := &phases.Data{
 		Cfg:                   cfg,

@@ -79,7 +79,7 @@ join:
 			}, nil},
 		{"a flag agreeing with the file", []string{"lb.example.com:6443", "--config", file, "--token", joinToken, "--control-plane", "--node-name", "cp2"}, nil, nil},
 		{"flags contradicting the file", []string{"10.0.0.99:6443", "--config", file, "--token", joinToken, "--node-name", "cp3"},
-			nil, []string{"can not mix '--config' with arguments that contradict " + file, "the endpoint argument 10.0.0.99:6443 contradicts join.apiServerEndpoint", `--node-name contradicts node.name: --node-name=cp3, the file has "cp2"`}},
+			nil, []string{"can not mix '--config' with arguments that contradict " + file, "the endpoint argument 10.0.0.99:6443 contradicts join.apiServerEndpoint", `--node-name=cp3 contradicts node.name: "cp2"`}},
 		{"no endpoint", []string{"--token", joinToken, "--discovery-token-ca-cert-hash", joinPin}, nil, []string{"kubeboot join needs the API server to join"}},
 		{"no pin", []string{"10.0.0.10:6443", "--token", joinToken}, nil,
 			[]string{"--discovery-token-ca-cert-hash (join.caCertHashes): required", "--discovery-token-unsafe-skip-ca-verification"}},
