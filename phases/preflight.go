@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"k8s.io/apimachinery/pkg/util/version"
 	"net"
 	"net/netip"
 	"net/url"
@@ -33,9 +34,9 @@ import (
 // deploys control planes from one minor back (v1.33) up to its own minor,
 // and supports kubelets down to three minors back.
 var (
-	kubebootVersion        = semver{major: 1, minor: 34, patch: 3}
-	minControlPlaneVersion = semver{major: 1, minor: kubebootVersion.minor - 1}
-	minKubeletVersion      = semver{major: 1, minor: kubebootVersion.minor - 3}
+	kubebootVersion        = version.MustParseSemantic("1.34.3")
+	minControlPlaneVersion = version.MustParseSemantic("1.33.0")
+	minKubeletVersion      = version.MustParseSemantic("1.31.0")
 )
 
 // kubeadm's constants for the checks.
@@ -455,7 +456,7 @@ func commonChecks(cfg *inventory.Cluster) []Check {
 // troubleshooting and some CNI and proxy setups still use.
 func execChecks(k8sVersion string) []Check {
 	var checks []Check
-	if v, err := parseSemver(k8sVersion); err == nil && v.less(semver{major: 1, minor: 32}) {
+	if v, err := parseSemver(k8sVersion); err == nil && v.LessThan(version.MustParseSemantic("1.32.0")) {
 		checks = append(checks, inPathCheck("conntrack", true))
 	}
 	for _, exe := range []string{"losetup", "mount", "cp"} {
@@ -560,11 +561,11 @@ func checkKubernetesVersion(_ context.Context, _ transport.Host, cfg *inventory.
 	if err != nil {
 		return nil, []error{fmt.Errorf("couldn't parse Kubernetes version %q: %v", cfg.KubernetesVersion, err)}
 	}
-	if v.less(minControlPlaneVersion) {
+	if v.LessThan(minControlPlaneVersion) {
 		return nil, []error{fmt.Errorf("this version of kubeboot only supports deploying clusters with the control plane version >= %s. Current version: %s", minControlPlaneVersion, cfg.KubernetesVersion)}
 	}
-	if v.major > kubebootVersion.major || v.major == kubebootVersion.major && v.minor > kubebootVersion.minor {
-		return []error{fmt.Errorf("Kubernetes version is greater than kubeboot version. Please consider to upgrade kubeboot. Kubernetes version: %s. Kubeboot version: %d.%d.x", v, kubebootVersion.major, kubebootVersion.minor)}, nil
+	if v.Major() > kubebootVersion.Major() || v.Major() == kubebootVersion.Major() && v.Minor() > kubebootVersion.Minor() {
+		return []error{fmt.Errorf("Kubernetes version is greater than kubeboot version. Please consider to upgrade kubeboot. Kubernetes version: %s. Kubeboot version: %d.%d.x", v, kubebootVersion.Major(), kubebootVersion.Minor())}, nil
 	}
 	return nil, nil
 }
@@ -1132,7 +1133,7 @@ func checkKubeletVersion(ctx context.Context, h transport.Host, cfg *inventory.C
 	if err != nil {
 		return nil, []error{fmt.Errorf("couldn't get kubelet version: %w", err)}
 	}
-	if kubelet.less(minKubeletVersion) {
+	if kubelet.LessThan(minKubeletVersion) {
 		return nil, []error{fmt.Errorf("Kubelet version %q is lower than kubeboot can support. Please upgrade kubelet", kubelet)}
 	}
 	if cfg.KubernetesVersion != "" {
@@ -1140,7 +1141,7 @@ func checkKubeletVersion(ctx context.Context, h transport.Host, cfg *inventory.C
 		if err != nil {
 			return nil, []error{fmt.Errorf("couldn't parse Kubernetes version %q: %v", cfg.KubernetesVersion, err)}
 		}
-		if kubelet.major > cp.major || kubelet.minor > cp.minor {
+		if kubelet.Major() > cp.Major() || kubelet.Minor() > cp.Minor() {
 			return nil, []error{fmt.Errorf("the kubelet version is higher than the control plane version. This is not a supported version skew and may lead to a malfunctional cluster. Kubelet version: %q Control plane version: %q", kubelet, cp)}
 		}
 	}
@@ -1231,55 +1232,13 @@ func readTrimmed(ctx context.Context, h transport.Host, p string) (string, error
 	return strings.TrimSpace(string(b)), err
 }
 
-// semver is a Kubernetes version: v1.34.3, 1.35.0-alpha.1.
-type semver struct {
-	major, minor, patch int
-	pre                 string
-}
-
-var semverRE = regexp.MustCompile(`^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$`)
-
-func parseSemver(s string) (semver, error) {
-	m := semverRE.FindStringSubmatch(strings.TrimSpace(s))
-	if m == nil {
-		return semver{}, fmt.Errorf("%q is not a version like v1.34.3", s)
+// parseSemver parses a Kubernetes version (v1.34.3, 1.35.0-alpha.1) with
+// apimachinery's semantic versions: a pre-release orders before its
+// release, and String prints it without the "v", as kubeadm's messages do.
+func parseSemver(s string) (*version.Version, error) {
+	v, err := version.ParseSemantic(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a version like v1.34.3", s)
 	}
-	var v semver
-	v.major, _ = strconv.Atoi(m[1])
-	v.minor, _ = strconv.Atoi(m[2])
-	v.patch, _ = strconv.Atoi(m[3])
-	v.pre = m[4]
 	return v, nil
-}
-
-// less orders versions; a pre-release comes before its release
-// (1.35.0-alpha.1 < 1.35.0). Pre-releases of one version compare as strings.
-func (v semver) less(o semver) bool {
-	if v.major != o.major {
-		return v.major < o.major
-	}
-	if v.minor != o.minor {
-		return v.minor < o.minor
-	}
-	if v.patch != o.patch {
-		return v.patch < o.patch
-	}
-	switch {
-	case v.pre == o.pre:
-		return false
-	case v.pre == "":
-		return false
-	case o.pre == "":
-		return true
-	}
-	return v.pre < o.pre
-}
-
-// String prints the version as kubeadm's messages do: 1.34.3, no "v".
-func (v semver) String() string {
-	s := fmt.Sprintf("%d.%d.%d", v.major, v.minor, v.patch)
-	if v.pre != "" {
-		s += "-" + v.pre
-	}
-	return s
 }

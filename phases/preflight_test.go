@@ -796,6 +796,7 @@ func TestSemver(t *testing.T) {
 		{"v1.34.3", "v1.34.10", true},
 		{"v1.35.0-alpha.1", "v1.35.0", true},
 		{"v1.35.0", "v1.35.0-alpha.1", false},
+		{"v1.35.0-alpha.2", "v1.35.0-alpha.10", true}, // numerically, as semver orders them
 		{"v1.34.3", "1.34.3", false},
 		{"v2.0.0", "v1.99.0", false},
 	} {
@@ -807,7 +808,7 @@ func TestSemver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a.less(b) != tt.less {
+		if a.LessThan(b) != tt.less {
 			t.Errorf("%s < %s = %v", tt.a, tt.b, !tt.less)
 		}
 	}
@@ -816,7 +817,7 @@ func TestSemver(t *testing.T) {
 			t.Errorf("parseSemver(%q) accepted it", bad)
 		}
 	}
-	if v, _ := parseSemver("v1.35.0-rc.1+abc"); v.String() != "1.35.0-rc.1" {
+	if v, _ := parseSemver("v1.35.0-rc.1+abc"); v.String() != "1.35.0-rc.1+abc" {
 		t.Errorf("String = %s", v)
 	}
 }
