@@ -89,17 +89,26 @@ func Create(s *Spec, out string, progress func(format string, args ...any)) (*Ma
 	for _, src := range sources {
 		m.Files = append(m.Files, src.file)
 	}
-	manifest, err := m.Marshal()
-	if err != nil {
+	if err := writeBundle(out, m, sources); err != nil {
 		return nil, err
 	}
+	return m, nil
+}
+
+// writeBundle writes m, checked by reading it back, and the files of
+// sources as the archive out.
+func writeBundle(out string, m *Manifest, sources []source) error {
+	manifest, err := m.Marshal()
+	if err != nil {
+		return err
+	}
 	if _, err := ParseManifest(manifest); err != nil {
-		return nil, fmt.Errorf("internal error: the manifest does not read back: %w", err)
+		return fmt.Errorf("internal error: the manifest does not read back: %w", err)
 	}
 	if err := writeArchive(out, manifest, sources); err != nil {
-		return nil, fmt.Errorf("write the bundle %s: %w", out, err)
+		return fmt.Errorf("write the bundle %s: %w", out, err)
 	}
-	return m, nil
+	return nil
 }
 
 // sources lists the files to pack, binaries in KnownBinaries order, then the

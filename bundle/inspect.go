@@ -34,6 +34,30 @@ func Verify(file string) (*Manifest, error) {
 	return VerifyReader(file, f)
 }
 
+// VerifyFile is Verify that also returns the sha256 (hex) and size of the
+// whole file, read once.
+func VerifyFile(file string) (m *Manifest, sum string, size int64, err error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	r := io.TeeReader(f, h)
+	if m, err = VerifyReader(file, r); err != nil {
+		return m, "", 0, err
+	}
+	// What follows the archive's last entry, so the sum covers the file.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return nil, "", 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, "", 0, err
+	}
+	return m, hex.EncodeToString(h.Sum(nil)), fi.Size(), nil
+}
+
 // VerifyReader is Verify of a bundle read from r, named file in errors. It
 // reads r to the archive's end; what follows it is left unread.
 func VerifyReader(file string, r io.Reader) (*Manifest, error) {

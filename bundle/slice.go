@@ -136,15 +136,8 @@ func Slice(src, dst, role string, progress func(format string, args ...any)) (*M
 		sources = append(sources, source{src: p, field: x.Path, file: x})
 		out.Files = append(out.Files, x)
 	}
-	manifest, err := out.Marshal()
-	if err != nil {
+	if err := writeBundle(dst, &out, sources); err != nil {
 		return nil, err
-	}
-	if _, err := ParseManifest(manifest); err != nil {
-		return nil, fmt.Errorf("internal error: the sliced manifest does not read back: %w", err)
-	}
-	if err := writeArchive(dst, manifest, sources); err != nil {
-		return nil, fmt.Errorf("write %s: %w", dst, err)
 	}
 	return &out, nil
 }

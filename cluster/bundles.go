@@ -1,10 +1,7 @@
 package cluster
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -158,30 +155,15 @@ func (a *applier) checkedSlice(p string) (*hostBundle, error) {
 		return newHostBundle(p, e.SHA256, e.Size, m), nil
 	}
 	before, _ := statEntry(p)
-	f, err := os.Open(p)
+	m, sum, size, err := bundle.VerifyFile(p)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	r := io.TeeReader(f, h)
-	m, err := bundle.VerifyReader(p, r)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := io.Copy(io.Discard, r); err != nil {
 		return nil, err
 	}
 	if err := check(m); err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	a.sums.put(p, before, sum, true)
-	return newHostBundle(p, sum, fi.Size(), m), nil
+	return newHostBundle(p, sum, size, m), nil
 }
 
 // hasControlPlaneImages says whether a worker's part of the bundle would be
