@@ -2,8 +2,6 @@ package bundle
 
 import (
 	"archive/tar"
-	"bufio"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -26,14 +24,9 @@ const maxHashedEntry = 4 << 20
 // does: nginx:1.27 is docker.io/library/nginx:1.27). A gzip-compressed
 // tarball is read too.
 func ReadImageArchive(r io.Reader) (format string, images []Image, err error) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	var in io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return "", nil, err
-		}
-		in = zr
+	in, _, err := decompress(r)
+	if err != nil {
+		return "", nil, err
 	}
 	tr := tar.NewReader(in)
 	digests := map[string]string{} // entry name → sha256:hex, for small entries
@@ -47,7 +40,7 @@ func ReadImageArchive(r io.Reader) (format string, images []Image, err error) {
 		if err != nil {
 			return "", nil, fmt.Errorf("not a tar archive: %w", err)
 		}
-		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
+		name := cleanEntry(h.Name)
 		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
 			continue
 		}

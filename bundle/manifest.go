@@ -5,6 +5,8 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -220,20 +222,53 @@ func IsGzip(name string) bool {
 // ErrNotBundle is returned when an archive does not start with a manifest.
 var ErrNotBundle = errors.New("not a kubeboot bundle: the first entry is not " + ManifestName)
 
+// decompress buffers r and, when it starts with gzip's magic bytes, reads
+// it through gzip; gz says which.
+func decompress(r io.Reader) (_ io.Reader, gz bool, err error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	if magic, _ := br.Peek(2); len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
+		return br, false, nil
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return nil, true, err
+	}
+	return zr, true, nil
+}
+
+// checkedCopy copies r to w and checks what it copied against x's size and
+// sha256 from the manifest.
+func checkedCopy(w io.Writer, r io.Reader, x File) error {
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), r)
+	switch got := hex.EncodeToString(h.Sum(nil)); {
+	case err != nil:
+		return err
+	case n != x.Size:
+		return fmt.Errorf("%d bytes, the manifest says %d", n, x.Size)
+	case got != x.SHA256:
+		return fmt.Errorf("sha256 %s, the manifest says %s", got, x.SHA256)
+	}
+	return nil
+}
+
+// ImageCount is the number of images in the bundle's image tarballs.
+func (m *Manifest) ImageCount() int {
+	n := 0
+	for _, f := range m.ByType(TypeImages) {
+		n += len(f.Images)
+	}
+	return n
+}
+
 // ReadManifest reads the manifest from the start of a bundle stream,
 // decompressing it when it starts with gzip's magic bytes. It returns the
 // tar reader positioned after the manifest, so the caller can go on
 // reading the files.
 func ReadManifest(r io.Reader) (*Manifest, *tar.Reader, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	magic, _ := br.Peek(2)
-	var in io.Reader = br
-	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, err
-		}
-		in = zr
+	in, _, err := decompress(r)
+	if err != nil {
+		return nil, nil, err
 	}
 	tr := tar.NewReader(in)
 	h, err := tr.Next()

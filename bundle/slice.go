@@ -157,17 +157,7 @@ func stageEntry(r io.Reader, p string, x File) (err error) {
 			err = cerr
 		}
 	}()
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, h), r)
-	switch got := hex.EncodeToString(h.Sum(nil)); {
-	case err != nil:
-		return err
-	case n != x.Size:
-		return fmt.Errorf("%d bytes, the manifest says %d", n, x.Size)
-	case got != x.SHA256:
-		return fmt.Errorf("sha256 %s, the manifest says %s", got, x.SHA256)
-	}
-	return nil
+	return checkedCopy(w, r, x)
 }
 
 // sliceImages writes the image tarball in without the control-plane images
@@ -215,16 +205,12 @@ func openImageArchive(p string) (*tar.Reader, bool, func() error, error) {
 	if err != nil {
 		return nil, false, nil, err
 	}
-	br := bufio.NewReaderSize(f, 1<<20)
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			f.Close()
-			return nil, false, nil, err
-		}
-		return tar.NewReader(zr), true, f.Close, nil
+	in, gz, err := decompress(f)
+	if err != nil {
+		f.Close()
+		return nil, false, nil, err
 	}
-	return tar.NewReader(br), false, f.Close, nil
+	return tar.NewReader(in), gz, f.Close, nil
 }
 
 // filterImageArchive copies the image tarball in to out without the

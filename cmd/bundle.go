@@ -49,12 +49,8 @@ caches the slice in ~/.cache/kubeboot/bundles).`,
 			if err != nil {
 				return err
 			}
-			images := 0
-			for _, f := range m.ByType(bundle.TypeImages) {
-				images += len(f.Images)
-			}
 			fmt.Fprintf(out, "[bundle] Wrote %s (%d bytes): Kubernetes %s for %s, %d files, %d images\n",
-				output, fi.Size(), m.KubernetesVersion, m.Arch, len(m.Files), images)
+				output, fi.Size(), m.KubernetesVersion, m.Arch, len(m.Files), m.ImageCount())
 			return nil
 		},
 	}
@@ -103,12 +99,8 @@ refuses it. Every file is checked against the bundle's manifest on the way.`,
 				return err
 			}
 			src, _ := os.Stat(args[0])
-			images := 0
-			for _, f := range m.ByType(bundle.TypeImages) {
-				images += len(f.Images)
-			}
 			fmt.Fprintf(out, "[bundle] Wrote %s (%d bytes, %d%% of the bundle): the %s part of Kubernetes %s for %s, %d files, %d images\n",
-				sliceOut, fi.Size(), percent(fi.Size(), src), m.Role, m.KubernetesVersion, m.Arch, len(m.Files), images)
+				sliceOut, fi.Size(), percent(fi.Size(), src), m.Role, m.KubernetesVersion, m.Arch, len(m.Files), m.ImageCount())
 			return nil
 		},
 	}

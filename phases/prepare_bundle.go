@@ -52,16 +52,12 @@ func runPrepareBundleCheck(ctx context.Context, d *Data) error {
 			file, m.Source, strings.Join(bundle.ControlPlaneImages, ", "), d.Host.Name())
 	}
 	st.manifest = m
-	images := 0
-	for _, f := range m.ByType(bundle.TypeImages) {
-		images += len(f.Images)
-	}
 	what := ""
 	if m.Role != "" {
 		what = ", the " + m.Role + " part"
 	}
 	d.Out.Printf("prepare", "Using bundle %s: Kubernetes %s for %s%s, %d binaries, %d CNI plugins, %d images",
-		file, m.KubernetesVersion, m.Arch, what, len(m.ByType(bundle.TypeBinary)), len(m.ByType(bundle.TypeCNIPlugin)), images)
+		file, m.KubernetesVersion, m.Arch, what, len(m.ByType(bundle.TypeBinary)), len(m.ByType(bundle.TypeCNIPlugin)), m.ImageCount())
 	if missing := missingImages(d, m, role); len(missing) > 0 {
 		d.Out.Printf("prepare", "[WARNING] The bundle has no %s, which this %s runs: the kubelet will pull it from the registry (an offline node cannot; add it to the bundle, or set imageRepository to the registry the bundle's images name)",
 			strings.Join(missing, ", "), role)
