@@ -532,12 +532,12 @@ func (a *applier) probeHost(ctx context.Context, hr *hostRun, want string) error
 	if a.bundleArch != "" && bundle.UnameArch(f.arch) != a.bundleArch {
 		return fmt.Errorf("the host is %s, the bundle's binaries are %s: build a bundle for %s", f.arch, a.bundleArch, bundle.UnameArch(f.arch))
 	}
-	var needs []spaceNeed
+	var bm *bundle.Manifest
+	var bsize int64
 	if b != nil {
-		needs = spaceNeeds(b.m, b.size, f.bundleSum != b.sum, a.binarySize, f.binarySum != a.binarySum)
-	} else {
-		needs = spaceNeeds(nil, 0, false, a.binarySize, f.binarySum != a.binarySum)
+		bm, bsize = b.m, b.size
 	}
+	needs := spaceNeeds(bm, bsize, b.missingOn(f), a.binarySize, f.binarySum != a.binarySum)
 	if err := checkSpace(f.free, needs); err != nil {
 		return err
 	}
@@ -577,7 +577,7 @@ func (a *applier) upload(ctx context.Context) error {
 				return err
 			}
 		}
-		if b := a.bundleFor(hr.h); b != nil && hr.facts.bundleSum != b.sum {
+		if b := a.bundleFor(hr.h); b.missingOn(hr.facts) {
 			a.p.line(StepUpload, hr.h.Name, "%s (%s) to %s", b.what(), mib(b.size), b.remote)
 			if err := hr.rec.upload(ctx, b.local, b.remote, 0o644, b.size); err != nil {
 				return fmt.Errorf("upload the bundle: %w", err)

@@ -34,6 +34,10 @@ func (b *hostBundle) what() string {
 	return "bundle"
 }
 
+// missingOn says whether the host of f still needs b uploaded (false
+// without a bundle).
+func (b *hostBundle) missingOn(f facts) bool { return b != nil && f.bundleSum != b.sum }
+
 // bundleFor is the bundle host h gets, or nil without one.
 func (a *applier) bundleFor(h *inventory.Host) *hostBundle {
 	if a.worker != nil && !h.IsControlPlane() {

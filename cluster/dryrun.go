@@ -62,7 +62,7 @@ func (a *applier) applyWould(hr *hostRun, first bool) []string {
 		would = append(would, fmt.Sprintf("upload kubeboot (%s) to %s", mib(a.binarySize), a.binaryPath))
 	}
 	b := a.bundleFor(hr.h)
-	if b != nil && hr.facts.bundleSum != b.sum {
+	if b.missingOn(hr.facts) {
 		would = append(would, fmt.Sprintf("upload the %s (%s) to %s", b.what(), mib(b.size), b.remote))
 	}
 	if !hr.facts.setUp() {

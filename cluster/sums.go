@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 
 	"github.com/kubeboot/kubeboot/transport"
@@ -18,10 +17,10 @@ import (
 // the sum, and prepare every file against the bundle's manifest, so a stale
 // entry can only fail an upload, never install a wrong file. It lives in
 // the cache directory (sums.json, 0600); without one, nothing is cached.
+// apply uses it only in its local step, before anything runs in parallel,
+// so it takes no lock.
 type sumCache struct {
-	file string
-
-	mu      sync.Mutex
+	file    string
 	entries map[string]sumEntry
 	dirty   bool
 }
@@ -48,7 +47,7 @@ func loadSumCache(dir string) *sumCache {
 	return c
 }
 
-// stat is the key part of an entry for the file at p.
+// statEntry is the key part of an entry for the file at p.
 func statEntry(p string) (sumEntry, bool) {
 	fi, err := os.Stat(p)
 	if err != nil || !fi.Mode().IsRegular() {
@@ -71,13 +70,16 @@ func (c *sumCache) get(p string) (sumEntry, bool) {
 	if !ok {
 		return sumEntry{}, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	e, ok := c.entries[abs]
-	if !ok || e.Size != now.Size || e.MtimeNS != now.MtimeNS || e.Inode != now.Inode || e.SHA256 == "" {
+	if !ok || !sameStat(e, now) || e.SHA256 == "" {
 		return sumEntry{}, false
 	}
 	return e, true
+}
+
+// sameStat says whether two entries are of the same file state.
+func sameStat(a, b sumEntry) bool {
+	return a.Size == b.Size && a.MtimeNS == b.MtimeNS && a.Inode == b.Inode
 }
 
 // put records p's sum as of its stat now (before is the stat taken before
@@ -88,12 +90,10 @@ func (c *sumCache) put(p string, before sumEntry, sum string, verified bool) {
 		return
 	}
 	now, ok := statEntry(abs)
-	if !ok || now.Size != before.Size || now.MtimeNS != before.MtimeNS || now.Inode != before.Inode {
+	if !ok || !sameStat(now, before) {
 		return
 	}
 	now.SHA256, now.Verified = sum, verified
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.entries[abs] = now
 	c.dirty = true
 }
@@ -114,8 +114,6 @@ func (c *sumCache) sum(p string) (string, int64, error) {
 // save writes the cache when it changed (temp file and rename, 0600);
 // failing to is not an error: the next run reads the files again.
 func (c *sumCache) save() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.file == "" || !c.dirty {
 		return
 	}
