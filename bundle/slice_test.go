@@ -37,14 +37,8 @@ func sliceFixture(t *testing.T, dir, name string) string {
 	write("images/kcm.tar", bundletest.DockerArchiveOn("k8s", "registry.aliyuncs.com/google_containers/kube-controller-manager:v1.34.3"))
 	spec, _ := os.ReadFile(specPath)
 	write("spec.yaml", append(spec, "  - path: images/components.tar\n  - path: images/kcm.tar\n"...))
-	s, err := bundle.LoadSpec(specPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(dir, name)
-	if _, err := bundle.Create(s, out, nil); err != nil {
-		t.Fatal(err)
-	}
+	bundletest.Build(t, specPath, out)
 	return out
 }
 
@@ -304,14 +298,8 @@ func BenchmarkSlice(b *testing.B) {
 	}
 	spec, _ := os.ReadFile(specPath)
 	os.WriteFile(specPath, append(spec, "  - path: images/all.tar\n"...), 0o644)
-	s, err := bundle.LoadSpec(specPath)
-	if err != nil {
-		b.Fatal(err)
-	}
 	src := filepath.Join(dir, "b.tar")
-	if _, err := bundle.Create(s, src, nil); err != nil {
-		b.Fatal(err)
-	}
+	bundletest.Build(b, specPath, src)
 	fi, _ := os.Stat(src)
 	b.SetBytes(fi.Size())
 	b.ResetTimer()

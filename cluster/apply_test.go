@@ -64,6 +64,11 @@ hosts:
   - {name: w3, address: 10.0.0.23, roles: [worker], ssh: {user: ops, sudo: {mode: password, passwordEnv: W3_SUDO}}}
 `
 
+// withBundle is the inventory text inv with bundle: b.
+func withBundle(inv, b string) string {
+	return strings.Replace(inv, "kind: Cluster\n", "kind: Cluster\nbundle: "+b+"\n", 1)
+}
+
 func loadTestInventory(t *testing.T, text string) *Inventory {
 	t.Helper()
 	dir := t.TempDir()
@@ -540,7 +545,7 @@ func TestApplyRefusesABundleOfAnotherVersion(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "b.tar"), buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+filepath.Join(dir, "b.tar")+"\n", 1))
+	inv := loadTestInventory(t, withBundle(testInventory, filepath.Join(dir, "b.tar")))
 	fc := newFakeCluster(t, inv)
 	var out bytes.Buffer
 	_, err = Apply(context.Background(), inv, fc.options(t, &out))

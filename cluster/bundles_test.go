@@ -16,14 +16,8 @@ import (
 // docker-archive, coredns in an OCI layout) below dir.
 func testBundle(t *testing.T, dir string) string {
 	t.Helper()
-	spec, err := bundle.LoadSpec(bundletest.Fixture(t, filepath.Join(dir, "src")))
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(dir, "kubeboot-v1.34.3-amd64.tar")
-	if _, err := bundle.Create(spec, out, nil); err != nil {
-		t.Fatal(err)
-	}
+	bundletest.Build(t, bundletest.Fixture(t, filepath.Join(dir, "src")), out)
 	return out
 }
 
@@ -34,7 +28,7 @@ func testBundle(t *testing.T, dir string) string {
 func TestApplyWorkersGetTheWorkerPart(t *testing.T) {
 	dir := t.TempDir()
 	whole := testBundle(t, dir)
-	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+whole+"\n", 1)+
+	inv := loadTestInventory(t, withBundle(testInventory, whole)+
 		"  - {name: cw, address: 10.0.0.31, roles: [control-plane, worker]}\n")
 	t.Setenv("W3_SUDO", "x")
 	fc := newFakeCluster(t, inv)
@@ -118,7 +112,7 @@ func TestApplyWorkersGetTheWorkerPart(t *testing.T) {
 func TestApplyWholeBundle(t *testing.T) {
 	dir := t.TempDir()
 	whole := testBundle(t, dir)
-	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+whole+"\n", 1))
+	inv := loadTestInventory(t, withBundle(testInventory, whole))
 	t.Setenv("W3_SUDO", "x")
 	fc := newFakeCluster(t, inv)
 	var out bytes.Buffer
@@ -148,7 +142,7 @@ func TestApplyRefusesAWorkerPartAsTheBundle(t *testing.T) {
 	if _, err := bundle.Slice(whole, part, bundle.RoleWorker, nil); err != nil {
 		t.Fatal(err)
 	}
-	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+part+"\n", 1))
+	inv := loadTestInventory(t, withBundle(testInventory, part))
 	fc := newFakeCluster(t, inv)
 	var out bytes.Buffer
 	_, err := Apply(context.Background(), inv, fc.options(t, &out))
@@ -171,15 +165,9 @@ func TestApplyNoWorkerPartWithoutControlPlaneImages(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "src", "images", "control-plane.tar"), pause, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	spec, err := bundle.LoadSpec(specPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	whole := filepath.Join(dir, "b.tar")
-	if _, err := bundle.Create(spec, whole, nil); err != nil {
-		t.Fatal(err)
-	}
-	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+whole+"\n", 1))
+	bundletest.Build(t, specPath, whole)
+	inv := loadTestInventory(t, withBundle(testInventory, whole))
 	t.Setenv("W3_SUDO", "x")
 	fc := newFakeCluster(t, inv)
 	var out bytes.Buffer

@@ -31,7 +31,7 @@ func TestPlanWithBundle(t *testing.T) {
 	if err := os.WriteFile(b, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	inv := loadTestInventory(t, strings.Replace(testInventory, "kind: Cluster\n", "kind: Cluster\nbundle: "+b+"\n", 1))
+	inv := loadTestInventory(t, withBundle(testInventory, b))
 	inv.Bundle = "kubeboot-v1.34.3-amd64.tar" // the golden file names no temporary directory
 	var text bytes.Buffer
 	if err := NewPlan(inv, 2).WriteText(&text); err != nil {

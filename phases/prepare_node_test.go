@@ -370,14 +370,8 @@ func (n *node) mutating(from int) []string {
 func fixtureBundle(t testing.TB, edit func(name string, data []byte) []byte) []byte {
 	t.Helper()
 	dir := t.TempDir()
-	spec, err := bundle.LoadSpec(bundletest.Fixture(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(dir, "kubeboot.tar.gz")
-	if _, err := bundle.Create(spec, out, nil); err != nil {
-		t.Fatal(err)
-	}
+	bundletest.Build(t, bundletest.Fixture(t, dir), out)
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)

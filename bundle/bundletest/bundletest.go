@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kubeboot/kubeboot/bundle"
 )
 
 // ELF returns a minimal 64-bit little-endian ELF executable header for
@@ -269,4 +271,17 @@ func Fixture(t testing.TB, dir string) string {
 	spec.WriteString("cniPlugins:\n  version: 1.1.1\n  dir: cni\nimages:\n  - path: images/control-plane.tar\n  - path: images/coredns.tar\n")
 	write("spec.yaml", []byte(spec.String()), 0o644)
 	return filepath.Join(dir, "spec.yaml")
+}
+
+// Build creates the bundle out (.tar, or .tar.gz) from the spec at
+// specPath, failing the test on any error.
+func Build(t testing.TB, specPath, out string) {
+	t.Helper()
+	spec, err := bundle.LoadSpec(specPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bundle.Create(spec, out, nil); err != nil {
+		t.Fatal(err)
+	}
 }
