@@ -2,6 +2,7 @@ package transport
 
 import (
 	"path"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -29,7 +30,7 @@ func ReadOnlyCommand(args []string) bool {
 				return false
 			}
 		}
-		return contains(rest, "show") || contains(rest, "list") || contains(rest, "get")
+		return slices.Contains(rest, "show") || slices.Contains(rest, "list") || slices.Contains(rest, "get")
 	case "tar":
 		// -xO (extract to stdout) or -t (list); never create, append or
 		// extract to disk.
@@ -37,7 +38,7 @@ func ReadOnlyCommand(args []string) bool {
 			return false
 		}
 		op := rest[0]
-		if strings.ContainsAny(op, "cruA") || contains(rest, "-C") {
+		if strings.ContainsAny(op, "cruA") || slices.Contains(rest, "-C") {
 			return false
 		}
 		return strings.Contains(op, "t") || strings.Contains(op, "x") && strings.Contains(op, "O")
@@ -96,13 +97,4 @@ func readOnlyScript(s string) bool {
 	return scripts[s]
 }
 
-func oneOf(s string, of ...string) bool { return contains(of, s) }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
+func oneOf(s string, of ...string) bool { return slices.Contains(of, s) }
