@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -35,15 +36,7 @@ func ImageName(ref string) string {
 }
 
 // ControlPlaneOnly says whether ref is one of ControlPlaneImages.
-func ControlPlaneOnly(ref string) bool {
-	name := ImageName(ref)
-	for _, c := range ControlPlaneImages {
-		if name == c {
-			return true
-		}
-	}
-	return false
-}
+func ControlPlaneOnly(ref string) bool { return slices.Contains(ControlPlaneImages, ImageName(ref)) }
 
 // Slice writes dst, the part of the bundle src that a node of role needs
 // (only RoleWorker: a control plane needs the whole bundle): the same
