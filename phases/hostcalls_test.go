@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -116,20 +115,7 @@ func TestCACacheRereadsTheCA(t *testing.T) {
 		wantErr string
 		change  func(t *testing.T, h *transporttest.Fake)
 	}{
-		{"replaced", "certs/apiserver", func(t *testing.T, h *transporttest.Fake) {
-			// ECDSA: the fixture keys hand the same RSA key to the same name.
-			other := fakeNode(t, false)
-			otherCfg := testConfig()
-			otherCfg.EncryptionAlgorithm = inventory.ECDSAP256
-			var out bytes.Buffer
-			if err := InitRunner().Run(context.Background(), newData(t, otherCfg, other, &out), Options{Only: "certs/ca"}); err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range []string{caCrt, caKey} {
-				b, m, _ := other.File(f)
-				h.SetFile(f, b, m)
-			}
-		}},
+		{"replaced", "certs/apiserver", replaceCA},
 		{"deleted", "was made for another CA", func(t *testing.T, h *transporttest.Fake) {
 			// The run makes a new CA, which did not sign the leaves (with
 			// the same fixture key the certificates verify; the

@@ -192,6 +192,23 @@ func snapshot(h *transporttest.Fake) string {
 
 // TestInitRejectsInvalidExistingFiles: a file that exists but is wrong stops
 // the run with the file and the reason; nothing is overwritten.
+// replaceCA puts another cluster's CA (ca.crt, ca.key) on h. An ECDSA one:
+// the fixture key source hands the same RSA key to the same name.
+func replaceCA(t *testing.T, h *transporttest.Fake) {
+	t.Helper()
+	other := fakeNode(t, false)
+	otherCfg := testConfig()
+	otherCfg.EncryptionAlgorithm = inventory.ECDSAP256
+	var out bytes.Buffer
+	if err := InitRunner().Run(context.Background(), newData(t, otherCfg, other, &out), Options{Only: "certs/ca"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/ca.key"} {
+		b, m, _ := other.File(f)
+		h.SetFile(f, b, m)
+	}
+}
+
 func TestInitRejectsInvalidExistingFiles(t *testing.T) {
 	tests := []struct {
 		name string
@@ -219,22 +236,8 @@ func TestInitRejectsInvalidExistingFiles(t *testing.T) {
 		},
 		{
 			name: "leaf signed by another CA",
-			tamper: func(t *testing.T, h *transporttest.Fake) {
-				// Replace the CA: every existing leaf is now foreign.
-				// (An ECDSA one: the fixture key source hands the same
-				// RSA key to the same name.)
-				other := fakeNode(t, false)
-				otherCfg := testConfig()
-				otherCfg.EncryptionAlgorithm = inventory.ECDSAP256
-				var out bytes.Buffer
-				if err := InitRunner().Run(context.Background(), newData(t, otherCfg, other, &out), Options{Only: "certs/ca"}); err != nil {
-					t.Fatal(err)
-				}
-				for _, f := range []string{"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/ca.key"} {
-					b, m, _ := other.File(f)
-					h.SetFile(f, b, m)
-				}
-			},
+			// Replace the CA: every existing leaf is now foreign.
+			tamper:  replaceCA,
 			wantErr: []string{"/etc/kubernetes/pki/apiserver.crt"},
 		},
 		{
