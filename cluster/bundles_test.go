@@ -122,12 +122,7 @@ func TestApplyWholeBundle(t *testing.T) {
 	if _, err := Apply(context.Background(), inv, o); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	sum, _, _ := fileSum(whole)
-	for name, f := range fc.hosts {
-		if _, _, ok := f.File(remoteBundleDir + "/" + sum[:16] + ".tar"); !ok {
-			t.Errorf("%s did not get the whole bundle", name)
-		}
-	}
+	checkWholeBundleEverywhere(t, fc, whole)
 	if parts, _ := filepath.Glob(filepath.Join(o.CacheDir, "*-worker.tar")); len(parts) > 0 {
 		t.Errorf("--whole-bundle cut a worker part: %v", parts)
 	}
@@ -176,12 +171,7 @@ func TestApplyNoWorkerPartWithoutControlPlaneImages(t *testing.T) {
 	if _, err := Apply(context.Background(), inv, o); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	sum, _, _ := fileSum(whole)
-	for name, f := range fc.hosts {
-		if _, _, ok := f.File(remoteBundleDir + "/" + sum[:16] + ".tar"); !ok {
-			t.Errorf("%s did not get the whole bundle", name)
-		}
-	}
+	checkWholeBundleEverywhere(t, fc, whole)
 	if parts, _ := filepath.Glob(filepath.Join(o.CacheDir, "*-worker.tar")); len(parts) > 0 || strings.Contains(out.String(), "worker part") {
 		t.Errorf("a worker part was cut of a bundle without control-plane images:\n%s", out.String())
 	}
@@ -225,4 +215,16 @@ func TestSumCache(t *testing.T) {
 	c = loadSumCache("")
 	c.sum(f)
 	c.save()
+}
+
+// checkWholeBundleEverywhere fails t unless every host of fc got the
+// bundle whole.
+func checkWholeBundleEverywhere(t *testing.T, fc *fakeCluster, whole string) {
+	t.Helper()
+	sum, _, _ := fileSum(whole)
+	for name, f := range fc.hosts {
+		if _, _, ok := f.File(remoteBundleDir + "/" + sum[:16] + ".tar"); !ok {
+			t.Errorf("%s did not get the whole bundle", name)
+		}
+	}
 }
