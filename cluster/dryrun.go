@@ -22,6 +22,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -109,7 +110,7 @@ func (a *applier) dryRunPhases(ctx context.Context, hr *hostRun, first bool) err
 	d := &phases.Data{
 		Cfg:    cfg,
 		Host:   dry,
-		Out:    phases.NewPrinter(lw),
+		Out:    workflow.NewPrinter(lw),
 		DryRun: true,
 		Keys:   certs.NewKeyPool(cfg.EncryptionAlgorithm, nil),
 		NewClient: func(context.Context) (kubernetes.Interface, error) {
@@ -121,9 +122,9 @@ func (a *applier) dryRunPhases(ctx context.Context, hr *hostRun, first bool) err
 		Health: phases.NewHTTPHealthChecker(),
 		Init:   phases.InitOptions{SkipTokenPrint: true, SkipCertificateKeyPrint: true},
 	}
-	opts := phases.Options{Only: "prepare"}
+	opts := workflow.Options{Only: "prepare"}
 	if first {
-		opts = phases.Options{}
+		opts = workflow.Options{}
 	}
 	var notYet []bundle.File
 	if b := a.bundleFor(hr.h); b != nil {

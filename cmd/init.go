@@ -27,6 +27,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -323,7 +324,7 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 			return fmt.Errorf("--certificate-key: %w", err)
 		}
 	}
-	printer := phases.NewPrinter(out)
+	printer := workflow.NewPrinter(out)
 	host, dry, err := localHost(o.dryRun, o.dryRunDir, printer, "")
 	if err != nil {
 		return err
@@ -359,13 +360,13 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	} else {
 		printer.Printf("init", "Using Kubernetes version: %s on %s (node %q, %s)", cfg.KubernetesVersion, host.Name(), cfg.Node.Name, cfg.Node.AdvertiseAddress)
 	}
-	return runWorkflow(ctx, runner, d, phases.Options{Only: only, Skip: o.skipPhases}, dry)
+	return runWorkflow(ctx, runner, d, workflow.Options{Only: only, Skip: o.skipPhases}, dry)
 }
 
 // runWorkflow runs init's or join's phases, then lists what a dry run
 // would have done, or says how long a real run took and where the time went.
-func runWorkflow(ctx context.Context, runner *phases.Runner, d *phases.Data, opts phases.Options, dry *transport.DryRun) error {
-	d.Timings = &phases.Timings{}
+func runWorkflow(ctx context.Context, runner *phases.Runner, d *phases.Data, opts workflow.Options, dry *transport.DryRun) error {
+	opts.Timings = &workflow.Timings{}
 	if dry == nil {
 		unlock, err := lockNode(ctx, d.Out, 10*time.Minute)
 		if err != nil {
@@ -379,7 +380,7 @@ func runWorkflow(ctx context.Context, runner *phases.Runner, d *phases.Data, opt
 	case dry != nil:
 		printDryRun(d.Out, dry)
 	case err == nil:
-		d.Out.Printf(runner.Command, "Done in %s: %s", phases.RoundDuration(time.Since(start)), d.Timings)
+		d.Out.Printf(runner.Command, "Done in %s: %s", workflow.RoundDuration(time.Since(start)), opts.Timings)
 	}
 	return err
 }
@@ -387,7 +388,7 @@ func runWorkflow(ctx context.Context, runner *phases.Runner, d *phases.Data, opt
 // localHost is the node init and join run on: this machine, or with
 // --dry-run a DryRun host writing below --dry-run-dir (a new temporary
 // directory when empty), which it announces with note appended.
-func localHost(dryRun bool, dir string, p *phases.Printer, note string) (transport.Host, *transport.DryRun, error) {
+func localHost(dryRun bool, dir string, p *workflow.Printer, note string) (transport.Host, *transport.DryRun, error) {
 	local := transport.NewLocal()
 	if !dryRun {
 		if dir != "" {
@@ -408,7 +409,7 @@ func localHost(dryRun bool, dir string, p *phases.Printer, note string) (transpo
 	return dry, dry, nil
 }
 
-func printDryRun(p *phases.Printer, dry *transport.DryRun) {
+func printDryRun(p *workflow.Printer, dry *transport.DryRun) {
 	var writes, runs []string
 	for _, a := range dry.Actions() {
 		switch a.Kind {

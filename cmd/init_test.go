@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -174,7 +175,7 @@ func TestLockNodeWaitsForTheHolder(t *testing.T) {
 	lockPath = filepath.Join(t.TempDir(), "kubeboot.lock")
 	defer func() { lockPath = old }()
 	var out strings.Builder
-	p := phases.NewPrinter(&out)
+	p := workflow.NewPrinter(&out)
 	release, err := lockNode(context.Background(), p, time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -215,7 +216,7 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	if err != nil {
 		return err
 	}
-	printer := phases.NewPrinter(out)
+	printer := workflow.NewPrinter(out)
 	host, dry, err := localHost(o.dryRun, o.dryRunDir, printer, "; discovery and the cluster's configuration are read from the cluster")
 	if err != nil {
 		return err
@@ -247,7 +248,7 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	} else {
 		printer.Printf("join", "Joining %s as %s node %q on %s", cfg.Join.APIServerEndpoint, role, cfg.Node.Name, host.Name())
 	}
-	if err := runWorkflow(ctx, runner, d, phases.Options{Only: only, Skip: o.skipPhases}, dry); err != nil {
+	if err := runWorkflow(ctx, runner, d, workflow.Options{Only: only, Skip: o.skipPhases}, dry); err != nil {
 		return err
 	}
 	if only == "" && !skipsJoinWork(o.skipPhases) && dry == nil {
@@ -269,7 +270,7 @@ func skipsJoinWork(skip []string) bool {
 	return false
 }
 
-func printJoined(p *phases.Printer, controlPlane bool) {
+func printJoined(p *workflow.Printer, controlPlane bool) {
 	if !controlPlane {
 		p.Printf("", `
 This node has joined the cluster:

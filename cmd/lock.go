@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 )
 
 // lockPath is the lock init and join hold while they change the node, so
@@ -19,7 +19,7 @@ var lockPath = "/run/kubeboot.lock"
 
 // lockNode takes the node's lock, waiting up to wait for a running kubeboot
 // to finish, and returns its release.
-func lockNode(ctx context.Context, p *phases.Printer, wait time.Duration) (func(), error) {
+func lockNode(ctx context.Context, p *workflow.Printer, wait time.Duration) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(lockPath), 0o755); err != nil {
 		return nil, err
 	}

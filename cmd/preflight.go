@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -51,7 +52,7 @@ func newPreflightCommand(out io.Writer) *cobra.Command {
 			if err := phases.ResolveNode(ctx, host, cfg); err != nil {
 				return err
 			}
-			p := phases.NewPrinter(out)
+			p := workflow.NewPrinter(out)
 			facts, err := phases.ProbeHostFacts(ctx, host)
 			if err != nil {
 				return fmt.Errorf("inspect %s: %w", host.Name(), err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -27,7 +27,7 @@ type Data struct {
 	// Host is the node being set up; phases touch it only through this.
 	Host transport.Host
 	// Out prints progress lines.
-	Out *Printer
+	Out *workflow.Printer
 	// DryRun is set when Host is a dry-run recorder: preflight reports but
 	// does not fail, and services are not restarted.
 	DryRun bool
@@ -51,9 +51,6 @@ type Data struct {
 	Health HealthChecker
 	// Prepare holds the options of the prepare phase (--bundle).
 	Prepare PrepareOptions
-
-	// Timings, when set, collects how long each top-level phase took.
-	Timings *Timings
 
 	// Init holds the options of init's online phases that are not cluster
 	// configuration (kubeadm's flags of the same names). Phases fill in
@@ -213,29 +210,4 @@ func ProbeHostFacts(ctx context.Context, h transport.Host) (HostFacts, error) {
 	}
 	f.ConntrackMaxReadOnly = ro
 	return f, nil
-}
-
-// Printer writes whole progress lines, one at a time, so parallel work
-// never interleaves. Lines look like kubeadm's: "[certs] Generating ...".
-type Printer struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-// NewPrinter prints to w.
-func NewPrinter(w io.Writer) *Printer { return &Printer{w: w} }
-
-// Printf prints one line tagged with the phase.
-func (p *Printer) Printf(phase, format string, args ...any) {
-	if p == nil || p.w == nil {
-		return
-	}
-	line := fmt.Sprintf(format, args...)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if phase != "" {
-		fmt.Fprintf(p.w, "[%s] %s\n", phase, strings.TrimRight(line, "\n"))
-	} else {
-		fmt.Fprintln(p.w, strings.TrimRight(line, "\n"))
-	}
 }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -60,7 +61,7 @@ var (
 func TestInitHostCalls(t *testing.T) {
 	ctx := context.Background()
 	n, count := initNode(t)
-	all := Options{Skip: []string{"prepare"}}
+	all := workflow.Options{Skip: []string{"prepare"}}
 	run := func(name string) {
 		t.Helper()
 		count.Reset()
@@ -186,7 +187,7 @@ func TestLookPathOncePerRun(t *testing.T) {
 		}
 		found = append(found, p)
 	}
-	r := &Runner{Command: "init", Phases: []*Phase{
+	r := newRunner("init", []*Phase{
 		{Name: "a", Run: func(ctx context.Context, d *Data) error {
 			look(ctx, d.Host, "runc")
 			look(ctx, d.Host, "containerd")
@@ -203,10 +204,10 @@ func TestLookPathOncePerRun(t *testing.T) {
 			look(ctx, d.Host, "containerd")
 			return nil
 		}},
-	}}
+	}...)
 	h.Handle("install", transporttest.Reply(""))
 	h.Handle("mv", transporttest.Reply(""))
-	if err := r.Run(context.Background(), &Data{Cfg: testConfig(), Host: count, Out: NewPrinter(nil)}, Options{}); err != nil {
+	if err := r.Run(context.Background(), &Data{Cfg: testConfig(), Host: count, Out: workflow.NewPrinter(nil)}, workflow.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	notFound := notInPathError("containerd").Error()

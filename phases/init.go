@@ -16,27 +16,24 @@ import (
 // add-ons. The phases from wait-control-plane on talk to the API server
 // through d.Client.
 func InitRunner() *Runner {
-	return &Runner{
-		Command: "init",
-		Phases: []*Phase{
-			PreparePhase(),
-			PreflightPhase(),
-			CertsPhase(),
-			KubeconfigPhase(),
-			EtcdPhase(),
-			ControlPlanePhase(),
-			KubeletStartPhase(),
-			WaitControlPlanePhase(),
-			UploadConfigPhase(),
-			UploadCertsPhase(),
-			MarkControlPlanePhase(),
-			BootstrapTokenPhase(),
-			KubeletFinalizePhase(),
-			AddonPhase(),
-			CNIPhase(),
-			ShowJoinCommandPhase(),
-		},
-	}
+	return newRunner("init",
+		PreparePhase(),
+		PreflightPhase(),
+		CertsPhase(),
+		KubeconfigPhase(),
+		EtcdPhase(),
+		ControlPlanePhase(),
+		KubeletStartPhase(),
+		WaitControlPlanePhase(),
+		UploadConfigPhase(),
+		UploadCertsPhase(),
+		MarkControlPlanePhase(),
+		BootstrapTokenPhase(),
+		KubeletFinalizePhase(),
+		AddonPhase(),
+		CNIPhase(),
+		ShowJoinCommandPhase(),
+	)
 }
 
 // OnlinePhases names the init phases that need the API server.

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"github.com/kubeboot/kubeboot/test/golden"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubeboot/kubeboot/phases/workflow"
+	"github.com/kubeboot/kubeboot/test/golden"
 
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/certs/certstest"
@@ -61,7 +64,7 @@ func newData(t testing.TB, cfg *inventory.Cluster, h transport.Host, out *bytes.
 	return &Data{
 		Cfg:  cfg,
 		Host: h,
-		Out:  NewPrinter(out),
+		Out:  workflow.NewPrinter(out),
 		Now:  func() time.Time { return fixedNow },
 		Keys: certstest.Keys(t, cfg.EncryptionAlgorithm),
 	}
@@ -69,7 +72,7 @@ func newData(t testing.TB, cfg *inventory.Cluster, h transport.Host, out *bytes.
 
 // offline is every init phase that needs neither the node's runtime nor
 // the API server (online_test.go runs those against a fake API).
-var offline = Options{Skip: append([]string{"prepare", "preflight"}, OnlinePhases()...)}
+var offline = workflow.Options{Skip: append([]string{"prepare", "preflight"}, OnlinePhases()...)}
 
 func TestInitWritesKubeadmFiles(t *testing.T) {
 	for _, alg := range []inventory.EncryptionAlgorithm{inventory.RSA2048, inventory.ECDSAP256} {
@@ -200,7 +203,7 @@ func replaceCA(t *testing.T, h *transporttest.Fake) {
 	otherCfg := testConfig()
 	otherCfg.EncryptionAlgorithm = inventory.ECDSAP256
 	var out bytes.Buffer
-	if err := InitRunner().Run(context.Background(), newData(t, otherCfg, other, &out), Options{Only: "certs/ca"}); err != nil {
+	if err := InitRunner().Run(context.Background(), newData(t, otherCfg, other, &out), workflow.Options{Only: "certs/ca"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/ca.key"} {
@@ -308,7 +311,7 @@ func TestKubeletStartWithoutSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := InitRunner().Run(context.Background(), newData(t, testConfig(), h, &out), Options{Only: "kubelet-start"}); err != nil {
+	if err := InitRunner().Run(context.Background(), newData(t, testConfig(), h, &out), workflow.Options{Only: "kubelet-start"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range h.Commands() {
@@ -362,3 +365,32 @@ func TestDryRunWritesBelowDir(t *testing.T) {
 }
 
 // golden compares got with testdata/name, rewriting it with -update.
+
+func TestInitRunnerHasKubeadmNames(t *testing.T) {
+	var got []string
+	for _, l := range InitRunner().Leaves() {
+		got = append(got, l.Path)
+	}
+	want := []string{
+		"prepare/kernel", "prepare/swap", "prepare/binaries", "prepare/containerd", "prepare/images",
+		"preflight",
+		"certs/ca", "certs/apiserver", "certs/apiserver-kubelet-client", "certs/front-proxy-ca", "certs/front-proxy-client",
+		"certs/etcd-ca", "certs/etcd-server", "certs/etcd-peer", "certs/etcd-healthcheck-client", "certs/apiserver-etcd-client", "certs/sa",
+		"kubeconfig/admin", "kubeconfig/super-admin", "kubeconfig/kubelet", "kubeconfig/controller-manager", "kubeconfig/scheduler",
+		"etcd/local",
+		"control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler",
+		"kubelet-start",
+		"wait-control-plane",
+		"upload-config/kubeadm", "upload-config/kubelet",
+		"upload-certs",
+		"mark-control-plane",
+		"bootstrap-token",
+		"kubelet-finalize/enable-client-cert-rotation",
+		"addon/coredns", "addon/kube-proxy",
+		"cni", // kubeboot's: the pod network
+		"show-join-command",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("init phases:\n got %v\nwant %v", got, want)
+	}
+}

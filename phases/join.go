@@ -35,25 +35,22 @@ import (
 // so kubeboot, which always joins etcd in etcd-join, has no such phase.
 // Control-plane phases do nothing on a worker.
 func JoinRunner() *Runner {
-	return &Runner{
-		Command: "join",
-		Phases: []*Phase{
-			DiscoveryPhase(),
-			joinPreparePhase(),
-			JoinPreflightPhase(),
-			ControlPlanePreparePhase(),
-			CheckEtcdPhase(),
-			JoinKubeletStartPhase(),
-			EtcdJoinPhase(),
-			KubeletWaitBootstrapPhase(),
-			{
-				Name:   "control-plane-join",
-				Short:  "Join a machine as a control plane instance",
-				Phases: []*Phase{onlyOnControlPlane(MarkControlPlanePhase())},
-			},
-			onlyOnControlPlane(WaitControlPlanePhase()),
+	return newRunner("join",
+		DiscoveryPhase(),
+		joinPreparePhase(),
+		JoinPreflightPhase(),
+		ControlPlanePreparePhase(),
+		CheckEtcdPhase(),
+		JoinKubeletStartPhase(),
+		EtcdJoinPhase(),
+		KubeletWaitBootstrapPhase(),
+		&Phase{
+			Name:   "control-plane-join",
+			Short:  "Join a machine as a control plane instance",
+			Phases: []*Phase{onlyOnControlPlane(MarkControlPlanePhase())},
 		},
-	}
+		onlyOnControlPlane(WaitControlPlanePhase()),
+	)
 }
 
 // joinPreparePhase is the prepare phase for a joining node: what it

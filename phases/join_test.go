@@ -33,6 +33,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
@@ -196,7 +197,7 @@ func (c *testCluster) data(t *testing.T, cfg *inventory.Cluster, h transport.Hos
 	return &Data{
 		Cfg:       cfg,
 		Host:      h,
-		Out:       NewPrinter(out),
+		Out:       workflow.NewPrinter(out),
 		Now:       func() time.Time { return fixedNow },
 		NewClient: func(context.Context) (kubernetes.Interface, error) { return c.client, nil },
 		Health:    healthy{},
@@ -213,7 +214,7 @@ func (c *testCluster) data(t *testing.T, cfg *inventory.Cluster, h transport.Hos
 }
 
 // joinAll is every join phase that the fakes can stand in for.
-var joinAll = Options{Skip: []string{"prepare", "preflight"}}
+var joinAll = workflow.Options{Skip: []string{"prepare", "preflight"}}
 
 func TestJoinWorker(t *testing.T) {
 	c := newTestCluster(t)
@@ -278,7 +279,7 @@ func TestJoinBootstrapKubeconfig(t *testing.T) {
 			cfg.Join.TLSBootstrapToken = "uvwxyz.0123456789abcdef"
 			var out bytes.Buffer
 			d := c.data(t, cfg, h, &out)
-			if err := JoinRunner().Run(context.Background(), d, Options{Only: "kubelet-start"}); err != nil {
+			if err := JoinRunner().Run(context.Background(), d, workflow.Options{Only: "kubelet-start"}); err != nil {
 				t.Fatalf("%v\n%s", err, out.String())
 			}
 			b, mode, ok := h.File(inventory.BootstrapKubeconfig)
@@ -596,7 +597,7 @@ func TestKubeletWaitBootstrapTimeout(t *testing.T) {
 	cfg := c.joinConfig("w1", "", false)
 	cfg.Timeouts.TLSBootstrap.Duration = 20 * time.Millisecond
 	var out bytes.Buffer
-	err := JoinRunner().Run(context.Background(), c.data(t, cfg, h, &out), Options{Only: "kubelet-wait-bootstrap"})
+	err := JoinRunner().Run(context.Background(), c.data(t, cfg, h, &out), workflow.Options{Only: "kubelet-wait-bootstrap"})
 	if err == nil || !strings.Contains(err.Error(), "the kubelet did not complete its TLS bootstrap within 20ms: /etc/kubernetes/kubelet.conf has not been written; on cp1 look at `systemctl status kubelet` and `journalctl -xeu kubelet`") {
 		t.Errorf("got %v", err)
 	}
@@ -741,7 +742,7 @@ func TestJoinPrepareFollowsTheCluster(t *testing.T) {
 	h := c.joiningNode(t, "w1", false)
 	var out bytes.Buffer
 	d := c.data(t, c.joinConfig("w1", "", false), h, &out)
-	if err := JoinRunner().Run(context.Background(), d, Options{Only: "prepare/images"}); err != nil {
+	if err := JoinRunner().Run(context.Background(), d, workflow.Options{Only: "prepare/images"}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "[discovery] Joining cluster") || !strings.Contains(out.String(), "registry.aliyuncs.com/google_containers") {

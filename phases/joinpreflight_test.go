@@ -12,12 +12,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
 
 // joinWithPreflight is every join phase the fakes stand in for, preflight
 // included.
-var joinWithPreflight = Options{Skip: []string{"prepare"}}
+var joinWithPreflight = workflow.Options{Skip: []string{"prepare"}}
 
 // rejoinNode is a joining node on which join's pre-flight checks pass.
 func rejoinNode(t *testing.T, c *testCluster, name string) *transporttest.Fake {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kubeboot/kubeboot/test/golden"
 	"maps"
 	"net"
 	"net/http"
@@ -15,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kubeboot/kubeboot/phases/workflow"
+	"github.com/kubeboot/kubeboot/test/golden"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -96,7 +98,7 @@ func (n *onlineNode) data(t *testing.T, out *bytes.Buffer) *Data {
 }
 
 // online runs only the online phases.
-var online = Options{Skip: []string{"prepare", "preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"}}
+var online = workflow.Options{Skip: []string{"prepare", "preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"}}
 
 var changedLine = regexp.MustCompile(`\b(Created|Updated|created|updated)\b`)
 
@@ -634,7 +636,7 @@ func TestBootstrapTokenChoices(t *testing.T) {
 func TestUploadCertsReplaces(t *testing.T) {
 	ctx := context.Background()
 	n := newOnlineNode(t)
-	only := Options{Only: "upload-certs"}
+	only := workflow.Options{Only: "upload-certs"}
 	run := func(key string) string {
 		var out bytes.Buffer
 		d := n.data(t, &out)
@@ -693,7 +695,7 @@ func TestUploadCertsReplaces(t *testing.T) {
 func TestKubeletFinalize(t *testing.T) {
 	ctx := context.Background()
 	n := newOnlineNode(t)
-	only := Options{Only: "kubelet-finalize"}
+	only := workflow.Options{Only: "kubelet-finalize"}
 	var out bytes.Buffer
 	before, _, _ := n.h.File(inventory.KubeletKubeconfig)
 	if err := InitRunner().Run(ctx, n.data(t, &out), only); err != nil {
@@ -725,7 +727,7 @@ func TestKubeletFinalize(t *testing.T) {
 	}
 	// The kubeconfig phase accepts the rewritten file on a re-run.
 	out.Reset()
-	if err := InitRunner().Run(ctx, n.data(t, &out), Options{Only: "kubeconfig/kubelet"}); err != nil || !strings.Contains(out.String(), "Using existing kubeconfig file") {
+	if err := InitRunner().Run(ctx, n.data(t, &out), workflow.Options{Only: "kubeconfig/kubelet"}); err != nil || !strings.Contains(out.String(), "Using existing kubeconfig file") {
 		t.Errorf("kubeconfig phase after kubelet-finalize: %v %s", err, out.String())
 	}
 }
@@ -786,7 +788,7 @@ func TestConntrackDetection(t *testing.T) {
 		n.h.SetFile(conntrackMaxPath, []byte("262144\n"), 0o444)
 		n.h.Handle("test -w", transporttest.Exit(1, ""))
 		var out bytes.Buffer
-		if err := InitRunner().Run(ctx, n.data(t, &out), Options{Only: "addon/kube-proxy"}); err != nil {
+		if err := InitRunner().Run(ctx, n.data(t, &out), workflow.Options{Only: "addon/kube-proxy"}); err != nil {
 			t.Fatal(err)
 		}
 		cm, _ := n.client.CoreV1().ConfigMaps("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
@@ -912,13 +914,13 @@ func TestOnlinePhaseErrors(t *testing.T) {
 	d.NewClient = func(context.Context) (kubernetes.Interface, error) {
 		return nil, errors.New("read /etc/kubernetes/admin.conf on cp1: no such file")
 	}
-	err := InitRunner().Run(ctx, d, Options{Only: "upload-config"})
+	err := InitRunner().Run(ctx, d, workflow.Options{Only: "upload-config"})
 	if err == nil || !strings.Contains(err.Error(), "init phase upload-config/kubeadm") || !strings.Contains(err.Error(), "admin.conf") {
 		t.Errorf("error %v", err)
 	}
 	d = n.data(t, &out)
 	d.Init.Token = "not-a-token"
-	err = InitRunner().Run(ctx, d, Options{Only: "bootstrap-token"})
+	err = InitRunner().Run(ctx, d, workflow.Options{Only: "bootstrap-token"})
 	if err == nil || !strings.Contains(err.Error(), "--token") || !strings.Contains(err.Error(), bootstraptoken.Format) {
 		t.Errorf("error %v", err)
 	}

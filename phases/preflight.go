@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"k8s.io/apimachinery/pkg/util/version"
 	"net"
 	"net/netip"
 	"net/url"
@@ -21,11 +20,14 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/version"
+
 	"golang.org/x/net/http/httpproxy"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -179,7 +181,7 @@ func reportChecks(d *Data, results []CheckResult) error {
 	var slow []string
 	for _, r := range results {
 		if r.Took >= slowCheck {
-			slow = append(slow, fmt.Sprintf("%s %s", r.Name, RoundDuration(r.Took)))
+			slow = append(slow, fmt.Sprintf("%s %s", r.Name, workflow.RoundDuration(r.Took)))
 		}
 	}
 	if len(slow) > 0 {
@@ -270,7 +272,7 @@ func withoutOwnControlPlaneChecks(cfg *inventory.Cluster, checks []Check) []Chec
 //
 //	[preflight] [WARNING Swap]: ...
 //	[preflight] [ERROR NumCPU]: ...
-func PrintResults(p *Printer, results []CheckResult) {
+func PrintResults(p *workflow.Printer, results []CheckResult) {
 	for _, r := range results {
 		for _, w := range r.Warnings {
 			p.Printf("preflight", "[WARNING %s]: %v", r.Name, w)

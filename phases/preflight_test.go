@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
@@ -639,9 +640,9 @@ const (
 func pfRunPhase(t *testing.T, h transport.Host, ignore map[string]bool, dryRun bool) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	d := &Data{Cfg: pfConfig(), Host: h, Out: NewPrinter(&out), IgnorePreflightErrors: ignore, DryRun: dryRun}
-	r := &Runner{Command: "init", Phases: []*Phase{PreflightPhase()}}
-	err := r.Run(context.Background(), d, Options{})
+	d := &Data{Cfg: pfConfig(), Host: h, Out: workflow.NewPrinter(&out), IgnorePreflightErrors: ignore, DryRun: dryRun}
+	r := newRunner("init", []*Phase{PreflightPhase()}...)
+	err := r.Run(context.Background(), d, workflow.Options{})
 	return out.String(), err
 }
 
@@ -753,7 +754,7 @@ func TestPreflightPhaseFactsError(t *testing.T) {
 func TestPreflightCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	d := &Data{Cfg: pfConfig(), Host: pfHealthyHost(), Out: NewPrinter(&bytes.Buffer{})}
+	d := &Data{Cfg: pfConfig(), Host: pfHealthyHost(), Out: workflow.NewPrinter(&bytes.Buffer{})}
 	if err := runPreflight(ctx, d); !errors.Is(err, context.Canceled) {
 		t.Errorf("error = %v, want context.Canceled", err)
 	}
@@ -890,7 +891,7 @@ func TestPreflightNamesSlowChecks(t *testing.T) {
 	defer func(old time.Duration) { slowCheck = old }(slowCheck)
 	slowCheck = 20 * time.Millisecond
 	var out bytes.Buffer
-	d := &Data{Cfg: pfConfig(), Host: pfHealthyHost(), Out: NewPrinter(&out)}
+	d := &Data{Cfg: pfConfig(), Host: pfHealthyHost(), Out: workflow.NewPrinter(&out)}
 	checks := []Check{
 		{Name: "Quick", Run: func(context.Context, transport.Host, *inventory.Cluster, HostFacts) (_, _ []error) { return nil, nil }},
 		{Name: "Sluggish", Run: func(context.Context, transport.Host, *inventory.Cluster, HostFacts) (_, _ []error) {

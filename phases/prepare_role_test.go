@@ -10,6 +10,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/bundle"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 )
 
 // TestPrepareBundleRole: a worker bundle prepares a worker and, with
@@ -34,8 +35,8 @@ func TestPrepareBundleRole(t *testing.T) {
 		return b
 	}
 	noop := func(context.Context, *Data) error { return nil }
-	initRunner := &Runner{Command: "init", Phases: []*Phase{PreparePhase(), {Name: "certs", Run: noop}}}
-	joinRunner := &Runner{Command: "join", Phases: []*Phase{PreparePhase(), {Name: "kubelet-start", Run: noop}}}
+	initRunner := newRunner("init", []*Phase{PreparePhase(), {Name: "certs", Run: noop}}...)
+	joinRunner := newRunner("join", []*Phase{PreparePhase(), {Name: "kubelet-start", Run: noop}}...)
 	for _, tc := range []struct {
 		name   string
 		bundle []byte
@@ -70,7 +71,7 @@ func TestPrepareBundleRole(t *testing.T) {
 				d.Join = &JoinState{}
 			}
 			from := len(h.Runs())
-			err := tc.runner.Run(bgCtx, d, Options{Only: tc.only})
+			err := tc.runner.Run(bgCtx, d, workflow.Options{Only: tc.only})
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want %q", err, tc.err)

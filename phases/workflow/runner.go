@@ -1,8 +1,9 @@
-// Package phases holds kubeboot's workflow: the phase runner and one file per
-// phase. A phase is a value (name, help, sub-phases, run function); the
-// runner turns the ordered list into `init phase <name>`, `--skip-phases` and
-// help text. Phases act on hosts only through transport.Host.
-package phases
+// Package workflow runs an ordered list of phases, the way kubeadm's
+// workflow package does: a phase is a value (name, help, sub-phases, run
+// function), and the runner turns the ordered list into `init phase <name>`,
+// `--skip-phases` and help text. It knows nothing of what the phases do: D
+// is what the phases of one workflow share (phases.Data for init and join).
+package workflow
 
 import (
 	"context"
@@ -12,50 +13,53 @@ import (
 )
 
 // Phase is one step of a workflow, possibly with sub-phases.
-type Phase struct {
+type Phase[D any] struct {
 	// Name is kubeadm's name for the phase ("certs", "ca", "local").
 	Name string
 	// Short is the one-line help.
 	Short string
 	// Phases are the sub-phases, run in order after Run (if any).
-	Phases []*Phase
+	Phases []*Phase[D]
 	// Run does the phase's own work. For a parent it runs before the
 	// selected sub-phases.
-	Run func(ctx context.Context, d *Data) error
+	Run func(ctx context.Context, d D) error
 	// Prepare, if set, is called before any phase runs with the paths of
 	// every leaf phase that will run, so that a phase can start slow work
 	// early (key generation) for the phases that follow.
-	Prepare func(ctx context.Context, d *Data, plan []string) error
+	Prepare func(ctx context.Context, d D, plan []string) error
 }
 
 // Runner runs an ordered list of phases.
-type Runner struct {
+type Runner[D any] struct {
 	// Command names the workflow in messages ("init").
 	Command string
-	Phases  []*Phase
+	Phases  []*Phase[D]
+	// Context, when set, derives the context every phase of one run gets
+	// (what the run caches about its host travels in it).
+	Context func(ctx context.Context, d D) context.Context
 }
 
 // Leaf is one runnable phase with its full path ("certs/ca").
-type Leaf struct {
+type Leaf[D any] struct {
 	Path  string
-	Phase *Phase
+	Phase *Phase[D]
 	// Parents from the top; their Run runs once before their first child.
-	Parents []*Phase
+	Parents []*Phase[D]
 }
 
 // Leaves lists every runnable phase in order. A phase with sub-phases is not
 // itself a leaf; its Run is attached to its first selected child.
-func (r *Runner) Leaves() []Leaf {
-	var out []Leaf
-	var walk func(prefix string, parents []*Phase, ps []*Phase)
-	walk = func(prefix string, parents []*Phase, ps []*Phase) {
+func (r *Runner[D]) Leaves() []Leaf[D] {
+	var out []Leaf[D]
+	var walk func(prefix string, parents []*Phase[D], ps []*Phase[D])
+	walk = func(prefix string, parents []*Phase[D], ps []*Phase[D]) {
 		for _, p := range ps {
 			path := prefix + p.Name
 			if len(p.Phases) == 0 {
-				out = append(out, Leaf{Path: path, Phase: p, Parents: append([]*Phase(nil), parents...)})
+				out = append(out, Leaf[D]{Path: path, Phase: p, Parents: append([]*Phase[D](nil), parents...)})
 				continue
 			}
-			walk(path+"/", append(append([]*Phase(nil), parents...), p), p.Phases)
+			walk(path+"/", append(append([]*Phase[D](nil), parents...), p), p.Phases)
 		}
 	}
 	walk("", nil, r.Phases)
@@ -68,11 +72,13 @@ type Options struct {
 	Only string
 	// Skip lists phases to skip ("addon", "certs/sa", "addon/kube-proxy").
 	Skip []string
+	// Timings, when set, collects how long each top-level phase took.
+	Timings *Timings
 }
 
 // Plan returns the leaf paths that Run will execute with opts, or an error
 // naming an unknown phase.
-func (r *Runner) Plan(opts Options) ([]Leaf, error) {
+func (r *Runner[D]) Plan(opts Options) ([]Leaf[D], error) {
 	leaves := r.Leaves()
 	known := map[string]bool{}
 	for _, l := range leaves {
@@ -104,7 +110,7 @@ func (r *Runner) Plan(opts Options) ([]Leaf, error) {
 		skip[s] = true
 	}
 	under := func(path, prefix string) bool { return path == prefix || strings.HasPrefix(path, prefix+"/") }
-	var plan []Leaf
+	var plan []Leaf[D]
 	for _, l := range leaves {
 		if only != "" && !under(l.Path, only) {
 			continue
@@ -122,7 +128,7 @@ func (r *Runner) Plan(opts Options) ([]Leaf, error) {
 	return plan, nil
 }
 
-func (r *Runner) names() []string {
+func (r *Runner[D]) names() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, l := range r.Leaves() {
@@ -138,7 +144,7 @@ func (r *Runner) names() []string {
 
 // Run executes the selected phases in order and stops at the first failure,
 // wrapping the error with the phase's path.
-func (r *Runner) Run(ctx context.Context, d *Data, opts Options) error {
+func (r *Runner[D]) Run(ctx context.Context, d D, opts Options) error {
 	plan, err := r.Plan(opts)
 	if err != nil {
 		return err
@@ -147,12 +153,12 @@ func (r *Runner) Run(ctx context.Context, d *Data, opts Options) error {
 	for i, l := range plan {
 		paths[i] = l.Path
 	}
-	// Executables are looked up once per run (lookPath), until something
-	// installs one.
-	ctx = withPathCache(ctx, d.Host)
-	prepared := map[*Phase]bool{}
+	if r.Context != nil {
+		ctx = r.Context(ctx, d)
+	}
+	prepared := map[*Phase[D]]bool{}
 	for _, l := range plan {
-		for _, p := range append(append([]*Phase(nil), l.Parents...), l.Phase) {
+		for _, p := range append(append([]*Phase[D](nil), l.Parents...), l.Phase) {
 			if p.Prepare != nil && !prepared[p] {
 				prepared[p] = true
 				if err := p.Prepare(ctx, d, paths); err != nil {
@@ -161,15 +167,15 @@ func (r *Runner) Run(ctx context.Context, d *Data, opts Options) error {
 			}
 		}
 	}
-	ranParent := map[*Phase]bool{}
+	ranParent := map[*Phase[D]]bool{}
 	for _, l := range plan {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		start := time.Now()
 		err := r.runLeaf(ctx, d, l, ranParent)
-		if d.Timings != nil {
-			d.Timings.add(strings.SplitN(l.Path, "/", 2)[0], time.Since(start))
+		if opts.Timings != nil {
+			opts.Timings.add(strings.SplitN(l.Path, "/", 2)[0], time.Since(start))
 		}
 		if err != nil {
 			return err
@@ -179,7 +185,7 @@ func (r *Runner) Run(ctx context.Context, d *Data, opts Options) error {
 }
 
 // runLeaf runs the leaf's parents that have not run yet, then the leaf.
-func (r *Runner) runLeaf(ctx context.Context, d *Data, l Leaf, ranParent map[*Phase]bool) error {
+func (r *Runner[D]) runLeaf(ctx context.Context, d D, l Leaf[D], ranParent map[*Phase[D]]bool) error {
 	for _, p := range l.Parents {
 		if p.Run != nil && !ranParent[p] {
 			ranParent[p] = true

@@ -1,4 +1,4 @@
-package phases
+package workflow
 
 import (
 	"context"
@@ -10,10 +10,18 @@ import (
 )
 
 // recorder builds a runner whose phases append their path to a log.
-func recorder(fail string) (*Runner, *[]string) {
+// testData stands for what a workflow's phases share.
+type testData struct{}
+
+type (
+	testPhase  = Phase[*testData]
+	testRunner = Runner[*testData]
+)
+
+func recorder(fail string) (*testRunner, *[]string) {
 	var log []string
-	rec := func(path string) func(context.Context, *Data) error {
-		return func(context.Context, *Data) error {
+	rec := func(path string) func(context.Context, *testData) error {
+		return func(context.Context, *testData) error {
 			log = append(log, path)
 			if path == fail {
 				return errors.New("boom")
@@ -21,11 +29,11 @@ func recorder(fail string) (*Runner, *[]string) {
 			return nil
 		}
 	}
-	leaf := func(parent, name string) *Phase { return &Phase{Name: name, Run: rec(parent + name)} }
-	r := &Runner{Command: "init", Phases: []*Phase{
+	leaf := func(parent, name string) *testPhase { return &testPhase{Name: name, Run: rec(parent + name)} }
+	r := &testRunner{Command: "init", Phases: []*testPhase{
 		leaf("", "preflight"),
-		{Name: "certs", Run: rec("certs(parent)"), Phases: []*Phase{leaf("certs/", "ca"), leaf("certs/", "apiserver"), leaf("certs/", "sa")}},
-		{Name: "kubeconfig", Phases: []*Phase{leaf("kubeconfig/", "admin"), leaf("kubeconfig/", "kubelet")}},
+		{Name: "certs", Run: rec("certs(parent)"), Phases: []*testPhase{leaf("certs/", "ca"), leaf("certs/", "apiserver"), leaf("certs/", "sa")}},
+		{Name: "kubeconfig", Phases: []*testPhase{leaf("kubeconfig/", "admin"), leaf("kubeconfig/", "kubelet")}},
 		leaf("", "kubelet-start"),
 	}}
 	return r, &log
@@ -49,7 +57,7 @@ func TestRunnerOrderAndSelection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, log := recorder("")
-			if err := r.Run(context.Background(), &Data{}, tt.opts); err != nil {
+			if err := r.Run(context.Background(), &testData{}, tt.opts); err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(*log, tt.want) {
@@ -61,7 +69,7 @@ func TestRunnerOrderAndSelection(t *testing.T) {
 
 func TestRunnerStopsAtFirstFailure(t *testing.T) {
 	r, log := recorder("certs/apiserver")
-	err := r.Run(context.Background(), &Data{}, Options{})
+	err := r.Run(context.Background(), &testData{}, Options{})
 	var pe *PhaseError
 	if !errors.As(err, &pe) || pe.Path != "certs/apiserver" {
 		t.Fatalf("error = %v, want a PhaseError for certs/apiserver", err)
@@ -78,7 +86,7 @@ func TestRunnerStopsAtFirstFailure(t *testing.T) {
 func TestRunnerUnknownPhase(t *testing.T) {
 	for _, opts := range []Options{{Only: "certz"}, {Only: "certs/nope"}, {Skip: []string{"addon"}}} {
 		r, log := recorder("")
-		err := r.Run(context.Background(), &Data{}, opts)
+		err := r.Run(context.Background(), &testData{}, opts)
 		if err == nil || !strings.Contains(err.Error(), "unknown phase") {
 			t.Errorf("%+v: error = %v, want unknown phase", opts, err)
 		}
@@ -91,11 +99,11 @@ func TestRunnerUnknownPhase(t *testing.T) {
 func TestRunnerPrepareSeesPlan(t *testing.T) {
 	r, _ := recorder("")
 	var got []string
-	r.Phases[1].Prepare = func(_ context.Context, _ *Data, plan []string) error {
+	r.Phases[1].Prepare = func(_ context.Context, _ *testData, plan []string) error {
 		got = plan
 		return nil
 	}
-	if err := r.Run(context.Background(), &Data{}, Options{Skip: []string{"certs/ca"}, Only: "certs"}); err != nil {
+	if err := r.Run(context.Background(), &testData{}, Options{Skip: []string{"certs/ca"}, Only: "certs"}); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"certs/apiserver", "certs/sa"}; !reflect.DeepEqual(got, want) {
@@ -103,41 +111,12 @@ func TestRunnerPrepareSeesPlan(t *testing.T) {
 	}
 }
 
-func TestInitRunnerHasKubeadmNames(t *testing.T) {
-	var got []string
-	for _, l := range InitRunner().Leaves() {
-		got = append(got, l.Path)
-	}
-	want := []string{
-		"prepare/kernel", "prepare/swap", "prepare/binaries", "prepare/containerd", "prepare/images",
-		"preflight",
-		"certs/ca", "certs/apiserver", "certs/apiserver-kubelet-client", "certs/front-proxy-ca", "certs/front-proxy-client",
-		"certs/etcd-ca", "certs/etcd-server", "certs/etcd-peer", "certs/etcd-healthcheck-client", "certs/apiserver-etcd-client", "certs/sa",
-		"kubeconfig/admin", "kubeconfig/super-admin", "kubeconfig/kubelet", "kubeconfig/controller-manager", "kubeconfig/scheduler",
-		"etcd/local",
-		"control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler",
-		"kubelet-start",
-		"wait-control-plane",
-		"upload-config/kubeadm", "upload-config/kubelet",
-		"upload-certs",
-		"mark-control-plane",
-		"bootstrap-token",
-		"kubelet-finalize/enable-client-cert-rotation",
-		"addon/coredns", "addon/kube-proxy",
-		"cni", // kubeboot's: the pod network
-		"show-join-command",
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("init phases:\n got %v\nwant %v", got, want)
-	}
-}
-
 func TestRunnerTimings(t *testing.T) {
 	r, _ := recorder("certs/sa")
 	// A phase that takes measurable time, so its group shows in String.
-	r.Phases[2].Phases[0].Run = func(context.Context, *Data) error { time.Sleep(15 * time.Millisecond); return nil }
+	r.Phases[2].Phases[0].Run = func(context.Context, *testData) error { time.Sleep(15 * time.Millisecond); return nil }
 	tm := &Timings{}
-	if err := r.Run(context.Background(), &Data{Timings: tm}, Options{}); err == nil {
+	if err := r.Run(context.Background(), &testData{}, Options{Timings: tm}); err == nil {
 		t.Fatal("the failing phase did not fail the run")
 	}
 	// The failed phase's group is counted; the phases after it never ran.
@@ -146,8 +125,8 @@ func TestRunnerTimings(t *testing.T) {
 	}
 	tm = &Timings{}
 	r, _ = recorder("")
-	r.Phases[2].Phases[0].Run = func(context.Context, *Data) error { time.Sleep(15 * time.Millisecond); return nil }
-	if err := r.Run(context.Background(), &Data{Timings: tm}, Options{}); err != nil {
+	r.Phases[2].Phases[0].Run = func(context.Context, *testData) error { time.Sleep(15 * time.Millisecond); return nil }
+	if err := r.Run(context.Background(), &testData{}, Options{Timings: tm}); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"preflight", "certs", "kubeconfig", "kubelet-start"}; !reflect.DeepEqual(tm.Phases, want) {

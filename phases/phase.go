@@ -1,0 +1,21 @@
+package phases
+
+import (
+	"context"
+
+	"github.com/kubeboot/kubeboot/phases/workflow"
+)
+
+// The phases of init and join are workflow phases that share Data.
+type (
+	Phase  = workflow.Phase[*Data]
+	Runner = workflow.Runner[*Data]
+)
+
+// newRunner is a workflow of ps. Each run looks executables up once
+// (lookPath), until something installs one.
+func newRunner(command string, ps ...*Phase) *Runner {
+	return &Runner{Command: command, Phases: ps, Context: runContext}
+}
+
+func runContext(ctx context.Context, d *Data) context.Context { return withPathCache(ctx, d.Host) }
