@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -53,7 +54,7 @@ func newPreflightCommand(out io.Writer) *cobra.Command {
 				return err
 			}
 			p := workflow.NewPrinter(out)
-			facts, err := phases.ProbeHostFacts(ctx, host)
+			facts, err := hostutil.ProbeHostFacts(ctx, host)
 			if err != nil {
 				return fmt.Errorf("inspect %s: %w", host.Name(), err)
 			}

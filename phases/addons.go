@@ -2,37 +2,13 @@ package phases
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/templates/addons"
-	"github.com/kubeboot/kubeboot/transport"
 )
-
-// conntrackMaxPath is the sysctl kube-proxy raises to
-// conntrack.maxPerCore × CPUs unless maxPerCore is 0.
-const conntrackMaxPath = "/proc/sys/net/netfilter/nf_conntrack_max"
-
-// conntrackMaxReadOnly probes, through the transport, whether
-// nf_conntrack_max exists but root cannot write it: outside the initial
-// network namespace the kernel makes it read-only (0444, which binds root
-// too), and container runtimes often mount /proc/sys read-only. `test -w`
-// asks access(2), which answers both without writing anything. A missing
-// file (nf_conntrack not loaded) or a host without `test` is not read-only.
-func conntrackMaxReadOnly(ctx context.Context, h transport.Host) (bool, error) {
-	ok, err := transport.Exists(ctx, h, conntrackMaxPath)
-	if err != nil || !ok {
-		return false, nil
-	}
-	_, err = h.Run(ctx, transport.Cmd{Args: []string{"test", "-w", conntrackMaxPath}, ReadOnly: true})
-	var exit *transport.ExitError
-	if errors.As(err, &exit) && exit.ExitCode == 1 {
-		return true, nil
-	}
-	return false, nil
-}
 
 // AddonPhase is kubeadm's `addon` with its sub-phases coredns and kube-proxy.
 func AddonPhase() *Phase {
@@ -79,7 +55,7 @@ func KubeProxyOptions(ctx context.Context, d *Data) (addons.KubeProxyOptions, st
 	if f.ConntrackMaxReadOnly {
 		zero := int32(0)
 		return addons.KubeProxyOptions{ConntrackMaxPerCore: &zero},
-			fmt.Sprintf("%s is read-only on %s (a nested host: container, systemd-nspawn machine): kube-proxy gets conntrack.maxPerCore: 0 and leaves it alone (set kubeProxy.conntrackMaxPerCore to override)", conntrackMaxPath, d.Host.Name()), nil
+			fmt.Sprintf("%s is read-only on %s (a nested host: container, systemd-nspawn machine): kube-proxy gets conntrack.maxPerCore: 0 and leaves it alone (set kubeProxy.conntrackMaxPerCore to override)", hostutil.ConntrackMaxPath, d.Host.Name()), nil
 	}
 	return addons.KubeProxyOptions{}, "", nil
 }

@@ -1,15 +1,13 @@
 package phases
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/templates"
 )
 
@@ -76,7 +74,7 @@ func writeManifest(ctx context.Context, d *Data, phase, component string, pod *c
 		return fmt.Errorf("render the %s manifest: %w", component, err)
 	}
 	file := inventory.ManifestPath(component)
-	changed, existed, err := writeIfChanged(ctx, d, file, data, 0o600)
+	changed, existed, err := hostutil.WriteIfChanged(ctx, d.Host, file, data, 0o600)
 	if err != nil {
 		return err
 	}
@@ -89,23 +87,4 @@ func writeManifest(ctx context.Context, d *Data, phase, component string, pod *c
 		d.Out.Printf(phase, "Creating static Pod manifest for %q in %q", component, inventory.ManifestsDir)
 	}
 	return nil
-}
-
-// writeIfChanged writes data to file unless the file already holds exactly
-// that. It reports whether it wrote and whether a file was there before.
-func writeIfChanged(ctx context.Context, d *Data, file string, data []byte, mode fs.FileMode) (changed, existed bool, err error) {
-	old, err := d.Host.ReadFile(ctx, file)
-	switch {
-	case err == nil:
-		existed = true
-		if bytes.Equal(old, data) {
-			return false, true, nil
-		}
-	case !errors.Is(err, fs.ErrNotExist):
-		return false, false, fmt.Errorf("read %s: %w", file, err)
-	}
-	if err := d.Host.WriteFile(ctx, file, data, mode); err != nil {
-		return false, existed, fmt.Errorf("write %s: %w", file, err)
-	}
-	return true, existed, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -69,7 +69,7 @@ type Data struct {
 	extErr    error
 
 	factsOnce sync.Once
-	facts     HostFacts
+	facts     hostutil.HostFacts
 	factsErr  error
 
 	// cas are the CA pairs this run has read and checked, or found and
@@ -163,51 +163,8 @@ func (d *Data) Clock() time.Time {
 	return time.Now()
 }
 
-// HostFacts are properties of the host that both preflight and the phases
-// that configure for them need.
-type HostFacts struct {
-	// CgroupV1 is true when /sys/fs/cgroup is not the unified (v2) hierarchy.
-	CgroupV1 bool
-	// SystemdPID1 is true when systemd runs as PID 1.
-	SystemdPID1 bool
-	// NegativeOOMScoreAdj is true when a process may lower its oom_score_adj
-	// below zero (needs CAP_SYS_RESOURCE).
-	NegativeOOMScoreAdj bool
-	// ConntrackMaxReadOnly is true when /proc/sys/net/netfilter/nf_conntrack_max
-	// exists but root cannot write it: a nested host (a container, a
-	// systemd-nspawn machine, any non-initial network namespace), where
-	// kube-proxy must be told conntrack.maxPerCore: 0 or it crash-loops.
-	ConntrackMaxReadOnly bool
-}
-
 // Facts probes the host once and caches the answer.
-func (d *Data) Facts(ctx context.Context) (HostFacts, error) {
-	d.factsOnce.Do(func() { d.facts, d.factsErr = ProbeHostFacts(ctx, d.Host) })
+func (d *Data) Facts(ctx context.Context) (hostutil.HostFacts, error) {
+	d.factsOnce.Do(func() { d.facts, d.factsErr = hostutil.ProbeHostFacts(ctx, d.Host) })
 	return d.facts, d.factsErr
-}
-
-// ProbeHostFacts reads HostFacts through the transport, so it works the same
-// locally and over SSH.
-func ProbeHostFacts(ctx context.Context, h transport.Host) (HostFacts, error) {
-	var f HostFacts
-	// cgroup v2 mounts cgroup.controllers at the root of /sys/fs/cgroup.
-	v2, err := transport.Exists(ctx, h, "/sys/fs/cgroup/cgroup.controllers")
-	if err != nil {
-		return f, fmt.Errorf("probe cgroup version: %w", err)
-	}
-	f.CgroupV1 = !v2
-	if comm, err := h.ReadFile(ctx, "/proc/1/comm"); err == nil {
-		f.SystemdPID1 = strings.TrimSpace(string(comm)) == "systemd"
-	}
-	// A shell lowers its own oom_score_adj: only a process with
-	// CAP_SYS_RESOURCE may. The change dies with the shell.
-	if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", "echo -999 > /proc/self/oom_score_adj"}, ReadOnly: true}); err == nil {
-		f.NegativeOOMScoreAdj = true
-	}
-	ro, err := conntrackMaxReadOnly(ctx, h)
-	if err != nil {
-		return f, err
-	}
-	f.ConntrackMaxReadOnly = ro
-	return f, nil
 }

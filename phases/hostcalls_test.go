@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
@@ -181,7 +182,7 @@ func TestLookPathOncePerRun(t *testing.T) {
 	other := transporttest.New("m2")
 	var found []string
 	look := func(ctx context.Context, host transport.Host, exe string) {
-		p, err := lookPath(ctx, host, exe)
+		p, err := hostutil.LookPath(ctx, host, exe)
 		if err != nil {
 			p = err.Error()
 		}
@@ -210,8 +211,8 @@ func TestLookPathOncePerRun(t *testing.T) {
 	if err := r.Run(context.Background(), &Data{Cfg: testConfig(), Host: count, Out: workflow.NewPrinter(nil)}, workflow.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	notFound := notInPathError("containerd").Error()
-	want := []string{"/usr/bin/runc", notFound, notInPathError("runc").Error(), "/usr/bin/runc", notFound, "/usr/local/bin/containerd"}
+	notFound := hostutil.NotInPathError("containerd").Error()
+	want := []string{"/usr/bin/runc", notFound, hostutil.NotInPathError("runc").Error(), "/usr/bin/runc", notFound, "/usr/local/bin/containerd"}
 	if strings.Join(found, "\n") != strings.Join(want, "\n") {
 		t.Errorf("found %q\nwant  %q", found, want)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -114,7 +115,7 @@ func writeBootstrapKubeconfig(ctx context.Context, d *Data, token bootstraptoken
 	if err != nil {
 		return err
 	}
-	changed, _, err := writeIfChanged(ctx, d, inventory.BootstrapKubeconfig, data, 0o600)
+	changed, _, err := hostutil.WriteIfChanged(ctx, d.Host, inventory.BootstrapKubeconfig, data, 0o600)
 	if err != nil {
 		return err
 	}
@@ -179,7 +180,7 @@ func checkNoReadyNode(ctx context.Context, d *Data, tokenID string) error {
 // this host (systemd-resolved's upstream list when /etc/resolv.conf names
 // a loopback server; the kubelet's default when the cluster's points at a
 // file this host does not have).
-func joinKubeletConfig(ctx context.Context, d *Data, facts HostFacts, tokenID string) ([]byte, error) {
+func joinKubeletConfig(ctx context.Context, d *Data, facts hostutil.HostFacts, tokenID string) ([]byte, error) {
 	cm, err := d.Join.bootstrap.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, KubeletConfigConfigMap, metav1.GetOptions{})
 	if err != nil {
 		return nil, apiError(err, tokenID, "read the cluster's kubelet configuration (ConfigMap kube-system/"+KubeletConfigConfigMap+")", "the upload-config phase of `kubeboot init` creates it and the Role that lets bootstrap tokens read it")
@@ -187,7 +188,7 @@ func joinKubeletConfig(ctx context.Context, d *Data, facts HostFacts, tokenID st
 	return adjustKubeletConfig(ctx, d, facts, cm)
 }
 
-func adjustKubeletConfig(ctx context.Context, d *Data, facts HostFacts, cm *corev1.ConfigMap) ([]byte, error) {
+func adjustKubeletConfig(ctx context.Context, d *Data, facts hostutil.HostFacts, cm *corev1.ConfigMap) ([]byte, error) {
 	raw, ok := cm.Data[KubeletConfigKey]
 	if !ok {
 		return nil, fmt.Errorf("the ConfigMap kube-system/%s has no %q key", KubeletConfigConfigMap, KubeletConfigKey)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -250,7 +251,7 @@ func (n *joinedNode) wrap(checks []Check) []Check {
 		switch {
 		case n.foreign[c.Name] != nil:
 			msg := n.foreign[c.Name]
-			c.Run = func(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts HostFacts) ([]error, []error) {
+			c.Run = func(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts hostutil.HostFacts) ([]error, []error) {
 				warns, errs := run(ctx, h, cfg, facts)
 				if len(errs) > 0 {
 					errs = []error{msg}
@@ -259,7 +260,7 @@ func (n *joinedNode) wrap(checks []Check) []Check {
 			}
 		case n.covered[c.Name]:
 			name := c.Name
-			c.Run = func(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts HostFacts) ([]error, []error) {
+			c.Run = func(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts hostutil.HostFacts) ([]error, []error) {
 				warns, errs := run(ctx, h, cfg, facts)
 				if len(errs) > 0 {
 					n.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -48,7 +49,7 @@ func running(h *transporttest.Fake, controlPlane bool) {
 func failingJoinChecks(t *testing.T, h *transporttest.Fake, cfg *inventory.Cluster) []string {
 	t.Helper()
 	ctx := context.Background()
-	facts, err := ProbeHostFacts(ctx, h)
+	facts, err := hostutil.ProbeHostFacts(ctx, h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -65,7 +66,7 @@ func kubeletBinary(ctx context.Context, h transport.Host) string {
 // configuration and the systemd drop-in (each only when its content
 // changed), then (re)start the kubelet through systemd, or say how to
 // start it where systemd is not PID 1.
-func writeKubeletFilesAndStart(ctx context.Context, d *Data, facts HostFacts, configYAML, flagsEnv []byte) error {
+func writeKubeletFilesAndStart(ctx context.Context, d *Data, facts hostutil.HostFacts, configYAML, flagsEnv []byte) error {
 	kubeletBin := kubeletBinary(ctx, d.Host)
 	files := []struct {
 		path, what string
@@ -80,7 +81,7 @@ func writeKubeletFilesAndStart(ctx context.Context, d *Data, facts HostFacts, co
 	}
 	anyChanged := false
 	for _, f := range files {
-		changed, _, err := writeIfChanged(ctx, d, f.path, f.data, 0o644)
+		changed, _, err := hostutil.WriteIfChanged(ctx, d.Host, f.path, f.data, 0o644)
 		if err != nil {
 			return err
 		}
@@ -100,7 +101,7 @@ func writeKubeletFilesAndStart(ctx context.Context, d *Data, facts HostFacts, co
 // startKubelet restarts the kubelet through systemctl when its files
 // changed or it is not running; without systemd as PID 1 it prints the
 // command line that starts it.
-func startKubelet(ctx context.Context, d *Data, facts HostFacts, kubeletBin string, changed bool) error {
+func startKubelet(ctx context.Context, d *Data, facts hostutil.HostFacts, kubeletBin string, changed bool) error {
 	if !facts.SystemdPID1 {
 		boot := ""
 		if d.Join != nil {

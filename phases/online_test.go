@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/test/golden"
 
@@ -752,7 +753,7 @@ func TestConntrackDetection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := fakeNode(t, false)
 			if tc.file {
-				h.SetFile(conntrackMaxPath, []byte("262144\n"), 0o444)
+				h.SetFile(hostutil.ConntrackMaxPath, []byte("262144\n"), 0o444)
 			}
 			if tc.exit >= 0 {
 				h.Handle("test -w", transporttest.Exit(tc.exit, ""))
@@ -785,7 +786,7 @@ func TestConntrackDetection(t *testing.T) {
 
 	t.Run("kube-proxy ConfigMap on a nested host", func(t *testing.T) {
 		n := newOnlineNode(t)
-		n.h.SetFile(conntrackMaxPath, []byte("262144\n"), 0o444)
+		n.h.SetFile(hostutil.ConntrackMaxPath, []byte("262144\n"), 0o444)
 		n.h.Handle("test -w", transporttest.Exit(1, ""))
 		var out bytes.Buffer
 		if err := InitRunner().Run(ctx, n.data(t, &out), workflow.Options{Only: "addon/kube-proxy"}); err != nil {

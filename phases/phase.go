@@ -3,6 +3,7 @@ package phases
 import (
 	"context"
 
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 )
 
@@ -13,9 +14,11 @@ type (
 )
 
 // newRunner is a workflow of ps. Each run looks executables up once
-// (lookPath), until something installs one.
+// (LookPath), until something installs one.
 func newRunner(command string, ps ...*Phase) *Runner {
 	return &Runner{Command: command, Phases: ps, Context: runContext}
 }
 
-func runContext(ctx context.Context, d *Data) context.Context { return withPathCache(ctx, d.Host) }
+func runContext(ctx context.Context, d *Data) context.Context {
+	return hostutil.WithPathCache(ctx, d.Host)
+}

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"path"
 	"regexp"
 	"sort"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
@@ -36,7 +36,7 @@ import (
 // deploys control planes from one minor back (v1.33) up to its own minor,
 // and supports kubelets down to three minors back.
 var (
-	kubebootVersion        = version.MustParseSemantic("1.34.3")
+	kubebootVersion        = version.MustParseSemantic(inventory.DefaultKubernetesVersion)
 	minControlPlaneVersion = version.MustParseSemantic("1.33.0")
 	minKubeletVersion      = version.MustParseSemantic("1.31.0")
 )
@@ -65,10 +65,6 @@ const (
 // variable so that a test need not wait a second).
 var slowCheck = time.Second
 
-// systemPath is where executables are looked for, in order. A remote
-// host's PATH depends on how kubeboot logged in, so it is fixed here.
-var systemPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
-
 // Check is one pre-flight check, named as kubeadm names it so that
 // --ignore-preflight-errors takes the same names. Run reads the host only
 // through h (files, stat, read-only commands), so a check works the same
@@ -76,7 +72,7 @@ var systemPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/us
 // warnings are only printed.
 type Check struct {
 	Name string
-	Run  func(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts HostFacts) (warnings, errs []error)
+	Run  func(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts hostutil.HostFacts) (warnings, errs []error)
 }
 
 // CheckResult is what one check found, after --ignore-preflight-errors
@@ -166,7 +162,7 @@ func runPreflight(ctx context.Context, d *Data) error {
 
 // runAndReportChecks runs checks, prints their results and fails on the
 // errors not ignored (a dry run only says that they would stop a real run).
-func runAndReportChecks(ctx context.Context, d *Data, facts HostFacts, checks []Check) error {
+func runAndReportChecks(ctx context.Context, d *Data, facts hostutil.HostFacts, checks []Check) error {
 	results := RunChecks(ctx, d.Host, d.Cfg, facts, checks, d.IgnorePreflightErrors)
 	if err := ctx.Err(); err != nil {
 		return err
@@ -286,13 +282,11 @@ func PrintResults(p *workflow.Printer, results []CheckResult) {
 // RunChecks runs checks against h, several at a time, and returns their
 // results in the checks' order. A check named in ignore (lower-cased), or
 // any check when ignore holds "all", has its errors turned into warnings.
-func RunChecks(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts HostFacts, checks []Check, ignore map[string]bool) []CheckResult {
+func RunChecks(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts hostutil.HostFacts, checks []Check, ignore map[string]bool) []CheckResult {
 	// The checks share what they read more than once: the listening
 	// ports, the executables they look for.
 	ctx = withCheckRun(ctx, h)
-	if pathCacheOf(ctx, h) == nil {
-		ctx = withPathCache(ctx, h)
-	}
+	ctx = hostutil.WithPathCache(ctx, h)
 	results := make([]CheckResult, len(checks))
 	sem := make(chan struct{}, checkParallelism)
 	var wg sync.WaitGroup
@@ -316,7 +310,7 @@ func RunChecks(ctx context.Context, h transport.Host, cfg *inventory.Cluster, fa
 	return results
 }
 
-func runCheck(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts HostFacts, c Check) (res CheckResult) {
+func runCheck(ctx context.Context, h transport.Host, cfg *inventory.Cluster, facts hostutil.HostFacts, c Check) (res CheckResult) {
 	res.Name = c.Name
 	defer func() {
 		if p := recover(); p != nil {
@@ -472,7 +466,7 @@ func execChecks(k8sVersion string) []Check {
 
 // ---- kubeadm's checks ----
 
-func checkPrivilegedUser(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+func checkPrivilegedUser(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 	uid, err := transport.Output(ctx, h, "id", "-u")
 	if err != nil {
 		// No id(1): the real uid is the first field of Uid: in /proc/self/status.
@@ -494,7 +488,7 @@ func checkPrivilegedUser(ctx context.Context, h transport.Host, _ *inventory.Clu
 }
 
 func numCPUCheck(required int) Check {
-	return Check{Name: "NumCPU", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+	return Check{Name: "NumCPU", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		n, err := countCPUs(ctx, h)
 		if err != nil {
 			return nil, []error{err}
@@ -533,7 +527,7 @@ func countCPUs(ctx context.Context, h transport.Host) (int, error) {
 }
 
 func memCheck(requiredMB uint64) Check {
-	return Check{Name: "Mem", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+	return Check{Name: "Mem", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		b, err := h.ReadFile(ctx, "/proc/meminfo")
 		if err != nil {
 			return nil, []error{fmt.Errorf("failed to get system info: %w", err)}
@@ -558,7 +552,7 @@ func memCheck(requiredMB uint64) Check {
 
 // checkKubernetesVersion allows the versions kubeboot can deploy (v1.33 and
 // v1.34) and warns about newer ones it does not know yet.
-func checkKubernetesVersion(_ context.Context, _ transport.Host, cfg *inventory.Cluster, _ HostFacts) (warns, errs []error) {
+func checkKubernetesVersion(_ context.Context, _ transport.Host, cfg *inventory.Cluster, _ hostutil.HostFacts) (warns, errs []error) {
 	v, err := parseSemver(cfg.KubernetesVersion)
 	if err != nil {
 		return nil, []error{fmt.Errorf("couldn't parse Kubernetes version %q: %v", cfg.KubernetesVersion, err)}
@@ -573,7 +567,7 @@ func checkKubernetesVersion(_ context.Context, _ transport.Host, cfg *inventory.
 }
 
 func firewalldCheck(ports []int) Check {
-	return Check{Name: "Firewalld", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (warns, _ []error) {
+	return Check{Name: "Firewalld", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (warns, _ []error) {
 		// No systemctl, or no systemd running: nothing to say, as kubeadm
 		// says nothing when firewalld does not exist.
 		if out, err := transport.Output(ctx, h, "systemctl", "is-active", "firewalld"); err == nil && out == "active" {
@@ -584,7 +578,7 @@ func firewalldCheck(ports []int) Check {
 }
 
 func portCheck(port int) Check {
-	return Check{Name: fmt.Sprintf("Port-%d", port), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+	return Check{Name: fmt.Sprintf("Port-%d", port), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		listening, err := listeningPorts(ctx, h)
 		if err != nil {
 			return nil, []error{fmt.Errorf("cannot tell whether port %d is in use: %w", port, err)}
@@ -650,7 +644,7 @@ func readListeningPorts(ctx context.Context, h transport.Host) (map[int]bool, er
 func checkName(prefix, p string) string { return prefix + "-" + strings.ReplaceAll(p, "/", "-") }
 
 func fileAvailableCheck(p string) Check {
-	return Check{Name: checkName("FileAvailable", p), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+	return Check{Name: checkName("FileAvailable", p), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		if _, err := h.Stat(ctx, p); err == nil {
 			return nil, []error{fmt.Errorf("%s already exists", p)}
 		}
@@ -663,7 +657,7 @@ func fileExistingCheck(p, label string) Check {
 	if name == "" {
 		name = checkName("FileExisting", p)
 	}
-	return Check{Name: name, Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+	return Check{Name: name, Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		if _, err := h.Stat(ctx, p); err != nil {
 			return nil, []error{fmt.Errorf("%s doesn't exist", p)}
 		}
@@ -672,7 +666,7 @@ func fileExistingCheck(p, label string) Check {
 }
 
 func dirAvailableCheck(p string) Check {
-	return Check{Name: checkName("DirAvailable", p), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+	return Check{Name: checkName("DirAvailable", p), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		if _, err := h.Stat(ctx, p); errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}
@@ -688,7 +682,7 @@ func dirAvailableCheck(p string) Check {
 }
 
 func fileContentCheck(p, content string) Check {
-	return Check{Name: checkName("FileContent", p), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+	return Check{Name: checkName("FileContent", p), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		b, err := h.ReadFile(ctx, p)
 		if err != nil {
 			return nil, []error{fmt.Errorf("%s does not exist", p)}
@@ -706,8 +700,8 @@ func fileContentCheck(p, content string) Check {
 // inPathCheck looks for an executable in the system directories. A missing
 // mandatory one is an error, an optional one a warning.
 func inPathCheck(exe string, mandatory bool) Check {
-	return Check{Name: checkName("FileExisting", exe), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (warns, errs []error) {
-		if _, err := lookPath(ctx, h, exe); err != nil {
+	return Check{Name: checkName("FileExisting", exe), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (warns, errs []error) {
+		if _, err := hostutil.LookPath(ctx, h, exe); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				err = fmt.Errorf("%s not found in system path", exe)
 			}
@@ -720,54 +714,8 @@ func inPathCheck(exe string, mandatory bool) Check {
 	}}
 }
 
-// lookPath finds an executable file named exe in systemPath. It returns an
-// error wrapping fs.ErrNotExist when there is none. Within a Runner's run
-// or a RunChecks, on the host it is for, each executable is looked up once
-// (until forgetPaths: something was installed).
-func lookPath(ctx context.Context, h transport.Host, exe string) (string, error) {
-	c := pathCacheOf(ctx, h)
-	if c == nil {
-		return statPath(ctx, h, exe)
-	}
-	if r, ok := c.get(exe); ok {
-		return r.path, r.err
-	}
-	p, err := statPath(ctx, h, exe)
-	if ctx.Err() == nil {
-		c.put(exe, lookResult{p, err})
-	}
-	return p, err
-}
-
-func statPath(ctx context.Context, h transport.Host, exe string) (string, error) {
-	for _, dir := range systemPath {
-		p := path.Join(dir, exe)
-		fi, err := h.Stat(ctx, p)
-		if err != nil {
-			if ctx.Err() != nil {
-				return "", ctx.Err()
-			}
-			continue
-		}
-		if fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", notInPathError(exe)
-}
-
-// notInPathError says an executable is not in systemPath; it is an
-// fs.ErrNotExist.
-type notInPathError string
-
-func (e notInPathError) Error() string {
-	return fmt.Sprintf("%s not found in %s", string(e), strings.Join(systemPath, ":"))
-}
-
-func (notInPathError) Is(target error) bool { return target == fs.ErrNotExist }
-
 func httpProxyCheck(proto, host string) Check {
-	return Check{Name: "HTTPProxy", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (warns, errs []error) {
+	return Check{Name: "HTTPProxy", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (warns, errs []error) {
 		if host == "" {
 			return nil, nil
 		}
@@ -792,7 +740,7 @@ func httpProxyCheck(proto, host string) Check {
 
 func httpProxyCIDRCheck(proto, cidr string) Check {
 	cidr = strings.TrimSpace(cidr)
-	return Check{Name: "HTTPProxyCIDR", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (warns, errs []error) {
+	return Check{Name: "HTTPProxyCIDR", Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (warns, errs []error) {
 		if cidr == "" {
 			return nil, nil
 		}
@@ -858,7 +806,7 @@ func hostProxy(ctx context.Context, h transport.Host) (func(*url.URL) (*url.URL,
 // checkCRI checks that the container runtime's socket is there. (kubeadm
 // asks the runtime over CRI; a socket is what can be seen through any
 // transport.)
-func checkCRI(ctx context.Context, h transport.Host, cfg *inventory.Cluster, _ HostFacts) (warns, errs []error) {
+func checkCRI(ctx context.Context, h transport.Host, cfg *inventory.Cluster, _ hostutil.HostFacts) (warns, errs []error) {
 	endpoint := cfg.Node.CRISocket
 	if endpoint == "" {
 		endpoint = inventory.DefaultCRISocket
@@ -883,7 +831,7 @@ func checkCRI(ctx context.Context, h transport.Host, cfg *inventory.Cluster, _ H
 	return nil, nil
 }
 
-func checkSwap(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (warns, _ []error) {
+func checkSwap(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (warns, _ []error) {
 	b, err := h.ReadFile(ctx, "/proc/swaps")
 	if err != nil {
 		return nil, nil // no /proc/swaps: nothing to warn about
@@ -922,11 +870,11 @@ var (
 	cgroupsV2Optional = []string{"hugetlb", "io"}
 )
 
-func checkSystemVerification(ctx context.Context, h transport.Host, _ *inventory.Cluster, facts HostFacts) (warns, errs []error) {
-	if ostype, err := readTrimmed(ctx, h, "/proc/sys/kernel/ostype"); err == nil && ostype != "Linux" {
+func checkSystemVerification(ctx context.Context, h transport.Host, _ *inventory.Cluster, facts hostutil.HostFacts) (warns, errs []error) {
+	if ostype, err := hostutil.ReadTrimmed(ctx, h, "/proc/sys/kernel/ostype"); err == nil && ostype != "Linux" {
 		errs = append(errs, fmt.Errorf("unsupported operating system: %s", ostype))
 	}
-	release, err := readTrimmed(ctx, h, "/proc/sys/kernel/osrelease")
+	release, err := hostutil.ReadTrimmed(ctx, h, "/proc/sys/kernel/osrelease")
 	if err != nil {
 		return nil, append(errs, fmt.Errorf("failed to get kernel release: %w", err))
 	}
@@ -1068,7 +1016,7 @@ func kernelConfig(ctx context.Context, h transport.Host, release string) (map[st
 	return nil, fmt.Errorf("no config path in %v is available", paths)
 }
 
-func checkHostname(ctx context.Context, h transport.Host, cfg *inventory.Cluster, _ HostFacts) (warns, _ []error) {
+func checkHostname(ctx context.Context, h transport.Host, cfg *inventory.Cluster, _ hostutil.HostFacts) (warns, _ []error) {
 	name := cfg.Node.Name
 	for _, msg := range validation.IsQualifiedName(name) {
 		warns = append(warns, fmt.Errorf("invalid node name format %q: %s", name, msg))
@@ -1115,8 +1063,8 @@ var kubeletVersionRE = regexp.MustCompile(`^\s*Kubernetes v((0|[1-9]\d*)\.(0|[1-
 // checkKubeletVersion checks the installed kubelet against the control
 // plane's version. A kubelet that is not installed yet is a warning: it
 // must be there by the kubelet-start phase.
-func checkKubeletVersion(ctx context.Context, h transport.Host, cfg *inventory.Cluster, _ HostFacts) (warns, errs []error) {
-	bin, err := lookPath(ctx, h, "kubelet")
+func checkKubeletVersion(ctx context.Context, h transport.Host, cfg *inventory.Cluster, _ hostutil.HostFacts) (warns, errs []error) {
+	bin, err := hostutil.LookPath(ctx, h, "kubelet")
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return []error{fmt.Errorf("the kubelet is not installed (%v); install it before the kubelet-start phase", err)}, nil
@@ -1153,7 +1101,7 @@ func checkKubeletVersion(ctx context.Context, h transport.Host, cfg *inventory.C
 // checkKubeletService warns when the kubelet service is missing or not
 // enabled. Without systemd as PID 1 there is no service to check (the
 // SystemdPID1 check says so).
-func checkKubeletService(ctx context.Context, h transport.Host, _ *inventory.Cluster, facts HostFacts) (warns, _ []error) {
+func checkKubeletService(ctx context.Context, h transport.Host, _ *inventory.Cluster, facts hostutil.HostFacts) (warns, _ []error) {
 	if !facts.SystemdPID1 {
 		return nil, nil
 	}
@@ -1169,14 +1117,14 @@ func checkKubeletService(ctx context.Context, h transport.Host, _ *inventory.Clu
 
 // ---- kubeboot's own checks: host conditions it configures for ----
 
-func checkCgroupVersion(_ context.Context, _ transport.Host, _ *inventory.Cluster, facts HostFacts) (warns, _ []error) {
+func checkCgroupVersion(_ context.Context, _ transport.Host, _ *inventory.Cluster, facts hostutil.HostFacts) (warns, _ []error) {
 	if facts.CgroupV1 {
 		return []error{errors.New("cgroup v1 is deprecated; the kubelet configuration will set failCgroupV1: false")}, nil
 	}
 	return nil, nil
 }
 
-func checkOOMScoreAdj(_ context.Context, _ transport.Host, _ *inventory.Cluster, facts HostFacts) (warns, _ []error) {
+func checkOOMScoreAdj(_ context.Context, _ transport.Host, _ *inventory.Cluster, facts hostutil.HostFacts) (warns, _ []error) {
 	if !facts.NegativeOOMScoreAdj {
 		return []error{errors.New("a negative oom_score_adj is not permitted here (no CAP_SYS_RESOURCE, as in a nested container): containerd must set restrict_oom_score_adj = true or pods fail to start")}, nil
 	}
@@ -1200,11 +1148,11 @@ var kubeletSysctls = []sysctl{
 // /proc/sys, as in containers and systemd-nspawn machines, where these
 // parameters are the host's) stops the kubelet from starting. They have to
 // be set on the host, or in /proc/sys by whatever runs the container.
-func checkKernelTunables(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (_, errs []error) {
+func checkKernelTunables(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 	var bad []string
 	for _, s := range kubeletSysctls {
 		file := "/proc/sys/" + strings.ReplaceAll(s.key, ".", "/")
-		cur, err := readTrimmed(ctx, h, file)
+		cur, err := hostutil.ReadTrimmed(ctx, h, file)
 		if err != nil || cur == s.value {
 			continue // absent (another kernel), or already right
 		}
@@ -1220,7 +1168,7 @@ func checkKernelTunables(ctx context.Context, h transport.Host, _ *inventory.Clu
 	return nil, errs
 }
 
-func checkSystemdPID1(_ context.Context, _ transport.Host, _ *inventory.Cluster, facts HostFacts) (warns, _ []error) {
+func checkSystemdPID1(_ context.Context, _ transport.Host, _ *inventory.Cluster, facts hostutil.HostFacts) (warns, _ []error) {
 	if !facts.SystemdPID1 {
 		return []error{errors.New("systemd is not PID 1: kubeboot cannot start the kubelet service; the kubelet-start phase prints how to start it by hand")}, nil
 	}
@@ -1228,11 +1176,6 @@ func checkSystemdPID1(_ context.Context, _ transport.Host, _ *inventory.Cluster,
 }
 
 // ---- helpers ----
-
-func readTrimmed(ctx context.Context, h transport.Host, p string) (string, error) {
-	b, err := h.ReadFile(ctx, p)
-	return strings.TrimSpace(string(b)), err
-}
 
 // parseSemver parses a Kubernetes version (v1.34.3, 1.35.0-alpha.1) with
 // apimachinery's semantic versions: a pre-release orders before its

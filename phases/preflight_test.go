@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
@@ -112,7 +113,7 @@ func pfOutcome(results []CheckResult) []string {
 func pfRunAll(t *testing.T, h transport.Host, cfg *inventory.Cluster, ignore map[string]bool) []CheckResult {
 	t.Helper()
 	ctx := context.Background()
-	facts, err := ProbeHostFacts(ctx, h)
+	facts, err := hostutil.ProbeHostFacts(ctx, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -893,13 +894,15 @@ func TestPreflightNamesSlowChecks(t *testing.T) {
 	var out bytes.Buffer
 	d := &Data{Cfg: pfConfig(), Host: pfHealthyHost(), Out: workflow.NewPrinter(&out)}
 	checks := []Check{
-		{Name: "Quick", Run: func(context.Context, transport.Host, *inventory.Cluster, HostFacts) (_, _ []error) { return nil, nil }},
-		{Name: "Sluggish", Run: func(context.Context, transport.Host, *inventory.Cluster, HostFacts) (_, _ []error) {
+		{Name: "Quick", Run: func(context.Context, transport.Host, *inventory.Cluster, hostutil.HostFacts) (_, _ []error) {
+			return nil, nil
+		}},
+		{Name: "Sluggish", Run: func(context.Context, transport.Host, *inventory.Cluster, hostutil.HostFacts) (_, _ []error) {
 			time.Sleep(30 * time.Millisecond)
 			return nil, nil
 		}},
 	}
-	if err := runAndReportChecks(context.Background(), d, HostFacts{}, checks); err != nil {
+	if err := runAndReportChecks(context.Background(), d, hostutil.HostFacts{}, checks); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "Slow checks") || !strings.Contains(out.String(), "Sluggish ") || strings.Contains(out.String(), "Quick ") {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kubeboot/kubeboot/bundle"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -174,7 +175,7 @@ func runPrepareKernel(ctx context.Context, d *Data) error {
 	var set []string
 	for _, s := range prepareSysctls(d) {
 		file := "/proc/sys/" + strings.ReplaceAll(s.key, ".", "/")
-		if cur, err := readTrimmed(ctx, h, file); err == nil && cur == s.value {
+		if cur, err := hostutil.ReadTrimmed(ctx, h, file); err == nil && cur == s.value {
 			continue
 		}
 		if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sysctl", "-w", s.key + "=" + s.value}}); err != nil {
@@ -192,7 +193,7 @@ func runPrepareKernel(ctx context.Context, d *Data) error {
 
 // writeReport writes a file when its content differs and says which it was.
 func writeReport(ctx context.Context, d *Data, file, what string, data []byte, mode fs.FileMode) error {
-	changed, _, err := writeIfChanged(ctx, d, file, data, mode)
+	changed, _, err := hostutil.WriteIfChanged(ctx, d.Host, file, data, mode)
 	if err != nil {
 		return err
 	}

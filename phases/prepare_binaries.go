@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kubeboot/kubeboot/bundle"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -77,7 +78,7 @@ func binariesFromBundle(ctx context.Context, d *Data, st *prepareState) error {
 	data := [][]byte{templates.ContainerdService(bundle.InstallPath(containerdBin)), templates.KubeletService()}
 	changed := false
 	for i, u := range units {
-		c, _, err := writeIfChanged(ctx, d, u.file, data[i], 0o644)
+		c, _, err := hostutil.WriteIfChanged(ctx, d.Host, u.file, data[i], 0o644)
 		if err != nil {
 			return err
 		}
@@ -208,7 +209,7 @@ func detectDistro(ctx context.Context, h transport.Host) distro {
 // installPackages installs packages with the distribution's package manager.
 // apt-get's package lists are refreshed only when the first try fails.
 func installPackages(ctx context.Context, d *Data, dist distro, pkgs []string) error {
-	defer forgetPaths(ctx) // lookPath may find what they installed
+	defer hostutil.ForgetPaths(ctx) // LookPath may find what they installed
 	var install [][]string
 	switch dist.manager {
 	case "apt-get":
@@ -284,11 +285,11 @@ func binariesFromPackages(ctx context.Context, d *Data, st *prepareState) error 
 		}
 	}
 
-	containerd, cerr := lookPath(ctx, h, "containerd")
+	containerd, cerr := hostutil.LookPath(ctx, h, "containerd")
 	if cerr != nil {
 		need("containerd")
 	}
-	if _, err := lookPath(ctx, h, "runc"); err != nil {
+	if _, err := hostutil.LookPath(ctx, h, "runc"); err != nil {
 		need("runc")
 	}
 	cniMissing := missingCNIPlugins(ctx, h, templates.CNIBinDir)
@@ -339,7 +340,7 @@ func binariesFromPackages(ctx context.Context, d *Data, st *prepareState) error 
 		{"kubelet", []string{"--version"}},
 		{"kubectl", []string{"version", "--client"}},
 	} {
-		bin, err := lookPath(ctx, h, k.name)
+		bin, err := hostutil.LookPath(ctx, h, k.name)
 		if err != nil {
 			missing = append(missing, k.name)
 			continue

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/kubeboot/kubeboot/bundle"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -288,7 +289,7 @@ func (st *prepareState) doneWithBundle(ctx context.Context, d *Data, phase strin
 // temporary file next to dst, renamed over it, so a running program or a
 // crash never sees half a binary.
 func installFile(ctx context.Context, h transport.Host, src, dst string, mode fs.FileMode) error {
-	defer forgetPaths(ctx) // lookPath may find dst now
+	defer hostutil.ForgetPaths(ctx) // LookPath may find dst now
 	if err := h.MkdirAll(ctx, path.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", path.Dir(dst), err)
 	}

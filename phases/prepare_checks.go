@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -16,7 +17,7 @@ import (
 // load them here: on hosts without /lib/modules for the running kernel
 // (nested containers, some minimal images) the features must be built in or
 // loaded by the host, and the prepare phase only checks for them.
-func checkKernelModules(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ HostFacts) (warns, _ []error) {
+func checkKernelModules(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (warns, _ []error) {
 	var missing []string
 	for _, m := range kernelModules {
 		if !m.present(ctx, h) {
@@ -26,9 +27,9 @@ func checkKernelModules(ctx context.Context, h transport.Host, _ *inventory.Clus
 	if len(missing) == 0 {
 		return nil, nil
 	}
-	release, _ := readTrimmed(ctx, h, "/proc/sys/kernel/osrelease")
+	release, _ := hostutil.ReadTrimmed(ctx, h, "/proc/sys/kernel/osrelease")
 	how := fmt.Sprintf("run modprobe %s (the prepare phase does, and persists it in %s)", strings.Join(missing, " "), modulesLoadFile)
-	if _, err := lookPath(ctx, h, "modprobe"); err != nil {
+	if _, err := hostutil.LookPath(ctx, h, "modprobe"); err != nil {
 		how = "modprobe is not installed (kmod): load them on the host"
 	} else if ok, _ := transport.Exists(ctx, h, path.Join("/lib/modules", release)); !ok {
 		how = fmt.Sprintf("modprobe cannot load them here (no /lib/modules/%s, as in a container): load them on the host", release)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/bundle"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -53,12 +54,12 @@ func runPrepareContainerd(ctx context.Context, d *Data) (err error) {
 	// containerd, the one its unit runs, even when another one comes first
 	// in the PATH (/usr/local/bin/containerd from an upstream tarball).
 	major := 1
-	bin, lerr := lookPath(ctx, h, "containerd")
+	bin, lerr := hostutil.LookPath(ctx, h, "containerd")
 	if st.manifest != nil {
 		if b, ok := st.manifest.Binary("containerd"); ok {
 			bin, lerr = bundle.InstallPath(b), nil
 			if ok, _ := transport.Exists(ctx, h, bin); !ok {
-				lerr = notInPathError("containerd")
+				lerr = hostutil.NotInPathError("containerd")
 			}
 		}
 	}
@@ -80,7 +81,7 @@ func runPrepareContainerd(ctx context.Context, d *Data) (err error) {
 	}
 
 	opts := templates.ContainerdOptions{Major: major, RestrictOOMScoreAdj: !facts.NegativeOOMScoreAdj}
-	changed, _, err := writeIfChanged(ctx, d, templates.ContainerdConfigFile, templates.ContainerdConfig(d.Cfg, opts), 0o644)
+	changed, _, err := hostutil.WriteIfChanged(ctx, d.Host, templates.ContainerdConfigFile, templates.ContainerdConfig(d.Cfg, opts), 0o644)
 	if err != nil {
 		return err
 	}

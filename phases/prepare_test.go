@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/test/golden"
 
@@ -577,7 +578,7 @@ func TestKernelModulesCheck(t *testing.T) {
 			if tc.mods {
 				h.SetDir("/lib/modules/6.1.0-28-amd64")
 			}
-			warns, errs := checkKernelModules(bgCtx, h, testConfig(), HostFacts{})
+			warns, errs := checkKernelModules(bgCtx, h, testConfig(), hostutil.HostFacts{})
 			if len(errs) > 0 || (tc.want == "") != (len(warns) == 0) || tc.want != "" && !strings.Contains(warns[0].Error(), tc.want) {
 				t.Errorf("warnings %v, errors %v; want %q", warns, errs, tc.want)
 			}
@@ -612,7 +613,7 @@ func TestKernelTunablesCheck(t *testing.T) {
 				}
 				return transport.Result{}, exitErr(1, "")
 			})
-			warns, errs := checkKernelTunables(bgCtx, h, testConfig(), HostFacts{})
+			warns, errs := checkKernelTunables(bgCtx, h, testConfig(), hostutil.HostFacts{})
 			if len(warns) > 0 || (tc.want == "") != (len(errs) == 0) || tc.want != "" && !strings.Contains(errs[0].Error(), tc.want) {
 				t.Errorf("warnings %v, errors %v; want %q", warns, errs, tc.want)
 			}
