@@ -27,6 +27,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -303,7 +304,7 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	ignore, err := phases.ValidateIgnorePreflightErrors(o.ignorePreflight)
+	ignore, err := preflight.ValidateIgnorePreflightErrors(o.ignorePreflight)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -37,9 +38,9 @@ func newPreflightCommand(out io.Writer) *cobra.Command {
 			defer stop()
 			list := ignoreList
 			if beforePrepare {
-				list = append(list, phases.PreparedChecks()...)
+				list = append(list, preflight.PreparedChecks()...)
 			}
-			ignore, err := phases.ValidateIgnorePreflightErrors(list)
+			ignore, err := preflight.ValidateIgnorePreflightErrors(list)
 			if err != nil {
 				return err
 			}
@@ -63,14 +64,14 @@ func newPreflightCommand(out io.Writer) *cobra.Command {
 				role = "control plane"
 			}
 			p.Printf("preflight", "Running pre-flight checks for a %s (node %q, %s)", role, cfg.Node.Name, cfg.Node.AdvertiseAddress)
-			results := phases.RunChecks(ctx, host, cfg, facts, phases.NodeChecks(cfg, controlPlane), ignore)
-			phases.PrintResults(p, results)
-			if err := phases.NewPreflightError(results); err != nil {
+			results := preflight.RunChecks(ctx, host, cfg, facts, preflight.NodeChecks(cfg, controlPlane), ignore)
+			preflight.PrintResults(p, results)
+			if err := preflight.NewError(results); err != nil {
 				return err
 			}
 			note := ""
 			if beforePrepare {
-				note = " (" + strings.Join(phases.PreparedChecks(), ", ") + " only warn: prepare fixes them)"
+				note = " (" + strings.Join(preflight.PreparedChecks(), ", ") + " only warn: prepare fixes them)"
 			}
 			p.Printf("preflight", "All checks passed%s", note)
 			return nil

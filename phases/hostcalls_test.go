@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/preflight/preflighttest"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
@@ -22,7 +23,7 @@ import (
 func initNode(t *testing.T) (*onlineNode, *transporttest.Counter) {
 	t.Helper()
 	h := fakeNode(t, true)
-	pfMakeHealthy(h)
+	preflighttest.MakeHealthy(h)
 	n := &onlineNode{h: h, cfg: testConfig(), client: fake.NewClientset(), ext: apiextensionsfake.NewClientset(), health: &fakeHealth{}}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cp1", Labels: map[string]string{"kubernetes.io/hostname": "cp1"}}}
 	if _, err := n.client.CoreV1().Nodes().Create(context.Background(), node, metav1.CreateOptions{}); err != nil {
@@ -150,26 +151,6 @@ func TestCACacheRereadsTheCA(t *testing.T) {
 				t.Errorf("the run does not know the CA now on the host")
 			}
 		})
-	}
-}
-
-// TestPreflightReadsThePortsOnce: the port checks of one RunChecks share
-// one reading of /proc/net/tcp and tcp6, and each report what they did
-// before; the next RunChecks reads them again.
-func TestPreflightReadsThePortsOnce(t *testing.T) {
-	h := pfHealthyHost()
-	h.SetFile("/proc/net/tcp", []byte(pfTCPHeader+pfTCPLine(0, 22, "0A")+pfTCPLine(1, 10250, "0A")), 0o444)
-	count := transporttest.NewCounter(h)
-	for run := 1; run <= 2; run++ {
-		got := pfOutcome(pfRunAll(t, count, pfConfig(), nil))
-		if want := []string{"ERROR Port-10250: Port 10250 is in use"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Errorf("run %d reported %q, want %q", run, got, want)
-		}
-		for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-			if n := count.Calls(transporttest.KindReadFile, f); n != run {
-				t.Errorf("after %d runs of the checks, %s was read %d times", run, f, n)
-			}
-		}
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
@@ -552,7 +553,7 @@ func TestJoinRefusals(t *testing.T) {
 // adds init's checks for a new control-plane instance without repeating
 // the node checks.
 func TestJoinPreflightChecks(t *testing.T) {
-	names := func(cs []Check) []string {
+	names := func(cs []preflight.Check) []string {
 		var out []string
 		for _, c := range cs {
 			out = append(out, c.Name)
@@ -560,7 +561,7 @@ func TestJoinPreflightChecks(t *testing.T) {
 		return out
 	}
 	c := &testCluster{pin: "sha256:" + strings.Repeat("a", 64)}
-	worker := names(JoinChecks(c.joinConfig("w", "", false)))
+	worker := names(preflight.JoinChecks(c.joinConfig("w", "", false)))
 	if worker[0] != "IsPrivilegedUser" || worker[1] != "FileAvailable--etc-kubernetes-kubelet.conf" || worker[2] != "FileAvailable--etc-kubernetes-bootstrap-kubelet.conf" {
 		t.Errorf("worker checks start %v", worker[:3])
 	}
@@ -570,7 +571,7 @@ func TestJoinPreflightChecks(t *testing.T) {
 		}
 	}
 	cp := c.joinConfig("cp2", "10.0.0.12", true)
-	cpNames := names(append(JoinChecks(cp), JoinControlPlaneChecks(cp)...))
+	cpNames := names(append(preflight.JoinChecks(cp), preflight.JoinControlPlaneChecks(cp)...))
 	if containsString(cpNames, "FileAvailable--etc-kubernetes-pki-ca.crt") || !containsString(cpNames, "KubernetesVersion") {
 		t.Errorf("control-plane checks: %v", cpNames)
 	}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
-	"net/netip"
 	"path"
 	"sort"
 	"strings"
@@ -22,6 +20,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -51,16 +50,16 @@ func runJoinPreflight(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("inspect %s: %w", d.Host.Name(), err)
 	}
-	checks := JoinChecks(d.Cfg)
+	checks := preflight.JoinChecks(d.Cfg)
 	if isControlPlane(d) {
 		d.Out.Printf("preflight", "Running pre-flight checks before initializing the new control plane instance")
-		checks = append(checks, JoinControlPlaneChecks(d.Cfg)...)
+		checks = append(checks, preflight.JoinControlPlaneChecks(d.Cfg)...)
 	}
 	node, err := inspectJoinedNode(ctx, d)
 	if err != nil {
 		return err
 	}
-	results := RunChecks(ctx, d.Host, d.Cfg, facts, node.wrap(checks), d.IgnorePreflightErrors)
+	results := preflight.RunChecks(ctx, d.Host, d.Cfg, facts, node.wrap(checks), d.IgnorePreflightErrors)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -68,7 +67,7 @@ func runJoinPreflight(ctx context.Context, d *Data) error {
 		d.Out.Printf("preflight", "This node %s this cluster (%s): skipping the checks its own earlier join fails: %s",
 			map[bool]string{true: "already joined", false: "already started joining"}[node.joined], node.evidenceText(), strings.Join(skipped, ", "))
 	}
-	return reportChecks(d, results)
+	return preflight.Report(d.Out, results, d.DryRun)
 }
 
 // joinedNode is what a node's files say about an earlier join: which of
@@ -171,7 +170,7 @@ func inspectJoinedNode(ctx context.Context, d *Data) (*joinedNode, error) {
 				remove = append(remove, cfg.Etcd.Local.DataDir)
 			}
 		}
-		n.foreign[fileAvailableCheck(f.path).Name] = fmt.Errorf("%s belongs to another cluster: %s, while the cluster at %s has CA %s; this node is joined to that other cluster: stop its kubelet and remove %s and /var/lib/kubelet/pki (or reset the node), then join again",
+		n.foreign[preflight.FileAvailableCheck(f.path).Name] = fmt.Errorf("%s belongs to another cluster: %s, while the cluster at %s has CA %s; this node is joined to that other cluster: stop its kubelet and remove %s and /var/lib/kubelet/pki (or reset the node), then join again",
 			f.path, what, cfg.Join.APIServerEndpoint, clusterCA, strings.Join(remove, ", "))
 	}
 	if len(n.foreign) > 0 {
@@ -180,7 +179,7 @@ func inspectJoinedNode(ctx context.Context, d *Data) (*joinedNode, error) {
 	// This cluster's kubeconfig, pointing elsewhere: say where.
 	for _, f := range files[:2] {
 		if f.state.origin == otherFile && f.state.server != "" {
-			n.foreign[fileAvailableCheck(f.path).Name] = fmt.Errorf("%s already exists: it has this cluster's CA but points at %s, where this join points the kubelet at %s; remove it to join again",
+			n.foreign[preflight.FileAvailableCheck(f.path).Name] = fmt.Errorf("%s already exists: it has this cluster's CA but points at %s, where this join points the kubelet at %s; remove it to join again",
 				f.path, f.state.server, strings.Join(servers, " or "))
 		}
 	}
@@ -202,40 +201,40 @@ func inspectJoinedNode(ctx context.Context, d *Data) (*joinedNode, error) {
 		return n, nil
 	}
 
-	cover := func(file string, checks ...Check) {
+	cover := func(file string, checks ...preflight.Check) {
 		n.evidence = append(n.evidence, file)
 		for _, c := range checks {
 			n.covered[c.Name] = true
 		}
 	}
-	kubeletPortCheck := portCheck(kubeletPort)
+	kubeletPortCheck := preflight.PortCheck(preflight.KubeletPort)
 	if kubelet.origin == ownFile {
-		cover(inventory.KubeletKubeconfig, fileAvailableCheck(inventory.KubeletKubeconfig), kubeletPortCheck)
+		cover(inventory.KubeletKubeconfig, preflight.FileAvailableCheck(inventory.KubeletKubeconfig), kubeletPortCheck)
 	}
 	if boot.origin == ownFile {
-		cover(inventory.BootstrapKubeconfig, fileAvailableCheck(inventory.BootstrapKubeconfig), kubeletPortCheck)
+		cover(inventory.BootstrapKubeconfig, preflight.FileAvailableCheck(inventory.BootstrapKubeconfig), kubeletPortCheck)
 	}
-	cover(caFile, fileAvailableCheck(caFile))
+	cover(caFile, preflight.FileAvailableCheck(caFile))
 	bindPort := cfg.Node.BindPort
 	if bindPort == 0 {
 		bindPort = inventory.DefaultBindPort
 	}
-	ports := map[string][]Check{
-		"kube-apiserver":          {portCheck(bindPort)},
-		"kube-controller-manager": {portCheck(kubeControllerManagerPort)},
-		"kube-scheduler":          {portCheck(kubeSchedulerPort)},
+	ports := map[string][]preflight.Check{
+		"kube-apiserver":          {preflight.PortCheck(bindPort)},
+		"kube-controller-manager": {preflight.PortCheck(preflight.KubeControllerManagerPort)},
+		"kube-scheduler":          {preflight.PortCheck(preflight.KubeSchedulerPort)},
 	}
 	if local := cfg.Etcd.Local; local != nil {
 		dataDir := local.DataDir
 		if dataDir == "" {
 			dataDir = inventory.DefaultEtcdDataDir
 		}
-		ports["etcd"] = []Check{portCheck(etcdListenClientPort), portCheck(etcdListenPeerPort), dirAvailableCheck(dataDir)}
+		ports["etcd"] = []preflight.Check{preflight.PortCheck(preflight.EtcdListenClientPort), preflight.PortCheck(preflight.EtcdListenPeerPort), preflight.DirAvailableCheck(dataDir)}
 	}
 	for _, component := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"} {
 		if manifests[component].origin == ownFile {
 			file := inventory.ManifestPath(component)
-			cover(file, append([]Check{fileAvailableCheck(file)}, ports[component]...)...)
+			cover(file, append([]preflight.Check{preflight.FileAvailableCheck(file)}, ports[component]...)...)
 		}
 	}
 	return n, nil
@@ -244,8 +243,8 @@ func inspectJoinedNode(ctx context.Context, d *Data) (*joinedNode, error) {
 // wrap makes the covered checks pass (noting that they were skipped) when
 // they fail, and gives the checks on another cluster's files their
 // explanation.
-func (n *joinedNode) wrap(checks []Check) []Check {
-	out := make([]Check, len(checks))
+func (n *joinedNode) wrap(checks []preflight.Check) []preflight.Check {
+	out := make([]preflight.Check, len(checks))
 	for i, c := range checks {
 		run := c.Run
 		switch {
@@ -462,63 +461,4 @@ func caHashes(pemData []byte) string {
 		hashes[i] = certs.CAPublicKeyHash(c)
 	}
 	return strings.Join(hashes, ", ")
-}
-
-// JoinChecks are kubeadm v1.34's JoinNodeChecks, root first, followed by
-// kubeboot's own (CgroupVersion, OOMScoreAdj, SystemdPID1, KernelModules,
-// KernelTunables). As in kubeadm,
-// the common checks get no Kubernetes version (the kubelet's is not
-// compared with the control plane's), and a control plane may already have
-// the cluster CA (copied by hand for a join without --certificate-key).
-func JoinChecks(cfg *inventory.Cluster) []Check {
-	checks := []Check{
-		{Name: "IsPrivilegedUser", Run: checkPrivilegedUser},
-		fileAvailableCheck(inventory.KubeletKubeconfig),
-		fileAvailableCheck(inventory.BootstrapKubeconfig),
-	}
-	// kubeadm passes no Kubernetes version to the common checks of join.
-	common := *cfg
-	common.KubernetesVersion = ""
-	checks = append(checks, commonChecks(&common)...)
-	if cfg.Join == nil || !cfg.Join.ControlPlane {
-		checks = append(checks, fileAvailableCheck(path.Join(cfg.CertificatesDir, "ca.crt")))
-	}
-	if cfg.Join != nil {
-		if host, _, err := net.SplitHostPort(cfg.Join.APIServerEndpoint); err == nil {
-			checks = append(checks, httpProxyCheck("https", host))
-			if ip, err := netip.ParseAddr(host); err == nil {
-				if ip.Is4() {
-					checks = append(checks, fileContentCheck(ipv4Forward, "1"))
-				} else {
-					checks = append(checks, fileContentCheck(ipv6DefaultForwarding, "1"))
-				}
-			}
-		}
-	}
-	return append(checks, kubebootChecks()...)
-}
-
-// JoinControlPlaneChecks are kubeadm's InitNodeChecks for a secondary
-// control plane: init's checks without the ones JoinChecks already ran (root,
-// the common node checks, kubeboot's own) and the forwarding sysctl, and,
-// with a certificate key, the external etcd client files download-certs
-// brings. The Kubernetes version checked is the cluster's.
-func JoinControlPlaneChecks(cfg *inventory.Cluster) []Check {
-	already := map[string]bool{}
-	for _, c := range JoinChecks(cfg) {
-		already[c.Name] = true
-	}
-	delete(already, "HTTPProxy") // a check per host: the advertise address is another one
-	if cfg.Join != nil && cfg.Join.CertificateKey != "" {
-		// download-certs brings the external etcd client files.
-		already["ExternalEtcdClientCertificates"] = true
-	}
-	var out []Check
-	for _, c := range InitChecks(cfg) {
-		if already[c.Name] || c.Name == checkName("FileContent", ipv4Forward) || c.Name == checkName("FileContent", ipv6DefaultForwarding) {
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/preflight"
+	"github.com/kubeboot/kubeboot/phases/preflight/preflighttest"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -25,7 +27,7 @@ var joinWithPreflight = workflow.Options{Skip: []string{"prepare"}}
 func rejoinNode(t *testing.T, c *testCluster, name string) *transporttest.Fake {
 	t.Helper()
 	h := c.joiningNode(t, name, false)
-	pfMakeHealthy(h)
+	preflighttest.MakeHealthy(h)
 	return h
 }
 
@@ -37,9 +39,9 @@ func running(h *transporttest.Fake, controlPlane bool) {
 		ports = append(ports, 6443, 10257, 10259, 2379, 2380)
 		h.SetFile("/var/lib/etcd/member/snap/db", []byte("etcd"), 0o600)
 	}
-	tcp := pfTCPHeader
+	tcp := preflighttest.TCPHeader
 	for i, p := range ports {
-		tcp += pfTCPLine(i, p, "0A")
+		tcp += preflighttest.TCPLine(i, p, "0A")
 	}
 	h.SetFile("/proc/net/tcp", []byte(tcp), 0o444)
 }
@@ -53,12 +55,12 @@ func failingJoinChecks(t *testing.T, h *transporttest.Fake, cfg *inventory.Clust
 	if err != nil {
 		t.Fatal(err)
 	}
-	checks := JoinChecks(cfg)
+	checks := preflight.JoinChecks(cfg)
 	if cfg.Join.ControlPlane {
-		checks = append(checks, JoinControlPlaneChecks(cfg)...)
+		checks = append(checks, preflight.JoinControlPlaneChecks(cfg)...)
 	}
 	var failing []string
-	for _, r := range RunChecks(ctx, h, cfg, facts, checks, nil) {
+	for _, r := range preflight.RunChecks(ctx, h, cfg, facts, checks, nil) {
 		if len(r.Errors) > 0 {
 			failing = append(failing, r.Name)
 		}
@@ -149,7 +151,7 @@ func TestJoinAgainAfterFailedBootstrap(t *testing.T) {
 	c := newTestCluster(t)
 	h := fakeNode(t, true) // its kubelet starts, never bootstraps
 	h.SetFile("/proc/sys/kernel/hostname", []byte("w1\n"), 0o644)
-	pfMakeHealthy(h)
+	preflighttest.MakeHealthy(h)
 	cfg := func() *inventory.Cluster {
 		cfg := c.joinConfig("w1", "", false)
 		cfg.Timeouts.TLSBootstrap.Duration = 20 * time.Millisecond
@@ -269,7 +271,7 @@ func TestJoinAgainRefusals(t *testing.T) {
 			before := snapshot(h)
 			out.Reset()
 			err := JoinRunner().Run(context.Background(), second.data(t, second.joinConfig("node2", addr, tc.controlPlane), h, &out), joinWithPreflight)
-			var perr *PreflightError
+			var perr *preflight.Error
 			if !errors.As(err, &perr) {
 				t.Fatalf("second join: %v, want a preflight refusal\n%s", err, out.String())
 			}

@@ -46,7 +46,6 @@ func (d *Data) prepareState() *prepareState {
 
 // Files and directories prepare writes.
 const (
-	modulesLoadFile = "/etc/modules-load.d/kubeboot.conf"
 	// 99-: applied after the distribution's files, which may turn
 	// forwarding off.
 	sysctlFile = "/etc/sysctl.d/99-kubeboot.conf"
@@ -81,44 +80,15 @@ func PreparePhase() *Phase {
 
 // ---- kernel ----
 
-// kernelModule is a module Kubernetes networking or containerd needs, and
-// how to see that its feature is there (loaded or built in).
-type kernelModule struct {
-	name    string
-	present func(ctx context.Context, h transport.Host) bool
-}
-
-var kernelModules = []kernelModule{
-	{"overlay", func(ctx context.Context, h transport.Host) bool {
-		b, err := h.ReadFile(ctx, "/proc/filesystems")
-		if err != nil {
-			return false
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == "overlay" {
-				return true
-			}
-		}
-		return false
-	}},
-	{"br_netfilter", func(ctx context.Context, h transport.Host) bool {
-		ok, _ := transport.Exists(ctx, h, "/proc/sys/net/bridge/bridge-nf-call-iptables")
-		return ok
-	}},
-}
-
-// sysctl is a kernel parameter and the value Kubernetes needs.
-type sysctl struct{ key, value string }
-
 // prepareSysctls are what kubeadm's preflight and the pod network need:
 // forwarding, and bridged traffic through iptables (kube-proxy's rules
 // must see pod-to-pod traffic on one node's bridge). IPv6 forwarding only
 // for clusters with IPv6 addresses.
-func prepareSysctls(d *Data) []sysctl {
-	s := []sysctl{
-		{"net.bridge.bridge-nf-call-iptables", "1"},
-		{"net.bridge.bridge-nf-call-ip6tables", "1"},
-		{"net.ipv4.ip_forward", "1"},
+func prepareSysctls(d *Data) []hostutil.Sysctl {
+	s := []hostutil.Sysctl{
+		{Key: "net.bridge.bridge-nf-call-iptables", Value: "1"},
+		{Key: "net.bridge.bridge-nf-call-ip6tables", Value: "1"},
+		{Key: "net.ipv4.ip_forward", Value: "1"},
 	}
 	v6 := false
 	for _, cidr := range strings.Split(d.Cfg.Networking.PodSubnet+","+d.Cfg.Networking.ServiceSubnet, ",") {
@@ -130,7 +100,7 @@ func prepareSysctls(d *Data) []sysctl {
 		v6 = true
 	}
 	if v6 {
-		s = append(s, sysctl{"net.ipv6.conf.all.forwarding", "1"}, sysctl{"net.ipv6.conf.default.forwarding", "1"})
+		s = append(s, hostutil.Sysctl{Key: "net.ipv6.conf.all.forwarding", Value: "1"}, hostutil.Sysctl{Key: "net.ipv6.conf.default.forwarding", Value: "1"})
 	}
 	return s
 }
@@ -142,46 +112,46 @@ func runPrepareKernel(ctx context.Context, d *Data) error {
 	h := d.Host
 	var mods strings.Builder
 	mods.WriteString(writtenByKubeboot)
-	for _, m := range kernelModules {
-		mods.WriteString(m.name + "\n")
+	for _, m := range hostutil.KernelModules {
+		mods.WriteString(m.Name + "\n")
 	}
-	if err := writeReport(ctx, d, modulesLoadFile, "kernel modules to load at boot", []byte(mods.String()), 0o644); err != nil {
+	if err := writeReport(ctx, d, hostutil.ModulesLoadFile, "kernel modules to load at boot", []byte(mods.String()), 0o644); err != nil {
 		return err
 	}
-	for _, m := range kernelModules {
-		if m.present(ctx, h) {
-			d.Out.Printf(tag, "Kernel module %s: available (loaded or built in)", m.name)
+	for _, m := range hostutil.KernelModules {
+		if m.Present(ctx, h) {
+			d.Out.Printf(tag, "Kernel module %s: available (loaded or built in)", m.Name)
 			continue
 		}
-		_, err := h.Run(ctx, transport.Cmd{Args: []string{"modprobe", m.name}})
+		_, err := h.Run(ctx, transport.Cmd{Args: []string{"modprobe", m.Name}})
 		switch {
 		case d.DryRun:
-			d.Out.Printf(tag, "Kernel module %s: not loaded; would run modprobe %s", m.name, m.name)
-		case err == nil || m.present(ctx, h):
-			d.Out.Printf(tag, "Kernel module %s: loaded", m.name)
+			d.Out.Printf(tag, "Kernel module %s: not loaded; would run modprobe %s", m.Name, m.Name)
+		case err == nil || m.Present(ctx, h):
+			d.Out.Printf(tag, "Kernel module %s: loaded", m.Name)
 		default:
-			return fmt.Errorf("kernel module %s is missing on %s and cannot be loaded (%v): load it on the host (modprobe %s), or use a kernel that has it", m.name, h.Name(), err, m.name)
+			return fmt.Errorf("kernel module %s is missing on %s and cannot be loaded (%v): load it on the host (modprobe %s), or use a kernel that has it", m.Name, h.Name(), err, m.Name)
 		}
 	}
 
 	var conf strings.Builder
 	conf.WriteString(writtenByKubeboot)
 	for _, s := range prepareSysctls(d) {
-		fmt.Fprintf(&conf, "%s = %s\n", s.key, s.value)
+		fmt.Fprintf(&conf, "%s = %s\n", s.Key, s.Value)
 	}
 	if err := writeReport(ctx, d, sysctlFile, "kernel parameters", []byte(conf.String()), 0o644); err != nil {
 		return err
 	}
 	var set []string
 	for _, s := range prepareSysctls(d) {
-		file := "/proc/sys/" + strings.ReplaceAll(s.key, ".", "/")
-		if cur, err := hostutil.ReadTrimmed(ctx, h, file); err == nil && cur == s.value {
+		file := "/proc/sys/" + strings.ReplaceAll(s.Key, ".", "/")
+		if cur, err := hostutil.ReadTrimmed(ctx, h, file); err == nil && cur == s.Value {
 			continue
 		}
-		if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sysctl", "-w", s.key + "=" + s.value}}); err != nil {
-			return fmt.Errorf("set %s=%s: %w", s.key, s.value, err)
+		if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sysctl", "-w", s.Key + "=" + s.Value}}); err != nil {
+			return fmt.Errorf("set %s=%s: %w", s.Key, s.Value, err)
 		}
-		set = append(set, s.key+"="+s.value)
+		set = append(set, s.Key+"="+s.Value)
 	}
 	if len(set) == 0 {
 		d.Out.Printf(tag, "Kernel parameters are set (%s)", sysctlFile)

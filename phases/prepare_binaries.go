@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/bundle"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -252,7 +253,7 @@ func containerdVersion(ctx context.Context, h transport.Host, bin string) (strin
 	minor := 0
 	fmt.Sscan(m[3], &minor)
 	if major == 1 && minor < 6 {
-		return m[1], major, fmt.Errorf("containerd %s is too old: Kubernetes %s needs containerd 1.6 or newer", m[1], kubebootVersion)
+		return m[1], major, fmt.Errorf("containerd %s is too old: Kubernetes %s needs containerd 1.6 or newer", m[1], preflight.KubebootVersion)
 	}
 	return m[1], major, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/test/golden"
 
@@ -67,7 +68,7 @@ func TestPrepareFromBundle(t *testing.T) {
 		templates.ContainerdUnitFile:   string(templates.ContainerdService("/usr/bin/containerd")),
 		templates.KubeletUnitFile:      string(templates.KubeletService()),
 		templates.ContainerdConfigFile: string(templates.ContainerdConfig(cfg, templates.ContainerdOptions{Major: 1, RestrictOOMScoreAdj: true})),
-		modulesLoadFile:                writtenByKubeboot + "overlay\nbr_netfilter\n",
+		hostutil.ModulesLoadFile:       writtenByKubeboot + "overlay\nbr_netfilter\n",
 		sysctlFile:                     writtenByKubeboot + "net.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\nnet.ipv4.ip_forward = 1\n",
 	}
 	for p, want := range files {
@@ -578,7 +579,7 @@ func TestKernelModulesCheck(t *testing.T) {
 			if tc.mods {
 				h.SetDir("/lib/modules/6.1.0-28-amd64")
 			}
-			warns, errs := checkKernelModules(bgCtx, h, testConfig(), hostutil.HostFacts{})
+			warns, errs := preflight.CheckKernelModules(bgCtx, h, testConfig(), hostutil.HostFacts{})
 			if len(errs) > 0 || (tc.want == "") != (len(warns) == 0) || tc.want != "" && !strings.Contains(warns[0].Error(), tc.want) {
 				t.Errorf("warnings %v, errors %v; want %q", warns, errs, tc.want)
 			}
@@ -613,7 +614,7 @@ func TestKernelTunablesCheck(t *testing.T) {
 				}
 				return transport.Result{}, exitErr(1, "")
 			})
-			warns, errs := checkKernelTunables(bgCtx, h, testConfig(), hostutil.HostFacts{})
+			warns, errs := preflight.CheckKernelTunables(bgCtx, h, testConfig(), hostutil.HostFacts{})
 			if len(warns) > 0 || (tc.want == "") != (len(errs) == 0) || tc.want != "" && !strings.Contains(errs[0].Error(), tc.want) {
 				t.Errorf("warnings %v, errors %v; want %q", warns, errs, tc.want)
 			}
