@@ -72,6 +72,9 @@ type Data struct {
 	facts     hostutil.HostFacts
 	factsErr  error
 
+	// prepare is what prepare's steps share (preparer).
+	prepare *prepareData
+
 	// cas are the CA pairs this run has read and checked, or found and
 	// checked (certs.go's loadCA).
 	cas caCache

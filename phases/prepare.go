@@ -10,7 +10,9 @@ import (
 	"strings"
 
 	"github.com/kubeboot/kubeboot/bundle"
+	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -20,13 +22,29 @@ type PrepareOptions struct {
 	// (kubeboot bundle create) to install from (--bundle). Empty: the
 	// distribution's packages.
 	Bundle string
+}
+
+// prepareData is what prepare's steps act on and share within one run.
+type prepareData struct {
+	Host   transport.Host
+	Cfg    *inventory.Cluster
+	Out    *workflow.Printer
+	DryRun bool
+	// Bundle is the offline bundle on the node (PrepareOptions.Bundle).
+	Bundle string
+	// Facts probes the host, once per run.
+	Facts func(ctx context.Context) (hostutil.HostFacts, error)
+	// Plan is every leaf phase the run will run (Runner's Prepare).
+	Plan []string
+	// Role is what the node is prepared for (RoleControlPlane,
+	// RoleWorker, RoleUnknown), which the bundle must serve.
+	Role string
 
 	st *prepareState
 }
 
 // prepareState is what prepare's sub-phases share within one run.
 type prepareState struct {
-	plan []string
 	// manifest is the bundle's, read by the parent phase.
 	manifest *bundle.Manifest
 	// staged is the set of bundle paths unpacked and verified below
@@ -37,11 +55,28 @@ type prepareState struct {
 	containerdChanged bool
 }
 
-func (d *Data) prepareState() *prepareState {
-	if d.Prepare.st == nil {
-		d.Prepare.st = &prepareState{staged: map[string]bool{}}
+func (d *prepareData) state() *prepareState {
+	if d.st == nil {
+		d.st = &prepareState{staged: map[string]bool{}}
 	}
-	return d.Prepare.st
+	return d.st
+}
+
+// preparer is prepare's view of this run: one state for all its steps, and
+// the host and configuration as they are now (join's discovery replaces
+// the configuration after the run's Prepare).
+func (d *Data) preparer() *prepareData {
+	if d.prepare == nil {
+		d.prepare = &prepareData{}
+	}
+	p := d.prepare
+	p.Host, p.Cfg, p.Out, p.DryRun, p.Bundle, p.Facts = d.Host, d.Cfg, d.Out, d.DryRun, d.Prepare.Bundle, d.Facts
+	return p
+}
+
+// prepareStep runs one of prepare's steps on the run's prepareData.
+func prepareStep(step func(context.Context, *prepareData) error) func(context.Context, *Data) error {
+	return func(ctx context.Context, d *Data) error { return step(ctx, d.preparer()) }
 }
 
 // Files and directories prepare writes.
@@ -64,16 +99,20 @@ func PreparePhase() *Phase {
 		Name:  "prepare",
 		Short: "Install and configure the container runtime, kubelet, kubectl and kernel settings the node needs",
 		Prepare: func(_ context.Context, d *Data, plan []string) error {
-			d.prepareState().plan = plan
+			d.preparer().Plan = plan
 			return nil
 		},
-		Run: runPrepareBundleCheck,
+		Run: func(ctx context.Context, d *Data) error {
+			p := d.preparer()
+			p.Role = bundleRoleOf(d, p.Plan)
+			return runPrepareBundleCheck(ctx, p)
+		},
 		Phases: []*Phase{
-			{Name: "kernel", Short: "Load the overlay and br_netfilter modules and set the forwarding and bridge sysctls, persistently", Run: runPrepareKernel},
-			{Name: "swap", Short: "Turn swap off, now and in /etc/fstab", Run: runPrepareSwap},
-			{Name: "binaries", Short: "Install containerd, runc, the CNI plugins, kubelet, kubectl and their units (from --bundle, or the distribution's packages)", Run: runPrepareBinaries},
-			{Name: "containerd", Short: "Write containerd's configuration and registry mirrors, and (re)start it when they changed", Run: runPrepareContainerd},
-			{Name: "images", Short: "Import the bundle's images into containerd's k8s.io namespace (with --bundle)", Run: runPrepareImages},
+			{Name: "kernel", Short: "Load the overlay and br_netfilter modules and set the forwarding and bridge sysctls, persistently", Run: prepareStep(runPrepareKernel)},
+			{Name: "swap", Short: "Turn swap off, now and in /etc/fstab", Run: prepareStep(runPrepareSwap)},
+			{Name: "binaries", Short: "Install containerd, runc, the CNI plugins, kubelet, kubectl and their units (from --bundle, or the distribution's packages)", Run: prepareStep(runPrepareBinaries)},
+			{Name: "containerd", Short: "Write containerd's configuration and registry mirrors, and (re)start it when they changed", Run: prepareStep(runPrepareContainerd)},
+			{Name: "images", Short: "Import the bundle's images into containerd's k8s.io namespace (with --bundle)", Run: prepareStep(runPrepareImages)},
 		},
 	}
 }
@@ -84,7 +123,7 @@ func PreparePhase() *Phase {
 // forwarding, and bridged traffic through iptables (kube-proxy's rules
 // must see pod-to-pod traffic on one node's bridge). IPv6 forwarding only
 // for clusters with IPv6 addresses.
-func prepareSysctls(d *Data) []hostutil.Sysctl {
+func prepareSysctls(d *prepareData) []hostutil.Sysctl {
 	s := []hostutil.Sysctl{
 		{Key: "net.bridge.bridge-nf-call-iptables", Value: "1"},
 		{Key: "net.bridge.bridge-nf-call-ip6tables", Value: "1"},
@@ -107,7 +146,7 @@ func prepareSysctls(d *Data) []hostutil.Sysctl {
 
 const writtenByKubeboot = "# Written by kubeboot (prepare phase); changes are overwritten on the next run.\n"
 
-func runPrepareKernel(ctx context.Context, d *Data) error {
+func runPrepareKernel(ctx context.Context, d *prepareData) error {
 	const tag = "prepare"
 	h := d.Host
 	var mods strings.Builder
@@ -162,7 +201,7 @@ func runPrepareKernel(ctx context.Context, d *Data) error {
 }
 
 // writeReport writes a file when its content differs and says which it was.
-func writeReport(ctx context.Context, d *Data, file, what string, data []byte, mode fs.FileMode) error {
+func writeReport(ctx context.Context, d *prepareData, file, what string, data []byte, mode fs.FileMode) error {
 	changed, _, err := hostutil.WriteIfChanged(ctx, d.Host, file, data, mode)
 	if err != nil {
 		return err
@@ -177,7 +216,7 @@ func writeReport(ctx context.Context, d *Data, file, what string, data []byte, m
 
 // ---- swap ----
 
-func runPrepareSwap(ctx context.Context, d *Data) error {
+func runPrepareSwap(ctx context.Context, d *prepareData) error {
 	const tag = "prepare"
 	h := d.Host
 	if b, err := h.ReadFile(ctx, "/proc/swaps"); err == nil && len(strings.Split(strings.TrimSpace(string(b)), "\n")) > 1 {

@@ -18,9 +18,9 @@ import (
 // reads the bundle's manifest on the node and checks that it is for this
 // cluster's Kubernetes version and the node's architecture, before anything
 // is installed.
-func runPrepareBundleCheck(ctx context.Context, d *Data) error {
-	st := d.prepareState()
-	file := d.Prepare.Bundle
+func runPrepareBundleCheck(ctx context.Context, d *prepareData) error {
+	st := d.state()
+	file := d.Bundle
 	if file == "" {
 		return nil
 	}
@@ -47,7 +47,7 @@ func runPrepareBundleCheck(ctx context.Context, d *Data) error {
 	if machine, err := transport.Output(ctx, d.Host, "uname", "-m"); err == nil && m.Arch != "" && bundle.UnameArch(machine) != m.Arch {
 		return fmt.Errorf("--bundle %s holds %s binaries, but %s is %s (%s)", file, m.Arch, d.Host.Name(), bundle.UnameArch(machine), machine)
 	}
-	role := bundleRoleOf(d, st.plan)
+	role := d.Role
 	if m.Role == bundle.RoleWorker && role == roleControlPlane {
 		return fmt.Errorf("--bundle %s is a worker bundle (kubeboot bundle slice, from %s): it has no %s image, which a control plane runs; give %s the whole bundle",
 			file, m.Source, strings.Join(bundle.ControlPlaneImages, ", "), d.Host.Name())
@@ -99,7 +99,7 @@ func bundleRoleOf(d *Data, plan []string) string {
 // missingImages are the images the node's role runs that the bundle does
 // not hold, by the names the kubelet asks for (templates.Image): pause and
 // kube-proxy on every node, the control plane's own on a control plane.
-func missingImages(d *Data, m *bundle.Manifest, role string) []string {
+func missingImages(d *prepareData, m *bundle.Manifest, role string) []string {
 	if len(m.ByType(bundle.TypeImages)) == 0 {
 		return nil // no images at all: the kubelet pulls, as without a bundle
 	}
@@ -140,13 +140,13 @@ func tarFlags(file, op string) []string {
 // prepare/images. Whenever anything is to be installed from the bundle, all
 // of them are unpacked and verified first, so one damaged file stops the
 // run with nothing installed, even a file that is not needed this time.
-func (st *prepareState) planFiles() []bundle.File {
+func (st *prepareState) planFiles(d *prepareData) []bundle.File {
 	var out []bundle.File
-	if planned(st, "prepare/binaries") {
+	if planned(d, "prepare/binaries") {
 		out = append(out, st.manifest.ByType(bundle.TypeBinary)...)
 		out = append(out, st.manifest.ByType(bundle.TypeCNIPlugin)...)
 	}
-	if planned(st, "prepare/images") {
+	if planned(d, "prepare/images") {
 		out = append(out, st.manifest.ByType(bundle.TypeImages)...)
 	}
 	return out
@@ -156,7 +156,7 @@ func (st *prepareState) planFiles() []bundle.File {
 // against the manifest's size and sha256, all before anything is
 // installed: one bad file stops the run with nothing installed. Files
 // already staged in this run are not unpacked again.
-func (st *prepareState) stage(ctx context.Context, d *Data, files []bundle.File) error {
+func (st *prepareState) stage(ctx context.Context, d *prepareData, files []bundle.File) error {
 	var todo []bundle.File
 	for _, f := range files {
 		if !st.staged[f.Path] {
@@ -175,15 +175,15 @@ func (st *prepareState) stage(ctx context.Context, d *Data, files []bundle.File)
 	if err := h.MkdirAll(ctx, stagingDir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", stagingDir, err)
 	}
-	args := append([]string{"tar"}, tarFlags(d.Prepare.Bundle, "-x")...)
+	args := append([]string{"tar"}, tarFlags(d.Bundle, "-x")...)
 	args = append(args, "-C", stagingDir, "--no-same-owner", "--")
 	for _, f := range todo {
 		args = append(args, f.Path)
 	}
-	d.Out.Printf("prepare", "Unpacking %d files of %s into %s", len(todo), d.Prepare.Bundle, stagingDir)
+	d.Out.Printf("prepare", "Unpacking %d files of %s into %s", len(todo), d.Bundle, stagingDir)
 	if _, err := h.Run(ctx, transport.Cmd{Args: args}); err != nil {
 		st.cleanup(ctx, d)
-		return fmt.Errorf("unpack %s: %w", d.Prepare.Bundle, err)
+		return fmt.Errorf("unpack %s: %w", d.Bundle, err)
 	}
 	if d.DryRun {
 		d.Out.Printf("prepare", "Dry run: the %d files would be verified against the bundle's sha256 sums before anything is installed (kubeboot bundle inspect verifies a bundle now)", len(todo))
@@ -194,7 +194,7 @@ func (st *prepareState) stage(ctx context.Context, d *Data, files []bundle.File)
 	}
 	if err := verifyFiles(ctx, h, stagingDir, todo); err != nil {
 		st.cleanup(ctx, d)
-		return fmt.Errorf("bundle %s: %w; nothing was installed: the bundle is damaged, copy it again (kubeboot bundle inspect checks it)", d.Prepare.Bundle, err)
+		return fmt.Errorf("bundle %s: %w; nothing was installed: the bundle is damaged, copy it again (kubeboot bundle inspect checks it)", d.Bundle, err)
 	}
 	for _, f := range todo {
 		st.staged[f.Path] = true
@@ -257,7 +257,7 @@ func sha256Sums(ctx context.Context, h transport.Host, files []string) (map[stri
 }
 
 // cleanup removes the staging directory.
-func (st *prepareState) cleanup(ctx context.Context, d *Data) {
+func (st *prepareState) cleanup(ctx context.Context, d *prepareData) {
 	if len(st.staged) == 0 {
 		if ok, _ := transport.Exists(ctx, d.Host, stagingDir); !ok {
 			return
@@ -273,9 +273,9 @@ func (st *prepareState) cleanup(ctx context.Context, d *Data) {
 
 // lastBundlePhase is the last sub-phase of the plan that uses the bundle's
 // files; it (or a failing one) removes the staging directory.
-func (st *prepareState) doneWithBundle(ctx context.Context, d *Data, phase string, failed bool) {
+func (st *prepareState) doneWithBundle(ctx context.Context, d *prepareData, phase string, failed bool) {
 	last := ""
-	for _, p := range st.plan {
+	for _, p := range d.Plan {
 		if p == "prepare/binaries" || p == "prepare/images" {
 			last = p
 		}

@@ -33,10 +33,10 @@ func criSocketPath(cfg *inventory.Cluster) string {
 	return strings.TrimPrefix(s, "unix://")
 }
 
-func runPrepareContainerd(ctx context.Context, d *Data) (err error) {
+func runPrepareContainerd(ctx context.Context, d *prepareData) (err error) {
 	const tag = "prepare"
 	h := d.Host
-	st := d.prepareState()
+	st := d.state()
 	// The run stops here on an error: the bundle's files unpacked for
 	// prepare/images would stay on disk until the next run.
 	defer func() {
@@ -137,7 +137,7 @@ func runPrepareContainerd(ctx context.Context, d *Data) (err error) {
 // writeRegistryHosts writes a hosts.toml per configured registry and removes
 // the ones an earlier run wrote for registries no longer configured (files
 // without kubeboot's header are the administrator's and stay).
-func writeRegistryHosts(ctx context.Context, d *Data) error {
+func writeRegistryHosts(ctx context.Context, d *prepareData) error {
 	want := map[string]bool{}
 	for _, r := range templates.ContainerdRegistries(d.Cfg) {
 		want[r] = true
@@ -198,9 +198,9 @@ func waitForSocket(ctx context.Context, h transport.Host, socket string) error {
 
 // ---- images ----
 
-func runPrepareImages(ctx context.Context, d *Data) (err error) {
+func runPrepareImages(ctx context.Context, d *prepareData) (err error) {
 	const tag = "prepare"
-	st := d.prepareState()
+	st := d.state()
 	if st.manifest == nil {
 		d.Out.Printf(tag, "No --bundle: the kubelet pulls the images from %s", d.Cfg.ImageRepository)
 		return nil
@@ -217,7 +217,7 @@ func runPrepareImages(ctx context.Context, d *Data) (err error) {
 	if ok, _ := isSocket(ctx, h, socket); !ok {
 		facts, _ := d.Facts(ctx)
 		if !facts.SystemdPID1 || d.DryRun {
-			d.Out.Printf(tag, "containerd is not running (no %s): the bundle's %d image archives are not imported; run `kubeboot init phase prepare images --bundle %s` once it runs", socket, len(archives), d.Prepare.Bundle)
+			d.Out.Printf(tag, "containerd is not running (no %s): the bundle's %d image archives are not imported; run `kubeboot init phase prepare images --bundle %s` once it runs", socket, len(archives), d.Bundle)
 			return nil
 		}
 		return fmt.Errorf("containerd is not running (no %s): cannot import the bundle's images", socket)
@@ -247,7 +247,7 @@ func runPrepareImages(ctx context.Context, d *Data) (err error) {
 		d.Out.Printf(tag, "The bundle's %d images are in containerd (namespace k8s.io); not importing them", total)
 		return nil
 	}
-	if err := st.stage(ctx, d, st.planFiles()); err != nil {
+	if err := st.stage(ctx, d, st.planFiles(d)); err != nil {
 		return err
 	}
 	for _, a := range todo {

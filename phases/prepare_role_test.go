@@ -65,7 +65,7 @@ func TestPrepareBundleRole(t *testing.T) {
 			h.SetFile(testBundle, tc.bundle, 0o644)
 			cfg := testConfig()
 			var out bytes.Buffer
-			d := prepareData(cfg, h, &out, testBundle)
+			d := prepareRunData(cfg, h, &out, testBundle)
 			if tc.join != nil {
 				cfg.Join = tc.join
 				d.Join = &JoinState{}

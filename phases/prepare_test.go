@@ -26,7 +26,7 @@ const testBundle = "/root/kubeboot-v1.34.3.tar.gz"
 
 func prepareRunner() *Runner { return newRunner("init", []*Phase{PreparePhase()}...) }
 
-func prepareData(cfg *inventory.Cluster, h transport.Host, out *bytes.Buffer, bundlePath string) *Data {
+func prepareRunData(cfg *inventory.Cluster, h transport.Host, out *bytes.Buffer, bundlePath string) *Data {
 	return &Data{Cfg: cfg, Host: h, Out: workflow.NewPrinter(out), Prepare: PrepareOptions{Bundle: bundlePath}}
 }
 
@@ -38,7 +38,7 @@ func TestPrepareFromBundle(t *testing.T) {
 	h.SetFile(testBundle, fixtureBundle(t, nil), 0o644)
 	cfg := testConfig()
 	var out bytes.Buffer
-	if err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, testBundle), workflow.Options{}); err != nil {
+	if err := prepareRunner().Run(bgCtx, prepareRunData(cfg, h, &out, testBundle), workflow.Options{}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	golden.Check(t, "prepare-bundle-output.golden", []byte(out.String()))
@@ -100,7 +100,7 @@ func TestPrepareFromBundle(t *testing.T) {
 	before := snapshot(h.Fake)
 	nRuns := len(h.Runs())
 	out.Reset()
-	if err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, testBundle), workflow.Options{}); err != nil {
+	if err := prepareRunner().Run(bgCtx, prepareRunData(cfg, h, &out, testBundle), workflow.Options{}); err != nil {
 		t.Fatalf("second run: %v\n%s", err, out.String())
 	}
 	if snapshot(h.Fake) != before {
@@ -129,7 +129,7 @@ func TestPrepareBadSumInstallsNothing(t *testing.T) {
 				return data
 			}), 0o644)
 			var out bytes.Buffer
-			err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, testBundle), workflow.Options{Skip: []string{"prepare/kernel", "prepare/swap"}})
+			err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, testBundle), workflow.Options{Skip: []string{"prepare/kernel", "prepare/swap"}})
 			if err == nil || !strings.Contains(err.Error(), damaged+": sha256 ") || !strings.Contains(err.Error(), "nothing was installed") {
 				t.Fatalf("error %v\n%s", err, out.String())
 			}
@@ -154,7 +154,7 @@ func TestPrepareBadSumAnyFile(t *testing.T) {
 	h := newNode(t, nodeOpts{})
 	h.SetFile(testBundle, fixtureBundle(t, nil), 0o644)
 	var out bytes.Buffer
-	if err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, testBundle), workflow.Options{}); err != nil {
+	if err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, testBundle), workflow.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	h.Fake.Remove(bgCtx, "/usr/bin/kubelet")
@@ -165,7 +165,7 @@ func TestPrepareBadSumAnyFile(t *testing.T) {
 		}
 		return data
 	}), 0o644)
-	err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, testBundle), workflow.Options{})
+	err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, testBundle), workflow.Options{})
 	if err == nil || !strings.Contains(err.Error(), "bin/kubectl: sha256 ") {
 		t.Fatalf("error %v", err)
 	}
@@ -194,7 +194,7 @@ func TestPrepareBundleMismatch(t *testing.T) {
 				cfg.KubernetesVersion = tc.version
 			}
 			var out bytes.Buffer
-			err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, testBundle), workflow.Options{})
+			err := prepareRunner().Run(bgCtx, prepareRunData(cfg, h, &out, testBundle), workflow.Options{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
@@ -207,7 +207,7 @@ func TestPrepareBundleMismatch(t *testing.T) {
 	h := newNode(t, nodeOpts{})
 	var out bytes.Buffer
 	for b, want := range map[string]string{"/root/none.tar": "copy the bundle to node1 first", "b.tar": "give the bundle's absolute path"} {
-		if err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, b), workflow.Options{}); err == nil || !strings.Contains(err.Error(), want) {
+		if err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, b), workflow.Options{}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--bundle %s: %v", b, err)
 		}
 	}
@@ -225,7 +225,7 @@ func TestPrepareContainerdRestartsOnlyOnChange(t *testing.T) {
 	run := func(only string) {
 		t.Helper()
 		out.Reset()
-		if err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, testBundle), workflow.Options{Only: only}); err != nil {
+		if err := prepareRunner().Run(bgCtx, prepareRunData(cfg, h, &out, testBundle), workflow.Options{Only: only}); err != nil {
 			t.Fatalf("%v\n%s", err, out.String())
 		}
 	}
@@ -290,7 +290,7 @@ func TestPrepareContainerdConfigFollowsBundle(t *testing.T) {
 	h.Handle("/usr/local/bin/containerd --version", transporttest.Reply("containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376\n"))
 	cfg := testConfig()
 	var out bytes.Buffer
-	if err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, testBundle), workflow.Options{}); err != nil {
+	if err := prepareRunner().Run(bgCtx, prepareRunData(cfg, h, &out, testBundle), workflow.Options{}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	conf, _, _ := h.File(templates.ContainerdConfigFile)
@@ -312,7 +312,7 @@ func TestPrepareContainerdFailureRemovesStaging(t *testing.T) {
 		return transport.Result{}, exitErr(1, "Job for containerd.service failed because the control process exited with error code.")
 	})
 	var out bytes.Buffer
-	err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, testBundle), workflow.Options{})
+	err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, testBundle), workflow.Options{})
 	if err == nil || !strings.Contains(err.Error(), "journalctl -u containerd") {
 		t.Fatalf("err = %v\n%s", err, out.String())
 	}
@@ -332,7 +332,7 @@ func TestPrepareWithoutSystemd(t *testing.T) {
 	h := newNode(t, nodeOpts{noSystemd: true})
 	h.SetFile(testBundle, fixtureBundle(t, nil), 0o644)
 	var out bytes.Buffer
-	if err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, testBundle), workflow.Options{}); err != nil {
+	if err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, testBundle), workflow.Options{}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	for _, c := range h.Commands() {
@@ -375,7 +375,7 @@ func TestPrepareKernel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newNode(t, tc.opts)
 			var out bytes.Buffer
-			err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, ""), workflow.Options{Only: "prepare/kernel"})
+			err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, ""), workflow.Options{Only: "prepare/kernel"})
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("error %v, want %q\n%s", err, tc.wantErr, out.String())
 			}
@@ -402,7 +402,7 @@ func TestPrepareKernel(t *testing.T) {
 	cfg := testConfig()
 	cfg.Networking.PodSubnet = "10.244.0.0/16,fd00:10:244::/56"
 	var out bytes.Buffer
-	if err := prepareRunner().Run(bgCtx, prepareData(cfg, h, &out, ""), workflow.Options{Only: "prepare/kernel"}); err != nil {
+	if err := prepareRunner().Run(bgCtx, prepareRunData(cfg, h, &out, ""), workflow.Options{Only: "prepare/kernel"}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _, _ := h.File("/proc/sys/net/ipv6/conf/default/forwarding"); string(b) != "1\n" {
@@ -424,7 +424,7 @@ func TestPrepareSwap(t *testing.T) {
 			}
 			var out bytes.Buffer
 			for i := 0; i < 2; i++ {
-				if err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, ""), workflow.Options{Only: "prepare/swap"}); err != nil {
+				if err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, ""), workflow.Options{Only: "prepare/swap"}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -476,7 +476,7 @@ func TestPrepareFromPackages(t *testing.T) {
 	t.Run("kubelet missing", func(t *testing.T) {
 		h := setup(t, false)
 		var out bytes.Buffer
-		err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, ""), workflow.Options{})
+		err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, ""), workflow.Options{})
 		want := "node1: kubelet and kubectl are not installed and Debian GNU/Linux 12 (bookworm) has no packages for them: give --bundle FILE (kubeboot bundle create), or install kubelet/kubectl v1.34.3 from pkgs.k8s.io"
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("error %v\nwant %s", err, want)
@@ -499,7 +499,7 @@ func TestPrepareFromPackages(t *testing.T) {
 		h := setup(t, true)
 		h.SetFile("/opt/cni/bin/bridge", []byte("newer bridge"), 0o755)
 		var out bytes.Buffer
-		if err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, ""), workflow.Options{}); err != nil {
+		if err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, ""), workflow.Options{}); err != nil {
 			t.Fatalf("%v\n%s", err, out.String())
 		}
 		if b, _, _ := h.File("/opt/cni/bin/bridge"); string(b) != "newer bridge" {
@@ -519,7 +519,7 @@ func TestPrepareFromPackages(t *testing.T) {
 		nRuns := len(h.Runs())
 		before := snapshot(h.Fake)
 		out.Reset()
-		if err := prepareRunner().Run(bgCtx, prepareData(testConfig(), h, &out, ""), workflow.Options{}); err != nil {
+		if err := prepareRunner().Run(bgCtx, prepareRunData(testConfig(), h, &out, ""), workflow.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		if m := h.mutating(nRuns); len(m) > 0 || snapshot(h.Fake) != before {
@@ -535,7 +535,7 @@ func TestPrepareDryRun(t *testing.T) {
 	before := snapshot(h.Fake)
 	dry := transport.NewDryRun(h, t.TempDir())
 	var out bytes.Buffer
-	d := prepareData(testConfig(), dry, &out, testBundle)
+	d := prepareRunData(testConfig(), dry, &out, testBundle)
 	d.DryRun = true
 	if err := prepareRunner().Run(bgCtx, d, workflow.Options{}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
