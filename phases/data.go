@@ -14,6 +14,7 @@ import (
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/prepare"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -73,7 +74,7 @@ type Data struct {
 	factsErr  error
 
 	// prepare is what prepare's steps share (preparer).
-	prepare *prepareData
+	prepare *prepare.Data
 
 	// cas are the CA pairs this run has read and checked, or found and
 	// checked (certs.go's loadCA).

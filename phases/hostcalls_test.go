@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/preflight/preflighttest"
+	"github.com/kubeboot/kubeboot/phases/prepare"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
@@ -180,7 +181,7 @@ func TestLookPathOncePerRun(t *testing.T) {
 			look(ctx, d.Host, "runc")
 			look(ctx, d.Host, "containerd")
 			h.SetFile("/usr/local/bin/containerd", []byte("ELF"), 0o755)
-			return installFile(ctx, d.Host, "/dev/null", "/usr/local/bin/x", 0o755)
+			return prepare.InstallFile(ctx, d.Host, "/dev/null", "/usr/local/bin/x", 0o755)
 		}},
 		{Name: "c", Run: func(ctx context.Context, d *Data) error {
 			look(ctx, d.Host, "containerd")

@@ -157,13 +157,13 @@ func TestInitRerunChangesNothing(t *testing.T) {
 	if err := InitRunner().Run(context.Background(), newData(t, cfg, h, &out), offline); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(h)
+	before := h.Snapshot()
 	nCmds := len(h.Commands())
 	out.Reset()
 	if err := InitRunner().Run(context.Background(), newData(t, cfg, h, &out), offline); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if after := snapshot(h); after != before {
+	if after := h.Snapshot(); after != before {
 		t.Errorf("the second run changed files")
 	}
 	for _, c := range h.Commands()[nCmds:] {
@@ -182,15 +182,6 @@ func TestInitOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden.Check(t, "init-output.golden", []byte(out.String()))
-}
-
-func snapshot(h *transporttest.Fake) string {
-	var b strings.Builder
-	for _, p := range h.Paths() {
-		data, mode, _ := h.File(p)
-		b.WriteString(p + " " + mode.String() + " " + string(data) + "\n")
-	}
-	return b.String()
 }
 
 // TestInitRejectsInvalidExistingFiles: a file that exists but is wrong stops
@@ -281,7 +272,7 @@ func TestInitRejectsInvalidExistingFiles(t *testing.T) {
 			if tc.tamper != nil {
 				tc.tamper(t, h)
 			}
-			before := snapshot(h)
+			before := h.Snapshot()
 			cfg2 := testConfig()
 			d := newData(t, cfg2, h, &out)
 			if tc.change != nil {
@@ -296,7 +287,7 @@ func TestInitRejectsInvalidExistingFiles(t *testing.T) {
 					t.Errorf("error %q lacks %q", err, w)
 				}
 			}
-			if snapshot(h) != before {
+			if h.Snapshot() != before {
 				t.Errorf("the failing run changed files")
 			}
 		})

@@ -436,14 +436,14 @@ func TestJoinControlPlane(t *testing.T) {
 
 	// A second run changes nothing: same files, etcd not touched again
 	// (the member exists and is started), the kubelet not restarted.
-	before := snapshot(h)
+	before := h.Snapshot()
 	calls, cmds := c.etcd.calls(), len(h.Commands())
 	out.Reset()
 	if err := JoinRunner().Run(context.Background(), c.data(t, c.joinConfig("cp2", "192.168.10.12", true), h, &out), joinAll); err != nil {
 		t.Fatalf("second run: %v\n%s", err, out.String())
 	}
 	// bootstrap-kubelet.conf is not rewritten: kubelet.conf exists.
-	if after := snapshot(h); after != before {
+	if after := h.Snapshot(); after != before {
 		t.Errorf("the second run changed files\n%s", out.String())
 	}
 	if log := c.etcd.logSince(calls); strings.Contains(log, "add") || strings.Contains(log, "promote") {
@@ -523,7 +523,7 @@ func TestJoinRefusals(t *testing.T) {
 			h := c.joiningNode(t, "cp2", false)
 			cfg := c.joinConfig("cp2", "192.168.10.12", true)
 			tc.setup(c, cfg, h)
-			before := snapshot(h)
+			before := h.Snapshot()
 			var out bytes.Buffer
 			err := JoinRunner().Run(context.Background(), c.data(t, cfg, h, &out), joinAll)
 			switch {
@@ -541,7 +541,7 @@ func TestJoinRefusals(t *testing.T) {
 				t.Errorf("the error shows a token secret: %v", err)
 			}
 			if tc.name != "a Ready Node of that name" && tc.name != "unhealthy etcd" {
-				if after := snapshot(h); after != before {
+				if after := h.Snapshot(); after != before {
 					t.Errorf("files were written before the refusal")
 				}
 			}
@@ -757,7 +757,7 @@ func TestJoinPrepareFollowsTheCluster(t *testing.T) {
 func TestJoinDryRun(t *testing.T) {
 	c := newTestCluster(t)
 	h := c.joiningNode(t, "cp2", false)
-	before := snapshot(h)
+	before := h.Snapshot()
 	dry := transport.NewDryRun(h, t.TempDir())
 	var out bytes.Buffer
 	d := c.data(t, c.joinConfig("cp2", "192.168.10.12", true), dry, &out)
@@ -767,7 +767,7 @@ func TestJoinDryRun(t *testing.T) {
 	if err := JoinRunner().Run(context.Background(), d, joinAll); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if snapshot(h) != before {
+	if h.Snapshot() != before {
 		t.Errorf("the dry run changed the host")
 	}
 	if c.etcd.calls() != 0 || len(admin.Actions()) != 0 {

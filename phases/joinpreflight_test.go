@@ -105,7 +105,7 @@ func TestJoinAgain(t *testing.T) {
 				t.Fatalf("the joined control plane fails only %v", failing)
 			}
 
-			before := snapshot(h)
+			before := h.Snapshot()
 			cmds, etcdCalls := len(h.Commands()), c.etcd.calls()
 			out.Reset()
 			if err := JoinRunner().Run(context.Background(), c.data(t, c.joinConfig("node2", tc.addr, tc.controlPlane), h, &out), joinWithPreflight); err != nil {
@@ -124,7 +124,7 @@ func TestJoinAgain(t *testing.T) {
 			if strings.Contains(out.String(), "[ERROR") || strings.Contains(out.String(), "[WARNING FileAvailable") {
 				t.Errorf("second join's preflight reports errors:\n%s", out.String())
 			}
-			if after := snapshot(h); after != before {
+			if after := h.Snapshot(); after != before {
 				t.Errorf("the second join changed files\n%s", out.String())
 			}
 			for _, cmd := range h.Commands()[cmds:] {
@@ -268,7 +268,7 @@ func TestJoinAgainRefusals(t *testing.T) {
 			if tc.other != "" {
 				second = newTestClusterWith(t, tc.other)
 			}
-			before := snapshot(h)
+			before := h.Snapshot()
 			out.Reset()
 			err := JoinRunner().Run(context.Background(), second.data(t, second.joinConfig("node2", addr, tc.controlPlane), h, &out), joinWithPreflight)
 			var perr *preflight.Error
@@ -295,7 +295,7 @@ func TestJoinAgainRefusals(t *testing.T) {
 			if tc.other != "" && strings.Contains(out.String(), "already joined") {
 				t.Errorf("the node of another cluster is taken for one of this cluster:\n%s", out.String())
 			}
-			if snapshot(h) != before {
+			if h.Snapshot() != before {
 				t.Errorf("the refused join changed files")
 			}
 		})

@@ -1,19 +1,10 @@
 package phases
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"io/fs"
-	"net/netip"
-	"path"
 	"strings"
 
-	"github.com/kubeboot/kubeboot/bundle"
-	"github.com/kubeboot/kubeboot/inventory"
-	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/prepare"
 	"github.com/kubeboot/kubeboot/phases/workflow"
-	"github.com/kubeboot/kubeboot/transport"
 )
 
 // PrepareOptions are the options of the prepare phase.
@@ -24,265 +15,37 @@ type PrepareOptions struct {
 	Bundle string
 }
 
-// prepareData is what prepare's steps act on and share within one run.
-type prepareData struct {
-	Host   transport.Host
-	Cfg    *inventory.Cluster
-	Out    *workflow.Printer
-	DryRun bool
-	// Bundle is the offline bundle on the node (PrepareOptions.Bundle).
-	Bundle string
-	// Facts probes the host, once per run.
-	Facts func(ctx context.Context) (hostutil.HostFacts, error)
-	// Plan is every leaf phase the run will run (Runner's Prepare).
-	Plan []string
-	// Role is what the node is prepared for (RoleControlPlane,
-	// RoleWorker, RoleUnknown), which the bundle must serve.
-	Role string
-
-	st *prepareState
-}
-
-// prepareState is what prepare's sub-phases share within one run.
-type prepareState struct {
-	// manifest is the bundle's, read by the parent phase.
-	manifest *bundle.Manifest
-	// staged is the set of bundle paths unpacked and verified below
-	// stagingDir.
-	staged map[string]bool
-	// containerdChanged is set when containerd's binaries or unit changed,
-	// so the containerd sub-phase restarts it.
-	containerdChanged bool
-}
-
-func (d *prepareData) state() *prepareState {
-	if d.st == nil {
-		d.st = &prepareState{staged: map[string]bool{}}
-	}
-	return d.st
-}
-
 // preparer is prepare's view of this run: one state for all its steps, and
 // the host and configuration as they are now (join's discovery replaces
 // the configuration after the run's Prepare).
-func (d *Data) preparer() *prepareData {
+func (d *Data) preparer() *prepare.Data {
 	if d.prepare == nil {
-		d.prepare = &prepareData{}
+		d.prepare = &prepare.Data{}
 	}
 	p := d.prepare
 	p.Host, p.Cfg, p.Out, p.DryRun, p.Bundle, p.Facts = d.Host, d.Cfg, d.Out, d.DryRun, d.Prepare.Bundle, d.Facts
+	p.Role = bundleRoleOf(d, p.Plan)
 	return p
 }
 
-// prepareStep runs one of prepare's steps on the run's prepareData.
-func prepareStep(step func(context.Context, *prepareData) error) func(context.Context, *Data) error {
-	return func(ctx context.Context, d *Data) error { return step(ctx, d.preparer()) }
-}
+// PreparePhase is kubeboot's `prepare` (package prepare), first in init
+// and join.
+func PreparePhase() *Phase { return workflow.Adapt(prepare.Phase(), (*Data).preparer) }
 
-// Files and directories prepare writes.
-const (
-	// 99-: applied after the distribution's files, which may turn
-	// forwarding off.
-	sysctlFile = "/etc/sysctl.d/99-kubeboot.conf"
-	fstabFile  = "/etc/fstab"
-	// stagingDir is where a bundle is unpacked and verified: on disk
-	// (images are large), not in /tmp, which may be memory.
-	stagingDir = "/var/lib/kubeboot/bundle-staging"
-)
-
-// PreparePhase is kubeboot's `prepare`, first in init and join: it installs
-// and configures what kubeadm assumes is already on the node. Each
-// sub-phase can be re-run alone (`init phase prepare containerd`) or skipped
-// (--skip-phases prepare/swap).
-func PreparePhase() *Phase {
-	return &Phase{
-		Name:  "prepare",
-		Short: "Install and configure the container runtime, kubelet, kubectl and kernel settings the node needs",
-		Prepare: func(_ context.Context, d *Data, plan []string) error {
-			d.preparer().Plan = plan
-			return nil
-		},
-		Run: func(ctx context.Context, d *Data) error {
-			p := d.preparer()
-			p.Role = bundleRoleOf(d, p.Plan)
-			return runPrepareBundleCheck(ctx, p)
-		},
-		Phases: []*Phase{
-			{Name: "kernel", Short: "Load the overlay and br_netfilter modules and set the forwarding and bridge sysctls, persistently", Run: prepareStep(runPrepareKernel)},
-			{Name: "swap", Short: "Turn swap off, now and in /etc/fstab", Run: prepareStep(runPrepareSwap)},
-			{Name: "binaries", Short: "Install containerd, runc, the CNI plugins, kubelet, kubectl and their units (from --bundle, or the distribution's packages)", Run: prepareStep(runPrepareBinaries)},
-			{Name: "containerd", Short: "Write containerd's configuration and registry mirrors, and (re)start it when they changed", Run: prepareStep(runPrepareContainerd)},
-			{Name: "images", Short: "Import the bundle's images into containerd's k8s.io namespace (with --bundle)", Run: prepareStep(runPrepareImages)},
-		},
+// bundleRoleOf is the role the run prepares the node for: join's tells;
+// init is a control plane unless it runs only prepare (and preflight).
+func bundleRoleOf(d *Data, plan []string) string {
+	if d.Join != nil {
+		if isControlPlane(d) {
+			return prepare.RoleControlPlane
+		}
+		return prepare.RoleWorker
 	}
-}
-
-// ---- kernel ----
-
-// prepareSysctls are what kubeadm's preflight and the pod network need:
-// forwarding, and bridged traffic through iptables (kube-proxy's rules
-// must see pod-to-pod traffic on one node's bridge). IPv6 forwarding only
-// for clusters with IPv6 addresses.
-func prepareSysctls(d *prepareData) []hostutil.Sysctl {
-	s := []hostutil.Sysctl{
-		{Key: "net.bridge.bridge-nf-call-iptables", Value: "1"},
-		{Key: "net.bridge.bridge-nf-call-ip6tables", Value: "1"},
-		{Key: "net.ipv4.ip_forward", Value: "1"},
-	}
-	v6 := false
-	for _, cidr := range strings.Split(d.Cfg.Networking.PodSubnet+","+d.Cfg.Networking.ServiceSubnet, ",") {
-		if p, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err == nil && p.Addr().Is6() {
-			v6 = true
+	for _, p := range plan {
+		top, _, _ := strings.Cut(p, "/")
+		if top != "prepare" && top != "preflight" {
+			return prepare.RoleControlPlane
 		}
 	}
-	if ip, err := netip.ParseAddr(d.Cfg.Node.AdvertiseAddress); err == nil && ip.Is6() {
-		v6 = true
-	}
-	if v6 {
-		s = append(s, hostutil.Sysctl{Key: "net.ipv6.conf.all.forwarding", Value: "1"}, hostutil.Sysctl{Key: "net.ipv6.conf.default.forwarding", Value: "1"})
-	}
-	return s
-}
-
-const writtenByKubeboot = "# Written by kubeboot (prepare phase); changes are overwritten on the next run.\n"
-
-func runPrepareKernel(ctx context.Context, d *prepareData) error {
-	const tag = "prepare"
-	h := d.Host
-	var mods strings.Builder
-	mods.WriteString(writtenByKubeboot)
-	for _, m := range hostutil.KernelModules {
-		mods.WriteString(m.Name + "\n")
-	}
-	if err := writeReport(ctx, d, hostutil.ModulesLoadFile, "kernel modules to load at boot", []byte(mods.String()), 0o644); err != nil {
-		return err
-	}
-	for _, m := range hostutil.KernelModules {
-		if m.Present(ctx, h) {
-			d.Out.Printf(tag, "Kernel module %s: available (loaded or built in)", m.Name)
-			continue
-		}
-		_, err := h.Run(ctx, transport.Cmd{Args: []string{"modprobe", m.Name}})
-		switch {
-		case d.DryRun:
-			d.Out.Printf(tag, "Kernel module %s: not loaded; would run modprobe %s", m.Name, m.Name)
-		case err == nil || m.Present(ctx, h):
-			d.Out.Printf(tag, "Kernel module %s: loaded", m.Name)
-		default:
-			return fmt.Errorf("kernel module %s is missing on %s and cannot be loaded (%v): load it on the host (modprobe %s), or use a kernel that has it", m.Name, h.Name(), err, m.Name)
-		}
-	}
-
-	var conf strings.Builder
-	conf.WriteString(writtenByKubeboot)
-	for _, s := range prepareSysctls(d) {
-		fmt.Fprintf(&conf, "%s = %s\n", s.Key, s.Value)
-	}
-	if err := writeReport(ctx, d, sysctlFile, "kernel parameters", []byte(conf.String()), 0o644); err != nil {
-		return err
-	}
-	var set []string
-	for _, s := range prepareSysctls(d) {
-		file := "/proc/sys/" + strings.ReplaceAll(s.Key, ".", "/")
-		if cur, err := hostutil.ReadTrimmed(ctx, h, file); err == nil && cur == s.Value {
-			continue
-		}
-		if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sysctl", "-w", s.Key + "=" + s.Value}}); err != nil {
-			return fmt.Errorf("set %s=%s: %w", s.Key, s.Value, err)
-		}
-		set = append(set, s.Key+"="+s.Value)
-	}
-	if len(set) == 0 {
-		d.Out.Printf(tag, "Kernel parameters are set (%s)", sysctlFile)
-	} else {
-		d.Out.Printf(tag, "Set %s", strings.Join(set, ", "))
-	}
-	return nil
-}
-
-// writeReport writes a file when its content differs and says which it was.
-func writeReport(ctx context.Context, d *prepareData, file, what string, data []byte, mode fs.FileMode) error {
-	changed, _, err := hostutil.WriteIfChanged(ctx, d.Host, file, data, mode)
-	if err != nil {
-		return err
-	}
-	if changed {
-		d.Out.Printf("prepare", "Writing %s to %s", what, file)
-	} else {
-		d.Out.Printf("prepare", "Using existing %s %s", what, file)
-	}
-	return nil
-}
-
-// ---- swap ----
-
-func runPrepareSwap(ctx context.Context, d *prepareData) error {
-	const tag = "prepare"
-	h := d.Host
-	if b, err := h.ReadFile(ctx, "/proc/swaps"); err == nil && len(strings.Split(strings.TrimSpace(string(b)), "\n")) > 1 {
-		if c := containerHost(ctx, h); c != "" {
-			// /proc/swaps is not namespaced: this is the host's swap, and
-			// swapoff would change the machine this container runs on.
-			d.Out.Printf(tag, "WARNING: swap is on, and %s is a container (%s): the swap is the host's; turn it off there (swapoff -a), or the kubelet will not start", h.Name(), c)
-		} else if _, err := h.Run(ctx, transport.Cmd{Args: []string{"swapoff", "-a"}}); err != nil {
-			return fmt.Errorf("turn swap off: %w", err)
-		} else {
-			d.Out.Printf(tag, "Turned swap off (swapoff -a)")
-		}
-	} else {
-		d.Out.Printf(tag, "Swap is off")
-	}
-
-	b, err := h.ReadFile(ctx, fstabFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", fstabFile, err)
-	}
-	out, n := disableSwapInFstab(string(b))
-	if n == 0 {
-		d.Out.Printf(tag, "No swap in %s", fstabFile)
-		return nil
-	}
-	mode := fs.FileMode(0o644)
-	if fi, err := h.Stat(ctx, fstabFile); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	if err := h.WriteFile(ctx, fstabFile, []byte(out), mode); err != nil {
-		return fmt.Errorf("write %s: %w", fstabFile, err)
-	}
-	d.Out.Printf(tag, "Commented out %d swap entr%s in %s", n, map[bool]string{true: "y", false: "ies"}[n == 1], fstabFile)
-	return nil
-}
-
-// swapCommentPrefix marks the fstab lines prepare turned off.
-const swapCommentPrefix = "#kubeboot swap off# "
-
-// disableSwapInFstab comments out every swap entry of an fstab and says how
-// many there were.
-func disableSwapInFstab(fstab string) (string, int) {
-	lines := strings.SplitAfter(fstab, "\n")
-	n := 0
-	for i, line := range lines {
-		f := strings.Fields(line)
-		if len(f) >= 3 && !strings.HasPrefix(f[0], "#") && f[2] == "swap" {
-			lines[i] = swapCommentPrefix + line
-			n++
-		}
-	}
-	return strings.Join(lines, ""), n
-}
-
-// containerHost says which container manager h runs under, or "".
-func containerHost(ctx context.Context, h transport.Host) string {
-	if b, err := h.ReadFile(ctx, "/run/systemd/container"); err == nil && strings.TrimSpace(string(b)) != "" {
-		return strings.TrimSpace(string(b))
-	}
-	for _, f := range []string{"/.dockerenv", "/run/.containerenv"} {
-		if ok, _ := transport.Exists(ctx, h, f); ok {
-			return path.Base(f)
-		}
-	}
-	return ""
+	return prepare.RoleUnknown
 }

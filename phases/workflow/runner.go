@@ -254,3 +254,21 @@ func RoundDuration(d time.Duration) time.Duration {
 	}
 	return d.Round(time.Millisecond)
 }
+
+// Adapt is p, with its sub-phases, for a workflow whose phases share To:
+// each Run and Prepare gets the From that get returns for the run's To. A
+// package whose phases know only their own data (prepare's) joins init's
+// and join's workflows this way.
+func Adapt[From, To any](p *Phase[From], get func(To) From) *Phase[To] {
+	q := &Phase[To]{Name: p.Name, Short: p.Short}
+	if run := p.Run; run != nil {
+		q.Run = func(ctx context.Context, d To) error { return run(ctx, get(d)) }
+	}
+	if prepare := p.Prepare; prepare != nil {
+		q.Prepare = func(ctx context.Context, d To, plan []string) error { return prepare(ctx, get(d), plan) }
+	}
+	for _, c := range p.Phases {
+		q.Phases = append(q.Phases, Adapt(c, get))
+	}
+	return q
+}

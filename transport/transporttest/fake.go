@@ -121,6 +121,17 @@ func (f *Fake) Paths() []string {
 	return out
 }
 
+// Snapshot is every file's path, mode and contents, one after another: two
+// snapshots are equal when nothing on the fake changed.
+func (f *Fake) Snapshot() string {
+	var b strings.Builder
+	for _, p := range f.Paths() {
+		data, mode, _ := f.File(p)
+		b.WriteString(p + " " + mode.String() + " " + string(data) + "\n")
+	}
+	return b.String()
+}
+
 // Handle routes commands whose quoted form (transport.Quote of the
 // arguments) starts with prefix to fn. When several prefixes match, the
 // longest wins. Handling the same prefix again replaces the handler.

@@ -1,4 +1,4 @@
-package phases
+package prepare
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // reads the bundle's manifest on the node and checks that it is for this
 // cluster's Kubernetes version and the node's architecture, before anything
 // is installed.
-func runPrepareBundleCheck(ctx context.Context, d *prepareData) error {
+func CheckBundle(ctx context.Context, d *Data) error {
 	st := d.state()
 	file := d.Bundle
 	if file == "" {
@@ -48,7 +48,7 @@ func runPrepareBundleCheck(ctx context.Context, d *prepareData) error {
 		return fmt.Errorf("--bundle %s holds %s binaries, but %s is %s (%s)", file, m.Arch, d.Host.Name(), bundle.UnameArch(machine), machine)
 	}
 	role := d.Role
-	if m.Role == bundle.RoleWorker && role == roleControlPlane {
+	if m.Role == bundle.RoleWorker && role == RoleControlPlane {
 		return fmt.Errorf("--bundle %s is a worker bundle (kubeboot bundle slice, from %s): it has no %s image, which a control plane runs; give %s the whole bundle",
 			file, m.Source, strings.Join(bundle.ControlPlaneImages, ", "), d.Host.Name())
 	}
@@ -63,7 +63,7 @@ func runPrepareBundleCheck(ctx context.Context, d *prepareData) error {
 		d.Out.Printf("prepare", "[WARNING] The bundle has no %s, which this %s runs: the kubelet will pull it from the registry (an offline node cannot; add it to the bundle, or set imageRepository to the registry the bundle's images name)",
 			strings.Join(missing, ", "), role)
 	}
-	if m.Role == bundle.RoleWorker && role == roleUnknown {
+	if m.Role == bundle.RoleWorker && role == RoleUnknown {
 		d.Out.Printf("prepare", "This is a worker bundle: the node can join as a worker; init and join --control-plane refuse it")
 	}
 	return nil
@@ -71,35 +71,17 @@ func runPrepareBundleCheck(ctx context.Context, d *prepareData) error {
 
 // The role a node is prepared for, as far as the workflow tells.
 const (
-	roleControlPlane = "control plane"
-	roleWorker       = "worker"
+	RoleControlPlane = "control plane"
+	RoleWorker       = "worker"
 	// roleUnknown: `init phase prepare` alone, as apply runs it on
 	// every host before any init or join.
-	roleUnknown = "node"
+	RoleUnknown = "node"
 )
-
-// bundleRoleOf is the role the run prepares the node for: join's tells;
-// init is a control plane unless it runs only prepare (and preflight).
-func bundleRoleOf(d *Data, plan []string) string {
-	if d.Join != nil {
-		if isControlPlane(d) {
-			return roleControlPlane
-		}
-		return roleWorker
-	}
-	for _, p := range plan {
-		top, _, _ := strings.Cut(p, "/")
-		if top != "prepare" && top != "preflight" {
-			return roleControlPlane
-		}
-	}
-	return roleUnknown
-}
 
 // missingImages are the images the node's role runs that the bundle does
 // not hold, by the names the kubelet asks for (templates.Image): pause and
 // kube-proxy on every node, the control plane's own on a control plane.
-func missingImages(d *prepareData, m *bundle.Manifest, role string) []string {
+func missingImages(d *Data, m *bundle.Manifest, role string) []string {
 	if len(m.ByType(bundle.TypeImages)) == 0 {
 		return nil // no images at all: the kubelet pulls, as without a bundle
 	}
@@ -110,12 +92,12 @@ func missingImages(d *prepareData, m *bundle.Manifest, role string) []string {
 		}
 	}
 	need := []string{templates.Pause, templates.KubeProxy}
-	if role == roleControlPlane {
+	if role == RoleControlPlane {
 		need = append(need, templates.Etcd, templates.KubeAPIServer, templates.KubeControllerManager, templates.KubeScheduler)
 	}
 	var missing []string
 	for _, c := range need {
-		if role == roleControlPlane && c == templates.Etcd && d.Cfg.Etcd.External != nil {
+		if role == RoleControlPlane && c == templates.Etcd && d.Cfg.Etcd.External != nil {
 			continue
 		}
 		ref := templates.Image(d.Cfg, c)
@@ -140,7 +122,7 @@ func tarFlags(file, op string) []string {
 // prepare/images. Whenever anything is to be installed from the bundle, all
 // of them are unpacked and verified first, so one damaged file stops the
 // run with nothing installed, even a file that is not needed this time.
-func (st *prepareState) planFiles(d *prepareData) []bundle.File {
+func (st *prepareState) planFiles(d *Data) []bundle.File {
 	var out []bundle.File
 	if planned(d, "prepare/binaries") {
 		out = append(out, st.manifest.ByType(bundle.TypeBinary)...)
@@ -156,7 +138,7 @@ func (st *prepareState) planFiles(d *prepareData) []bundle.File {
 // against the manifest's size and sha256, all before anything is
 // installed: one bad file stops the run with nothing installed. Files
 // already staged in this run are not unpacked again.
-func (st *prepareState) stage(ctx context.Context, d *prepareData, files []bundle.File) error {
+func (st *prepareState) stage(ctx context.Context, d *Data, files []bundle.File) error {
 	var todo []bundle.File
 	for _, f := range files {
 		if !st.staged[f.Path] {
@@ -257,7 +239,7 @@ func sha256Sums(ctx context.Context, h transport.Host, files []string) (map[stri
 }
 
 // cleanup removes the staging directory.
-func (st *prepareState) cleanup(ctx context.Context, d *prepareData) {
+func (st *prepareState) cleanup(ctx context.Context, d *Data) {
 	if len(st.staged) == 0 {
 		if ok, _ := transport.Exists(ctx, d.Host, stagingDir); !ok {
 			return
@@ -273,7 +255,7 @@ func (st *prepareState) cleanup(ctx context.Context, d *prepareData) {
 
 // lastBundlePhase is the last sub-phase of the plan that uses the bundle's
 // files; it (or a failing one) removes the staging directory.
-func (st *prepareState) doneWithBundle(ctx context.Context, d *prepareData, phase string, failed bool) {
+func (st *prepareState) doneWithBundle(ctx context.Context, d *Data, phase string, failed bool) {
 	last := ""
 	for _, p := range d.Plan {
 		if p == "prepare/binaries" || p == "prepare/images" {
@@ -288,7 +270,7 @@ func (st *prepareState) doneWithBundle(ctx context.Context, d *prepareData, phas
 // installFile installs src (on the host) as dst with mode, atomically: a
 // temporary file next to dst, renamed over it, so a running program or a
 // crash never sees half a binary.
-func installFile(ctx context.Context, h transport.Host, src, dst string, mode fs.FileMode) error {
+func InstallFile(ctx context.Context, h transport.Host, src, dst string, mode fs.FileMode) error {
 	defer hostutil.ForgetPaths(ctx) // LookPath may find dst now
 	if err := h.MkdirAll(ctx, path.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", path.Dir(dst), err)

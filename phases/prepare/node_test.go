@@ -1,4 +1,4 @@
-package phases
+package prepare
 
 import (
 	"archive/tar"

@@ -1,4 +1,4 @@
-package phases
+package prepare
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"github.com/kubeboot/kubeboot/transport"
 )
 
-func runPrepareBinaries(ctx context.Context, d *prepareData) (err error) {
+func Binaries(ctx context.Context, d *Data) (err error) {
 	st := d.state()
 	if st.manifest != nil {
 		defer func() { st.doneWithBundle(ctx, d, "prepare/binaries", err != nil) }()
@@ -26,7 +26,7 @@ func runPrepareBinaries(ctx context.Context, d *prepareData) (err error) {
 	return binariesFromPackages(ctx, d, st)
 }
 
-func planned(d *prepareData, phase string) bool {
+func planned(d *Data, phase string) bool {
 	for _, p := range d.Plan {
 		if p == phase {
 			return true
@@ -35,7 +35,7 @@ func planned(d *prepareData, phase string) bool {
 	return false
 }
 
-func binariesFromBundle(ctx context.Context, d *prepareData, st *prepareState) error {
+func binariesFromBundle(ctx context.Context, d *Data, st *prepareState) error {
 	const tag = "prepare"
 	h := d.Host
 	m := st.manifest
@@ -56,7 +56,7 @@ func binariesFromBundle(ctx context.Context, d *prepareData, st *prepareState) e
 		}
 		for _, f := range outdated {
 			dst := bundle.InstallPath(f)
-			if err := installFile(ctx, h, path.Join(stagingDir, f.Path), dst, 0o755); err != nil {
+			if err := InstallFile(ctx, h, path.Join(stagingDir, f.Path), dst, 0o755); err != nil {
 				return err
 			}
 			if f.Type == bundle.TypeBinary {
@@ -119,7 +119,7 @@ func countType(files []bundle.File, t string) int {
 
 // warnShadowingRunc warns about a runc earlier in the PATH than the one
 // prepare installs: containerd would run that one.
-func warnShadowingRunc(ctx context.Context, d *prepareData) {
+func warnShadowingRunc(ctx context.Context, d *Data) {
 	for _, dir := range []string{"/usr/local/sbin", "/usr/local/bin"} {
 		p := path.Join(dir, "runc")
 		if ok, _ := transport.Exists(ctx, d.Host, p); ok {
@@ -131,8 +131,8 @@ func warnShadowingRunc(ctx context.Context, d *prepareData) {
 // enableUnits reloads systemd when units changed and enables containerd and
 // the kubelet (the kubelet starts in kubelet-start, as kubeadm's packages
 // leave it enabled but crash-looping until then).
-func enableUnits(ctx context.Context, d *prepareData, reload bool, units ...string) error {
-	facts, err := d.Facts(ctx)
+func enableUnits(ctx context.Context, d *Data, reload bool, units ...string) error {
+	facts, err := d.facts(ctx)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func detectDistro(ctx context.Context, h transport.Host) distro {
 
 // installPackages installs packages with the distribution's package manager.
 // apt-get's package lists are refreshed only when the first try fails.
-func installPackages(ctx context.Context, d *prepareData, dist distro, pkgs []string) error {
+func installPackages(ctx context.Context, d *Data, dist distro, pkgs []string) error {
 	defer hostutil.ForgetPaths(ctx) // LookPath may find what they installed
 	var install [][]string
 	switch dist.manager {
@@ -272,7 +272,7 @@ func kubeVersion(ctx context.Context, h transport.Host, args ...string) (string,
 	return v, nil
 }
 
-func binariesFromPackages(ctx context.Context, d *prepareData, st *prepareState) error {
+func binariesFromPackages(ctx context.Context, d *Data, st *prepareState) error {
 	const tag = "prepare"
 	h := d.Host
 	dist := detectDistro(ctx, h)
@@ -426,7 +426,7 @@ func missingCNIPlugins(ctx context.Context, h transport.Host, dir string) []stri
 }
 
 // copyCNIPlugins copies the plugins of dir that /opt/cni/bin lacks.
-func copyCNIPlugins(ctx context.Context, d *prepareData, dir string) (int, error) {
+func copyCNIPlugins(ctx context.Context, d *Data, dir string) (int, error) {
 	entries, err := d.Host.ReadDir(ctx, dir)
 	if err != nil {
 		if d.DryRun && errors.Is(err, fs.ErrNotExist) {
@@ -441,7 +441,7 @@ func copyCNIPlugins(ctx context.Context, d *prepareData, dir string) (int, error
 		if ok, _ := transport.Exists(ctx, d.Host, dst); ok || e.IsDir() {
 			continue
 		}
-		if err := installFile(ctx, d.Host, path.Join(dir, e.Name()), dst, 0o755); err != nil {
+		if err := InstallFile(ctx, d.Host, path.Join(dir, e.Name()), dst, 0o755); err != nil {
 			return n, err
 		}
 		n++

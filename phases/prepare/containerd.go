@@ -1,4 +1,4 @@
-package phases
+package prepare
 
 import (
 	"context"
@@ -33,7 +33,7 @@ func criSocketPath(cfg *inventory.Cluster) string {
 	return strings.TrimPrefix(s, "unix://")
 }
 
-func runPrepareContainerd(ctx context.Context, d *prepareData) (err error) {
+func Containerd(ctx context.Context, d *Data) (err error) {
 	const tag = "prepare"
 	h := d.Host
 	st := d.state()
@@ -44,7 +44,7 @@ func runPrepareContainerd(ctx context.Context, d *prepareData) (err error) {
 			st.cleanup(ctx, d)
 		}
 	}()
-	facts, err := d.Facts(ctx)
+	facts, err := d.facts(ctx)
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func runPrepareContainerd(ctx context.Context, d *prepareData) (err error) {
 // writeRegistryHosts writes a hosts.toml per configured registry and removes
 // the ones an earlier run wrote for registries no longer configured (files
 // without kubeboot's header are the administrator's and stay).
-func writeRegistryHosts(ctx context.Context, d *prepareData) error {
+func writeRegistryHosts(ctx context.Context, d *Data) error {
 	want := map[string]bool{}
 	for _, r := range templates.ContainerdRegistries(d.Cfg) {
 		want[r] = true
@@ -196,9 +196,7 @@ func waitForSocket(ctx context.Context, h transport.Host, socket string) error {
 	}
 }
 
-// ---- images ----
-
-func runPrepareImages(ctx context.Context, d *prepareData) (err error) {
+func Images(ctx context.Context, d *Data) (err error) {
 	const tag = "prepare"
 	st := d.state()
 	if st.manifest == nil {
@@ -215,7 +213,7 @@ func runPrepareImages(ctx context.Context, d *prepareData) (err error) {
 	socket := criSocketPath(d.Cfg)
 	ctr := []string{"ctr", "--address", socket, "--namespace", "k8s.io"}
 	if ok, _ := isSocket(ctx, h, socket); !ok {
-		facts, _ := d.Facts(ctx)
+		facts, _ := d.facts(ctx)
 		if !facts.SystemdPID1 || d.DryRun {
 			d.Out.Printf(tag, "containerd is not running (no %s): the bundle's %d image archives are not imported; run `kubeboot init phase prepare images --bundle %s` once it runs", socket, len(archives), d.Bundle)
 			return nil
