@@ -68,7 +68,7 @@ func runKubeProxy(ctx context.Context, d *Data) error {
 	if why != "" {
 		d.Out.Printf("addons", "%s", why)
 	}
-	m, err := addons.KubeProxy(d.Cfg, ControlPlaneEndpoint(d.Cfg), opts)
+	m, err := addons.KubeProxy(d.Cfg, inventory.ControlPlaneEndpoint(d.Cfg), opts)
 	if err != nil {
 		return fmt.Errorf("kube-proxy: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/certs"
+	"github.com/kubeboot/kubeboot/inventory"
 )
 
 // The RBAC objects and ConfigMap of kubeadm v1.34's bootstrap-token phase.
@@ -267,7 +268,7 @@ func clusterInfoRBAC() []apiclient.Object {
 // copies admin.conf's cluster).
 func clusterInfoKubeconfig(ctx context.Context, d *Data) (string, error) {
 	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
-	ca, ok := d.caCertFile(caPath)
+	ca, ok := d.pki().caCertFile(caPath)
 	if !ok {
 		var err error
 		if ca, err = d.Host.ReadFile(ctx, caPath); err != nil {
@@ -278,7 +279,7 @@ func clusterInfoKubeconfig(ctx context.Context, d *Data) (string, error) {
 		return "", fmt.Errorf("%s: %w", caPath, err)
 	}
 	kc := clientcmdapi.Config{Clusters: map[string]*clientcmdapi.Cluster{
-		"": {Server: ControlPlaneEndpoint(d.Cfg), CertificateAuthorityData: ca},
+		"": {Server: inventory.ControlPlaneEndpoint(d.Cfg), CertificateAuthorityData: ca},
 	}}
 	b, err := clientcmd.Write(kc)
 	if err != nil {

@@ -11,9 +11,11 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -23,7 +25,7 @@ func CertsPhase() *Phase {
 	p := &Phase{
 		Name:    "certs",
 		Short:   "Certificate generation",
-		Prepare: prepareKeys,
+		Prepare: func(ctx context.Context, d *Data, plan []string) error { return prepareKeys(ctx, d.pki(), plan) },
 	}
 	// The list is the local-etcd one so that help and --skip-phases know
 	// every name; with external etcd the etcd phases say they skip.
@@ -33,13 +35,13 @@ func CertsPhase() *Phase {
 		p.Phases = append(p.Phases, &Phase{
 			Name:  name,
 			Short: short,
-			Run:   func(ctx context.Context, d *Data) error { return runCert(ctx, d, name) },
+			Run:   func(ctx context.Context, d *Data) error { return runCert(ctx, d.pki(), name) },
 		})
 	}
 	p.Phases = append(p.Phases, &Phase{
 		Name:  "sa",
 		Short: "Generate a private key for signing service account tokens along with its public key",
-		Run:   runSA,
+		Run:   func(ctx context.Context, d *Data) error { return runSA(ctx, d.pki()) },
 	})
 	return p
 }
@@ -47,7 +49,7 @@ func CertsPhase() *Phase {
 // prepareKeys starts generating, in the background and concurrently, the
 // private key of every certificate and kubeconfig the plan will create, so
 // that RSA generation (which dominates the run time) overlaps.
-func prepareKeys(ctx context.Context, d *Data, plan []string) error {
+func prepareKeys(ctx context.Context, d *pkiData, plan []string) error {
 	if d.Keys == nil {
 		return nil
 	}
@@ -81,7 +83,7 @@ func prepareKeys(ctx context.Context, d *Data, plan []string) error {
 	return nil
 }
 
-func runCert(ctx context.Context, d *Data, name string) error {
+func runCert(ctx context.Context, d *pkiData, name string) error {
 	cfg := d.Cfg
 	spec, ok := certs.SpecByName(cfg, name)
 	if !ok {
@@ -147,6 +149,42 @@ func writeCertAndKey(ctx context.Context, h transport.Host, certPath, keyPath st
 	return nil
 }
 
+// pkiData is what the certificate and kubeconfig steps act on: the node's
+// files (Host, Cfg), how they make new ones (Keys, Now), and the CA pairs
+// this run has read.
+type pkiData struct {
+	Host transport.Host
+	Cfg  *inventory.Cluster
+	Out  *workflow.Printer
+	// Now is the clock for certificates (time.Now when nil).
+	Now func() time.Time
+	// Keys hands out private keys (nil: generated when needed).
+	Keys KeySource
+
+	// cas are the CA pairs this run has read and checked (loadCA).
+	cas caCache
+}
+
+// Clock returns d.Now or time.Now.
+func (d *pkiData) Clock() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// pki is the PKI steps' view of this run: one CA cache for all of them,
+// and the host, configuration and key source as they are now (join's
+// discovery replaces the configuration and sets the key source).
+func (d *Data) pki() *pkiData {
+	if d.pkiData == nil {
+		d.pkiData = &pkiData{}
+	}
+	p := d.pkiData
+	p.Host, p.Cfg, p.Out, p.Now, p.Keys = d.Host, d.Cfg, d.Out, d.Now, d.Keys
+	return p
+}
+
 // caCache holds the CA pairs a run has read and checked, by certificate
 // path, so that every leaf and kubeconfig a run signs does not read its CA
 // again (over SSH each read is a round trip). Only kubeboot changes the CA
@@ -193,7 +231,7 @@ func (c *caCache) forget(certPath string) {
 
 // caCertFile returns the bytes of the CA certificate file at certPath when
 // this run has read and checked that CA, without reading it again.
-func (d *Data) caCertFile(certPath string) ([]byte, bool) {
+func (d *pkiData) caCertFile(certPath string) ([]byte, bool) {
 	ca, ok := d.cas.get(certPath)
 	if !ok {
 		return nil, false
@@ -203,7 +241,7 @@ func (d *Data) caCertFile(certPath string) ([]byte, bool) {
 
 // loadCA returns the CA that signs spec, which an earlier phase must have
 // made. The run reads and checks it once (d.cas).
-func loadCA(ctx context.Context, d *Data, caName string) (certs.Spec, *x509.Certificate, crypto.Signer, error) {
+func loadCA(ctx context.Context, d *pkiData, caName string) (certs.Spec, *x509.Certificate, crypto.Signer, error) {
 	caSpec, ok := certs.SpecByName(d.Cfg, caName)
 	if !ok {
 		return certs.Spec{}, nil, nil, fmt.Errorf("unknown CA %q", caName)
@@ -226,7 +264,7 @@ func loadCA(ctx context.Context, d *Data, caName string) (certs.Spec, *x509.Cert
 	return caSpec, cert, key, nil
 }
 
-func ensureCA(ctx context.Context, d *Data, spec certs.Spec) error {
+func ensureCA(ctx context.Context, d *pkiData, spec certs.Spec) error {
 	cfg := d.Cfg
 	certPath, keyPath := spec.CertPath(cfg), spec.KeyPath(cfg)
 	// Whatever this run knew of the CA, it reads it again here.
@@ -265,7 +303,7 @@ func ensureCA(ctx context.Context, d *Data, spec certs.Spec) error {
 	return writeCertAndKey(ctx, d.Host, certPath, keyPath, cert, key)
 }
 
-func ensureLeaf(ctx context.Context, d *Data, spec certs.Spec) error {
+func ensureLeaf(ctx context.Context, d *pkiData, spec certs.Spec) error {
 	cfg := d.Cfg
 	_, ca, caKey, err := loadCA(ctx, d, spec.CAName)
 	if err != nil {
@@ -315,7 +353,7 @@ func saPubPath(cfg *inventory.Cluster) string { return path.Join(cfg.Certificate
 // useExistingSA reuses the service-account key pair around an existing
 // sa.key: a missing sa.pub is written from the key, one that does not match
 // it stops the run with fix, what to do about it.
-func useExistingSA(ctx context.Context, d *Data, key crypto.Signer, fix string) error {
+func useExistingSA(ctx context.Context, d *pkiData, key crypto.Signer, fix string) error {
 	keyPath, pubPath := saKeyPath(d.Cfg), saPubPath(d.Cfg)
 	want, err := certs.EncodePublicKey(key.Public())
 	if err != nil {
@@ -335,7 +373,7 @@ func useExistingSA(ctx context.Context, d *Data, key crypto.Signer, fix string) 
 	return nil
 }
 
-func runSA(ctx context.Context, d *Data) error {
+func runSA(ctx context.Context, d *pkiData) error {
 	keyPath, pubPath := saKeyPath(d.Cfg), saPubPath(d.Cfg)
 	b, err := d.Host.ReadFile(ctx, keyPath)
 	if err == nil {
@@ -370,7 +408,7 @@ func runSA(ctx context.Context, d *Data) error {
 	return nil
 }
 
-func getKey(d *Data, name string) (crypto.Signer, error) {
+func getKey(d *pkiData, name string) (crypto.Signer, error) {
 	if d.Keys == nil {
 		k, err := certs.GenerateKey(d.Cfg.EncryptionAlgorithm)
 		if err != nil {

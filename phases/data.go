@@ -76,9 +76,8 @@ type Data struct {
 	// prepare is what prepare's steps share (preparer).
 	prepare *prepare.Data
 
-	// cas are the CA pairs this run has read and checked, or found and
-	// checked (certs.go's loadCA).
-	cas caCache
+	// pkiData is what the certificate steps share (pki).
+	pkiData *pkiData
 }
 
 // InitOptions are `kubeboot init` flags for the online phases.

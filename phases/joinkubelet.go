@@ -106,7 +106,7 @@ func writeBootstrapKubeconfig(ctx context.Context, d *Data, token bootstraptoken
 		local := clientcmdapi.NewConfig()
 		for name, c := range info.Clusters {
 			cc := *c
-			cc.Server = LocalAPIEndpoint(d.Cfg)
+			cc.Server = inventory.LocalAPIEndpoint(d.Cfg)
 			local.Clusters[name] = &cc
 		}
 		info = local

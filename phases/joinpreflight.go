@@ -131,7 +131,7 @@ func inspectJoinedNode(ctx context.Context, d *Data) (*joinedNode, error) {
 	caData := cluster.CertificateAuthorityData
 	servers := []string{cluster.Server}
 	if isControlPlane(d) {
-		servers = append(servers, LocalAPIEndpoint(cfg))
+		servers = append(servers, inventory.LocalAPIEndpoint(cfg))
 	}
 	caFile := path.Join(cfg.CertificatesDir, "ca.crt")
 	kubelet, err := kubeconfigOrigin(ctx, d.Host, inventory.KubeletKubeconfig, caData, servers)

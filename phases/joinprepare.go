@@ -34,12 +34,12 @@ func ControlPlanePreparePhase() *Phase {
 			{
 				Name:  "certs",
 				Short: "Generate the certificates for the new control plane components",
-				Run:   controlPlaneOnly(runJoinCerts),
+				Run:   controlPlaneOnly(func(ctx context.Context, d *Data) error { return runJoinCerts(ctx, d.pki()) }),
 			},
 			{
 				Name:  "kubeconfig",
 				Short: "Generate the kubeconfig for the new control plane components",
-				Run:   controlPlaneOnly(runJoinKubeconfigs),
+				Run:   controlPlaneOnly(func(ctx context.Context, d *Data) error { return runJoinKubeconfigs(ctx, d.pki()) }),
 			},
 			{
 				Name:  "control-plane",
@@ -112,7 +112,7 @@ func runDownloadCerts(ctx context.Context, d *Data) error {
 		return nil
 	}
 	d.Out.Printf(phase, "Saving the certificates to the folder: %q", cfg.CertificatesDir)
-	d.cas.forget("") // the CAs are among them
+	d.pki().cas.forget("") // the CAs are among them
 	return copycerts.WriteFiles(ctx, d.Host, cfg, key, secret)
 }
 
@@ -129,7 +129,7 @@ func sharedCertsPresent(ctx context.Context, d *Data) (bool, error) {
 // runJoinCerts is init's certs phase for a joining control plane: the CAs
 // and the service-account key must already be here (downloaded or copied)
 // and are checked and reused; every leaf certificate is this node's own.
-func runJoinCerts(ctx context.Context, d *Data) error {
+func runJoinCerts(ctx context.Context, d *pkiData) error {
 	cfg := d.Cfg
 	d.Out.Printf("certs", "Using certificateDir folder %q", cfg.CertificatesDir)
 	startJoinKeys(ctx, d)
@@ -153,7 +153,7 @@ func runJoinCerts(ctx context.Context, d *Data) error {
 
 // startJoinKeys generates, in the background, the keys of the leaves and
 // kubeconfigs this node does not have yet.
-func startJoinKeys(ctx context.Context, d *Data) {
+func startJoinKeys(ctx context.Context, d *pkiData) {
 	if d.Keys == nil {
 		return
 	}
@@ -178,7 +178,7 @@ func startJoinKeys(ctx context.Context, d *Data) {
 }
 
 // requireCA checks a shared CA that must exist on a joining control plane.
-func requireCA(ctx context.Context, d *Data, spec certs.Spec) error {
+func requireCA(ctx context.Context, d *pkiData, spec certs.Spec) error {
 	cfg := d.Cfg
 	certPath, keyPath := spec.CertPath(cfg), spec.KeyPath(cfg)
 	d.cas.forget(certPath)
@@ -201,7 +201,7 @@ func requireCA(ctx context.Context, d *Data, spec certs.Spec) error {
 }
 
 // requireSA checks the shared service-account key pair.
-func requireSA(ctx context.Context, d *Data) error {
+func requireSA(ctx context.Context, d *pkiData) error {
 	keyPath, pubPath := saKeyPath(d.Cfg), saPubPath(d.Cfg)
 	b, err := d.Host.ReadFile(ctx, keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -217,7 +217,7 @@ func requireSA(ctx context.Context, d *Data) error {
 	return useExistingSA(ctx, d, key, "copy both from a control-plane node again")
 }
 
-func runJoinKubeconfigs(ctx context.Context, d *Data) error {
+func runJoinKubeconfigs(ctx context.Context, d *pkiData) error {
 	d.Out.Printf("kubeconfig", "Using kubeconfig folder %q", inventory.KubernetesDir)
 	for _, name := range joinKubeconfigs {
 		if err := runKubeconfig(ctx, d, name); err != nil {

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"path"
-	"strconv"
 
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
@@ -15,7 +13,7 @@ import (
 
 // KubeconfigPhase is kubeadm's `kubeconfig` phase: one sub-phase per file.
 func KubeconfigPhase() *Phase {
-	p := &Phase{Name: "kubeconfig", Short: "Generate all kubeconfig files necessary to establish the control plane and the admin kubeconfig file", Prepare: prepareKeys}
+	p := &Phase{Name: "kubeconfig", Short: "Generate all kubeconfig files necessary to establish the control plane and the admin kubeconfig file", Prepare: func(ctx context.Context, d *Data, plan []string) error { return prepareKeys(ctx, d.pki(), plan) }}
 	short := map[string]string{
 		"admin":              "Generate a kubeconfig file for the admin to use and for kubeboot itself",
 		"super-admin":        "Generate a kubeconfig file for the super-admin",
@@ -28,28 +26,10 @@ func KubeconfigPhase() *Phase {
 		p.Phases = append(p.Phases, &Phase{
 			Name:  name,
 			Short: short[name],
-			Run:   func(ctx context.Context, d *Data) error { return runKubeconfig(ctx, d, name) },
+			Run:   func(ctx context.Context, d *Data) error { return runKubeconfig(ctx, d.pki(), name) },
 		})
 	}
 	return p
-}
-
-// ControlPlaneEndpoint is the URL clients outside the node use:
-// controlPlaneEndpoint (port defaulting to bindPort) or the advertise address.
-func ControlPlaneEndpoint(cfg *inventory.Cluster) string {
-	if cfg.ControlPlaneEndpoint != "" {
-		host, port, err := net.SplitHostPort(cfg.ControlPlaneEndpoint)
-		if err != nil {
-			host, port = cfg.ControlPlaneEndpoint, strconv.Itoa(cfg.Node.BindPort)
-		}
-		return "https://" + net.JoinHostPort(host, port)
-	}
-	return LocalAPIEndpoint(cfg)
-}
-
-// LocalAPIEndpoint is this node's own API server.
-func LocalAPIEndpoint(cfg *inventory.Cluster) string {
-	return "https://" + net.JoinHostPort(cfg.Node.AdvertiseAddress, strconv.Itoa(cfg.Node.BindPort))
 }
 
 // kubeconfigServer is the server a kubeconfig points at, as kubeadm v1.34
@@ -58,12 +38,12 @@ func LocalAPIEndpoint(cfg *inventory.Cluster) string {
 func kubeconfigServer(cfg *inventory.Cluster, name string) string {
 	switch name {
 	case "controller-manager", "scheduler":
-		return LocalAPIEndpoint(cfg)
+		return inventory.LocalAPIEndpoint(cfg)
 	}
-	return ControlPlaneEndpoint(cfg)
+	return inventory.ControlPlaneEndpoint(cfg)
 }
 
-func runKubeconfig(ctx context.Context, d *Data, name string) error {
+func runKubeconfig(ctx context.Context, d *pkiData, name string) error {
 	var spec certs.KubeconfigSpec
 	found := false
 	for _, k := range certs.KubeconfigSpecs(d.Cfg) {

@@ -198,7 +198,7 @@ func runShowJoinCommand(ctx context.Context, d *Data) error {
 		d.Init.Token = info.Token.String()
 	}
 	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
-	b, ok := d.caCertFile(caPath)
+	b, ok := d.pki().caCertFile(caPath)
 	if !ok {
 		var err error
 		if b, err = d.Host.ReadFile(ctx, caPath); err != nil {
@@ -209,7 +209,7 @@ func runShowJoinCommand(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", caPath, err)
 	}
-	endpoint, err := endpointOf(ControlPlaneEndpoint(d.Cfg))
+	endpoint, err := endpointOf(inventory.ControlPlaneEndpoint(d.Cfg))
 	if err != nil {
 		return err
 	}
