@@ -17,6 +17,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
@@ -237,7 +238,7 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		NewClient:             o.newAdminClient(host),
 		Prepare:               phases.PrepareOptions{Bundle: absPath(o.bundle)},
 		Join: &phases.JoinState{
-			NewKeys: func(alg inventory.EncryptionAlgorithm) phases.KeySource { return certs.NewKeyPool(alg, nil) },
+			NewKeys: func(alg inventory.EncryptionAlgorithm) pki.KeySource { return certs.NewKeyPool(alg, nil) },
 		},
 	}
 	role := "worker"

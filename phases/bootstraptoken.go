@@ -268,7 +268,7 @@ func clusterInfoRBAC() []apiclient.Object {
 // copies admin.conf's cluster).
 func clusterInfoKubeconfig(ctx context.Context, d *Data) (string, error) {
 	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
-	ca, ok := d.pki().caCertFile(caPath)
+	ca, ok := d.pki().CACertFile(caPath)
 	if !ok {
 		var err error
 		if ca, err = d.Host.ReadFile(ctx, caPath); err != nil {

@@ -2,7 +2,6 @@ package phases
 
 import (
 	"context"
-	"crypto"
 	"fmt"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/phases/prepare"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
@@ -37,7 +37,7 @@ type Data struct {
 	// Now is the clock for certificates (time.Now when nil).
 	Now func() time.Time
 	// Keys hands out private keys, generated concurrently ahead of use.
-	Keys KeySource
+	Keys pki.KeySource
 	// NewClient connects to the cluster's API server. The command sets it
 	// (a kubeconfig read through the host, or a fake client in a dry run);
 	// phases call Client, which builds the client once.
@@ -76,8 +76,8 @@ type Data struct {
 	// prepare is what prepare's steps share (preparer).
 	prepare *prepare.Data
 
-	// pkiData is what the certificate steps share (pki).
-	pkiData *pkiData
+	// Data is what the certificate steps share (pki).
+	pkiData *pki.Data
 }
 
 // InitOptions are `kubeboot init` flags for the online phases.
@@ -95,15 +95,6 @@ type InitOptions struct {
 	SkipTokenPrint bool
 	// SkipCertificateKeyPrint keeps the certificate key out of the output.
 	SkipCertificateKeyPrint bool
-}
-
-// KeySource is where phases get private keys from (certs.KeyPool in
-// production, fixture keys in tests).
-type KeySource interface {
-	// Start begins generating keys for names in the background.
-	Start(names ...string)
-	// Get returns the key for name, waiting for or generating it.
-	Get(name string) (crypto.Signer, error)
 }
 
 // Client returns the API client, built once by NewClient.

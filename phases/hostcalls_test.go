@@ -139,7 +139,7 @@ func TestCACacheRereadsTheCA(t *testing.T) {
 			if err := InitRunner().Run(ctx, d, offline); err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := d.pki().caCertFile(caCrt); !ok {
+			if _, ok := d.pki().CACertFile(caCrt); !ok {
 				t.Fatalf("the run did not keep the CA it signed with")
 			}
 			tc.change(t, h)
@@ -148,7 +148,7 @@ func TestCACacheRereadsTheCA(t *testing.T) {
 				t.Fatalf("a second run with the same Data: error %v, want one about the old CA (%q)", err, tc.wantErr)
 			}
 			want, _, _ := h.File(caCrt)
-			if got, ok := d.pki().caCertFile(caCrt); !ok || !bytes.Equal(got, want) {
+			if got, ok := d.pki().CACertFile(caCrt); !ok || !bytes.Equal(got, want) {
 				t.Errorf("the run does not know the CA now on the host")
 			}
 		})

@@ -19,6 +19,7 @@ import (
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -96,7 +97,7 @@ type JoinState struct {
 	NewEtcdClient func(endpoints []string, tlsConfig *tls.Config) (EtcdClient, error)
 	// NewKeys makes the key source once the cluster's encryptionAlgorithm
 	// is known; nil keeps Data.Keys.
-	NewKeys func(inventory.EncryptionAlgorithm) KeySource
+	NewKeys func(inventory.EncryptionAlgorithm) pki.KeySource
 	// PollInterval is the pause between the checks of join's waits (etcd
 	// member, TLS bootstrap); 0 means 2s.
 	PollInterval time.Duration

@@ -33,6 +33,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
@@ -206,7 +207,7 @@ func (c *testCluster) data(t *testing.T, cfg *inventory.Cluster, h transport.Hos
 			Discover:      c.discover,
 			NewClient:     func([]byte) (kubernetes.Interface, error) { return c.client, nil },
 			NewEtcdClient: func([]string, *tls.Config) (EtcdClient, error) { return c.etcd, nil },
-			NewKeys:       func(alg inventory.EncryptionAlgorithm) KeySource { return certstest.Keys(t, alg) },
+			NewKeys:       func(alg inventory.EncryptionAlgorithm) pki.KeySource { return certstest.Keys(t, alg) },
 			PollInterval:  time.Millisecond,
 			// unhealthy etcd stops the join this soon
 			EtcdCheckTimeout: 50 * time.Millisecond,

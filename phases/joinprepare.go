@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -34,12 +33,12 @@ func ControlPlanePreparePhase() *Phase {
 			{
 				Name:  "certs",
 				Short: "Generate the certificates for the new control plane components",
-				Run:   controlPlaneOnly(func(ctx context.Context, d *Data) error { return runJoinCerts(ctx, d.pki()) }),
+				Run:   controlPlaneOnly(func(ctx context.Context, d *Data) error { return pki.JoinCerts(ctx, d.pki()) }),
 			},
 			{
 				Name:  "kubeconfig",
 				Short: "Generate the kubeconfig for the new control plane components",
-				Run:   controlPlaneOnly(func(ctx context.Context, d *Data) error { return runJoinKubeconfigs(ctx, d.pki()) }),
+				Run:   controlPlaneOnly(func(ctx context.Context, d *Data) error { return pki.JoinKubeconfigs(ctx, d.pki()) }),
 			},
 			{
 				Name:  "control-plane",
@@ -49,11 +48,6 @@ func ControlPlanePreparePhase() *Phase {
 		},
 	}
 }
-
-// joinKubeconfigs are the kubeconfigs of a joining control plane (kubeadm's
-// CreateJoinControlPlaneKubeConfigFiles): kubelet.conf comes from the
-// kubelet's TLS bootstrap, and there is one super-admin, made by init.
-var joinKubeconfigs = []string{"admin", "controller-manager", "scheduler"}
 
 func runDownloadCerts(ctx context.Context, d *Data) error {
 	const phase = "download-certs"
@@ -112,7 +106,7 @@ func runDownloadCerts(ctx context.Context, d *Data) error {
 		return nil
 	}
 	d.Out.Printf(phase, "Saving the certificates to the folder: %q", cfg.CertificatesDir)
-	d.pki().cas.forget("") // the CAs are among them
+	d.pki().ForgetCAs() // the CAs are among them
 	return copycerts.WriteFiles(ctx, d.Host, cfg, key, secret)
 }
 
@@ -124,107 +118,6 @@ func sharedCertsPresent(ctx context.Context, d *Data) (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-// runJoinCerts is init's certs phase for a joining control plane: the CAs
-// and the service-account key must already be here (downloaded or copied)
-// and are checked and reused; every leaf certificate is this node's own.
-func runJoinCerts(ctx context.Context, d *pkiData) error {
-	cfg := d.Cfg
-	d.Out.Printf("certs", "Using certificateDir folder %q", cfg.CertificatesDir)
-	startJoinKeys(ctx, d)
-	specs := certs.Specs(cfg)
-	for _, s := range specs {
-		if s.IsCA() {
-			if err := requireCA(ctx, d, s); err != nil {
-				return err
-			}
-		}
-	}
-	for _, s := range specs {
-		if !s.IsCA() {
-			if err := ensureLeaf(ctx, d, s); err != nil {
-				return err
-			}
-		}
-	}
-	return requireSA(ctx, d)
-}
-
-// startJoinKeys generates, in the background, the keys of the leaves and
-// kubeconfigs this node does not have yet.
-func startJoinKeys(ctx context.Context, d *pkiData) {
-	if d.Keys == nil {
-		return
-	}
-	var names []string
-	missing := func(p string) bool {
-		ok, err := transport.Exists(ctx, d.Host, p)
-		return err == nil && !ok
-	}
-	for _, s := range certs.Specs(d.Cfg) {
-		if !s.IsCA() && missing(s.CertPath(d.Cfg)) {
-			names = append(names, "cert-"+s.Name)
-		}
-	}
-	for _, k := range certs.KubeconfigSpecs(d.Cfg) {
-		for _, n := range joinKubeconfigs {
-			if k.Name == n && missing(path.Join(inventory.KubernetesDir, k.File)) {
-				names = append(names, "kubeconfig-"+n)
-			}
-		}
-	}
-	d.Keys.Start(names...)
-}
-
-// requireCA checks a shared CA that must exist on a joining control plane.
-func requireCA(ctx context.Context, d *pkiData, spec certs.Spec) error {
-	cfg := d.Cfg
-	certPath, keyPath := spec.CertPath(cfg), spec.KeyPath(cfg)
-	d.cas.forget(certPath)
-	cert, key, certFile, err := readCertAndKeyFile(ctx, d.Host, certPath, keyPath)
-	if err != nil {
-		return err
-	}
-	if cert == nil || key == nil {
-		return fmt.Errorf("the %s certificate authority (%s and %s) is missing: a joining control plane uses the cluster's, never a new one; join with --certificate-key (after `kubeboot init phase upload-certs --upload-certs`), or copy both from a control-plane node", spec.Name, certPath, keyPath)
-	}
-	if err := certs.Check(spec, cfg, cert, cert, d.Clock()); err != nil {
-		return fmt.Errorf("%s: %w", certPath, err)
-	}
-	if !certs.KeyMatchesCert(key, cert) {
-		return fmt.Errorf("%s does not match %s; copy both from a control-plane node again", keyPath, certPath)
-	}
-	d.cas.put(certPath, &cachedCA{cert: cert, key: key, certFile: certFile})
-	d.Out.Printf("certs", "Using existing %s certificate authority", spec.Name)
-	return nil
-}
-
-// requireSA checks the shared service-account key pair.
-func requireSA(ctx context.Context, d *pkiData) error {
-	keyPath, pubPath := saKeyPath(d.Cfg), saPubPath(d.Cfg)
-	b, err := d.Host.ReadFile(ctx, keyPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s is missing: every control plane signs service account tokens with the cluster's key; join with --certificate-key, or copy %s and %s from a control-plane node", keyPath, keyPath, pubPath)
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", keyPath, err)
-	}
-	key, err := certs.ParseKey(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", keyPath, err)
-	}
-	return useExistingSA(ctx, d, key, "copy both from a control-plane node again")
-}
-
-func runJoinKubeconfigs(ctx context.Context, d *pkiData) error {
-	d.Out.Printf("kubeconfig", "Using kubeconfig folder %q", inventory.KubernetesDir)
-	for _, name := range joinKubeconfigs {
-		if err := runKubeconfig(ctx, d, name); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func runJoinControlPlane(ctx context.Context, d *Data) error {

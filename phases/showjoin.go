@@ -198,7 +198,7 @@ func runShowJoinCommand(ctx context.Context, d *Data) error {
 		d.Init.Token = info.Token.String()
 	}
 	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
-	b, ok := d.pki().caCertFile(caPath)
+	b, ok := d.pki().CACertFile(caPath)
 	if !ok {
 		var err error
 		if b, err = d.Host.ReadFile(ctx, caPath); err != nil {
