@@ -21,7 +21,7 @@ import (
 	"github.com/kubeboot/kubeboot/transport"
 )
 
-// prepareData is what prepare's steps act on and share within one run.
+// Data is what prepare's steps act on and share within one run.
 type Data struct {
 	Host   transport.Host
 	Cfg    *inventory.Cluster
