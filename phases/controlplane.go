@@ -2,12 +2,11 @@ package phases
 
 import (
 	"context"
-	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubeboot/kubeboot/inventory"
-	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/templates"
 )
 
@@ -19,7 +18,7 @@ func EtcdPhase() *Phase {
 		Phases: []*Phase{{
 			Name:  "local",
 			Short: "Generate the static Pod manifest file for a local, single-node local etcd instance",
-			Run:   runEtcdLocal,
+			Run:   func(ctx context.Context, d *Data) error { return controlplane.LocalEtcd(ctx, d.Host, d.Cfg, d.Out) },
 		}},
 	}
 }
@@ -35,7 +34,7 @@ func ControlPlanePhase() *Phase {
 				if err != nil {
 					return err
 				}
-				return writeManifest(ctx, d, "control-plane", component, pod)
+				return controlplane.WriteManifest(ctx, d.Host, d.Out, "control-plane", component, pod)
 			},
 		}
 	}
@@ -48,43 +47,4 @@ func ControlPlanePhase() *Phase {
 			comp("scheduler", "kube-scheduler", templates.SchedulerPod),
 		},
 	}
-}
-
-func runEtcdLocal(ctx context.Context, d *Data) error {
-	if d.Cfg.Etcd.External != nil {
-		d.Out.Printf("etcd", "External etcd mode: Skipping the creation of a manifest for local etcd")
-		return nil
-	}
-	// etcd's data directory holds the whole cluster state: owner only.
-	if err := d.Host.MkdirAll(ctx, d.Cfg.Etcd.Local.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", d.Cfg.Etcd.Local.DataDir, err)
-	}
-	pod, err := templates.EtcdPod(d.Cfg)
-	if err != nil {
-		return err
-	}
-	return writeManifest(ctx, d, "etcd", "etcd", pod)
-}
-
-// writeManifest writes a static pod manifest, leaving an identical one
-// untouched so that a re-run restarts nothing.
-func writeManifest(ctx context.Context, d *Data, phase, component string, pod *corev1.Pod) error {
-	data, err := templates.MarshalPod(pod)
-	if err != nil {
-		return fmt.Errorf("render the %s manifest: %w", component, err)
-	}
-	file := inventory.ManifestPath(component)
-	changed, existed, err := hostutil.WriteIfChanged(ctx, d.Host, file, data, 0o600)
-	if err != nil {
-		return err
-	}
-	switch {
-	case !changed:
-		d.Out.Printf(phase, "Using existing up-to-date static Pod manifest for %q: %s", component, file)
-	case existed:
-		d.Out.Printf(phase, "Updating static Pod manifest for %q in %q (the kubelet restarts it)", component, file)
-	default:
-		d.Out.Printf(phase, "Creating static Pod manifest for %q in %q", component, inventory.ManifestsDir)
-	}
-	return nil
 }

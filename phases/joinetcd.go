@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -129,7 +130,7 @@ func runEtcdJoin(ctx context.Context, d *Data) error {
 		if err != nil {
 			return err
 		}
-		if err := writeManifest(ctx, d, phase, "etcd", pod); err != nil {
+		if err := controlplane.WriteManifest(ctx, d.Host, d.Out, phase, "etcd", pod); err != nil {
 			return err
 		}
 		d.Out.Printf(phase, "Would wait for the new etcd member to join the cluster")
@@ -175,7 +176,7 @@ func runEtcdJoin(ctx context.Context, d *Data) error {
 		if err != nil {
 			return err
 		}
-		if err := writeManifest(ctx, d, phase, "etcd", pod); err != nil {
+		if err := controlplane.WriteManifest(ctx, d.Host, d.Out, phase, "etcd", pod); err != nil {
 			return err
 		}
 	} else {
