@@ -93,7 +93,7 @@ func runJoinKubeletStart(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	return writeKubeletFilesAndStart(ctx, d, facts, config, templates.KubeletJoinFlagsEnv(cfg, hostname, isControlPlane(d)))
+	return writeKubeletFilesAndStart(ctx, d.Host, d.Cfg, d.Out, facts, config, templates.KubeletJoinFlagsEnv(cfg, hostname, isControlPlane(d)), d.Join != nil)
 }
 
 // writeBootstrapKubeconfig writes bootstrap-kubelet.conf (0600: it holds
@@ -205,7 +205,7 @@ func adjustKubeletConfig(ctx context.Context, d *Data, facts hostutil.HostFacts,
 		f := false
 		kc.FailCgroupV1 = &f
 	}
-	if rc := resolvConf(ctx, d); rc != "" {
+	if rc := resolvConf(ctx, d.Host, d.Out); rc != "" {
 		kc.ResolverConfig = &rc
 	} else if kc.ResolverConfig != nil && *kc.ResolverConfig == systemdResolvConf {
 		if ok, _ := transport.Exists(ctx, d.Host, systemdResolvConf); !ok {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -33,14 +34,14 @@ func runKubeletStart(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	resolv := resolvConf(ctx, d)
+	resolv := resolvConf(ctx, d.Host, d.Out)
 	// cgroup v1 hosts: the v1.34 kubelet refuses to start unless told
 	// failCgroupV1: false (preflight warns about it).
 	cfgYAML, err := templates.KubeletConfig(d.Cfg, templates.KubeletOptions{FailCgroupV1: !facts.CgroupV1, ResolvConf: resolv})
 	if err != nil {
 		return fmt.Errorf("render the kubelet configuration: %w", err)
 	}
-	return writeKubeletFilesAndStart(ctx, d, facts, cfgYAML, templates.KubeletFlagsEnv(d.Cfg, hostname))
+	return writeKubeletFilesAndStart(ctx, d.Host, d.Cfg, d.Out, facts, cfgYAML, templates.KubeletFlagsEnv(d.Cfg, hostname), false)
 }
 
 func hostName(ctx context.Context, h transport.Host) (string, error) {
@@ -65,9 +66,10 @@ func kubeletBinary(ctx context.Context, h transport.Host) string {
 // write the kubelet configuration, its flags file, the instance
 // configuration and the systemd drop-in (each only when its content
 // changed), then (re)start the kubelet through systemd, or say how to
-// start it where systemd is not PID 1.
-func writeKubeletFilesAndStart(ctx context.Context, d *Data, facts hostutil.HostFacts, configYAML, flagsEnv []byte) error {
-	kubeletBin := kubeletBinary(ctx, d.Host)
+// start it where systemd is not PID 1. bootstrap is set for a joining
+// kubelet, which bootstraps its kubelet.conf.
+func writeKubeletFilesAndStart(ctx context.Context, h transport.Host, cfg *inventory.Cluster, out *workflow.Printer, facts hostutil.HostFacts, configYAML, flagsEnv []byte, bootstrap bool) error {
+	kubeletBin := kubeletBinary(ctx, h)
 	files := []struct {
 		path, what string
 		data       []byte
@@ -76,54 +78,54 @@ func writeKubeletFilesAndStart(ctx context.Context, d *Data, facts hostutil.Host
 		{inventory.KubeletConfigFile, "kubelet configuration", configYAML},
 		// kubeadm v1.34 (NodeLocalCRISocket) keeps the node's CRI endpoint
 		// here too; join and upgrade read it back.
-		{templates.KubeletInstanceConfigFile, "kubelet instance configuration", templates.KubeletInstanceConfig(d.Cfg)},
+		{templates.KubeletInstanceConfigFile, "kubelet instance configuration", templates.KubeletInstanceConfig(cfg)},
 		{inventory.KubeletDropInFile, "kubelet systemd drop-in", templates.KubeletDropIn(kubeletBin)},
 	}
 	anyChanged := false
 	for _, f := range files {
-		changed, _, err := hostutil.WriteIfChanged(ctx, d.Host, f.path, f.data, 0o644)
+		changed, _, err := hostutil.WriteIfChanged(ctx, h, f.path, f.data, 0o644)
 		if err != nil {
 			return err
 		}
 		if changed {
 			anyChanged = true
-			d.Out.Printf("kubelet-start", "Writing %s to file %q", f.what, f.path)
+			out.Printf("kubelet-start", "Writing %s to file %q", f.what, f.path)
 		} else {
-			d.Out.Printf("kubelet-start", "Using existing %s %q", f.what, f.path)
+			out.Printf("kubelet-start", "Using existing %s %q", f.what, f.path)
 		}
 	}
 	if facts.CgroupV1 {
-		d.Out.Printf("kubelet-start", "cgroup v1 host: the kubelet configuration sets failCgroupV1: false")
+		out.Printf("kubelet-start", "cgroup v1 host: the kubelet configuration sets failCgroupV1: false")
 	}
-	return startKubelet(ctx, d, facts, kubeletBin, anyChanged)
+	return startKubelet(ctx, h, out, facts, kubeletBin, anyChanged, bootstrap)
 }
 
 // startKubelet restarts the kubelet through systemctl when its files
 // changed or it is not running; without systemd as PID 1 it prints the
 // command line that starts it.
-func startKubelet(ctx context.Context, d *Data, facts hostutil.HostFacts, kubeletBin string, changed bool) error {
+func startKubelet(ctx context.Context, h transport.Host, out *workflow.Printer, facts hostutil.HostFacts, kubeletBin string, changed, bootstrap bool) error {
 	if !facts.SystemdPID1 {
 		boot := ""
-		if d.Join != nil {
+		if bootstrap {
 			// The drop-in's KUBELET_KUBECONFIG_ARGS: a joining kubelet
 			// bootstraps its kubelet.conf.
 			boot = " --bootstrap-kubeconfig=" + inventory.BootstrapKubeconfig
 		}
-		d.Out.Printf("kubelet-start", "systemd is not PID 1 on %s: kubeboot cannot start the kubelet; start it yourself with: %s%s --config=%s --kubeconfig=%s $(. %s; echo $KUBELET_KUBEADM_ARGS)",
-			d.Host.Name(), kubeletBin, boot, inventory.KubeletConfigFile, inventory.KubeletKubeconfig, inventory.KubeletEnvFile)
+		out.Printf("kubelet-start", "systemd is not PID 1 on %s: kubeboot cannot start the kubelet; start it yourself with: %s%s --config=%s --kubeconfig=%s $(. %s; echo $KUBELET_KUBEADM_ARGS)",
+			h.Name(), kubeletBin, boot, inventory.KubeletConfigFile, inventory.KubeletKubeconfig, inventory.KubeletEnvFile)
 		return nil
 	}
 	active := false
-	if out, err := transport.Output(ctx, d.Host, "systemctl", "is-active", "kubelet"); err == nil && out == "active" {
+	if state, err := transport.Output(ctx, h, "systemctl", "is-active", "kubelet"); err == nil && state == "active" {
 		active = true
 	}
 	if !changed && active {
-		d.Out.Printf("kubelet-start", "The kubelet is running with this configuration; not restarting it")
+		out.Printf("kubelet-start", "The kubelet is running with this configuration; not restarting it")
 		return nil
 	}
-	d.Out.Printf("kubelet-start", "Starting the kubelet")
+	out.Printf("kubelet-start", "Starting the kubelet")
 	for _, args := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "enable", "kubelet"}, {"systemctl", "restart", "kubelet"}} {
-		if _, err := d.Host.Run(ctx, transport.Cmd{Args: args}); err != nil {
+		if _, err := h.Run(ctx, transport.Cmd{Args: args}); err != nil {
 			return fmt.Errorf("%w; see `systemctl status kubelet` and `journalctl -xeu kubelet`", err)
 		}
 	}
@@ -137,9 +139,8 @@ const systemdResolvConf = "/run/systemd/resolve/resolv.conf"
 // host whose /etc/resolv.conf points at systemd-resolved's local stub
 // (127.0.0.53), CoreDNS would forward to itself and its loop plugin exits,
 // so the kubelet must use the real upstream list, as kubeadm arranges.
-func resolvConf(ctx context.Context, d *Data) string {
+func resolvConf(ctx context.Context, h transport.Host, out *workflow.Printer) string {
 	const upstream = systemdResolvConf
-	h := d.Host
 	b, err := h.ReadFile(ctx, "/etc/resolv.conf")
 	if err != nil {
 		return ""
@@ -150,7 +151,7 @@ func resolvConf(ctx context.Context, d *Data) string {
 			if ok, _ := transport.Exists(ctx, h, upstream); ok {
 				return upstream
 			}
-			d.Out.Printf("kubelet-start", "WARNING: /etc/resolv.conf on %s names a loopback nameserver (%s): CoreDNS would forward to itself and exit; point it at a real DNS server, or set resolvConf in the kubelet configuration", h.Name(), f[1])
+			out.Printf("kubelet-start", "WARNING: /etc/resolv.conf on %s names a loopback nameserver (%s): CoreDNS would forward to itself and exit; point it at a real DNS server, or set resolvConf in the kubelet configuration", h.Name(), f[1])
 			return ""
 		}
 	}
