@@ -19,6 +19,7 @@ import (
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/kubelet"
 	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -391,7 +392,7 @@ func ResolveJoinNode(ctx context.Context, h transport.Host, cfg *inventory.Clust
 		return ResolveNode(ctx, h, cfg)
 	}
 	if cfg.Node.Name == "" {
-		name, err := hostName(ctx, h)
+		name, err := kubelet.HostName(ctx, h)
 		if err != nil {
 			return fmt.Errorf("%w on %s; set node.name or --node-name", err, h.Name())
 		}

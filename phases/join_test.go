@@ -33,6 +33,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/kubelet"
 	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
@@ -312,7 +313,7 @@ func TestJoinKubeletConfigAdjusted(t *testing.T) {
 	c := newTestCluster(t)
 	h := c.joiningNode(t, "old1", true)
 	h.SetFile("/etc/resolv.conf", []byte("nameserver 127.0.0.53\n"), 0o644)
-	h.SetFile(systemdResolvConf, []byte("nameserver 10.0.0.1\n"), 0o644)
+	h.SetFile(kubelet.SystemdResolvConf, []byte("nameserver 10.0.0.1\n"), 0o644)
 	cfg := c.joinConfig("old1", "", false)
 	cfg.Node.CRISocket = "unix:///run/crio/crio.sock"
 	var out bytes.Buffer
@@ -327,7 +328,7 @@ func TestJoinKubeletConfigAdjusted(t *testing.T) {
 	if kc.FailCgroupV1 == nil || *kc.FailCgroupV1 {
 		t.Errorf("failCgroupV1 = %v on a cgroup v1 host", kc.FailCgroupV1)
 	}
-	if kc.ContainerRuntimeEndpoint != "unix:///run/crio/crio.sock" || kc.ResolverConfig == nil || *kc.ResolverConfig != systemdResolvConf {
+	if kc.ContainerRuntimeEndpoint != "unix:///run/crio/crio.sock" || kc.ResolverConfig == nil || *kc.ResolverConfig != kubelet.SystemdResolvConf {
 		t.Errorf("containerRuntimeEndpoint %q resolvConf %v", kc.ContainerRuntimeEndpoint, kc.ResolverConfig)
 	}
 	// Everything else is the cluster's.

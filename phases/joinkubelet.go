@@ -22,6 +22,7 @@ import (
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/kubelet"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -62,7 +63,7 @@ func runJoinKubeletStart(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	hostname, err := hostName(ctx, d.Host)
+	hostname, err := kubelet.HostName(ctx, d.Host)
 	if err != nil {
 		return err
 	}
@@ -93,7 +94,7 @@ func runJoinKubeletStart(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	return writeKubeletFilesAndStart(ctx, d.Host, d.Cfg, d.Out, facts, config, templates.KubeletJoinFlagsEnv(cfg, hostname, isControlPlane(d)), d.Join != nil)
+	return kubelet.WriteFilesAndStart(ctx, d.Host, d.Cfg, d.Out, facts, config, templates.KubeletJoinFlagsEnv(cfg, hostname, isControlPlane(d)), d.Join != nil)
 }
 
 // writeBootstrapKubeconfig writes bootstrap-kubelet.conf (0600: it holds
@@ -205,11 +206,11 @@ func adjustKubeletConfig(ctx context.Context, d *Data, facts hostutil.HostFacts,
 		f := false
 		kc.FailCgroupV1 = &f
 	}
-	if rc := resolvConf(ctx, d.Host, d.Out); rc != "" {
+	if rc := kubelet.ResolvConf(ctx, d.Host, d.Out); rc != "" {
 		kc.ResolverConfig = &rc
-	} else if kc.ResolverConfig != nil && *kc.ResolverConfig == systemdResolvConf {
-		if ok, _ := transport.Exists(ctx, d.Host, systemdResolvConf); !ok {
-			d.Out.Printf("kubelet-start", "The cluster's kubelet configuration names %s, which %s does not have: using the kubelet's default (/etc/resolv.conf)", systemdResolvConf, d.Host.Name())
+	} else if kc.ResolverConfig != nil && *kc.ResolverConfig == kubelet.SystemdResolvConf {
+		if ok, _ := transport.Exists(ctx, d.Host, kubelet.SystemdResolvConf); !ok {
+			d.Out.Printf("kubelet-start", "The cluster's kubelet configuration names %s, which %s does not have: using the kubelet's default (/etc/resolv.conf)", kubelet.SystemdResolvConf, d.Host.Name())
 			kc.ResolverConfig = nil
 		}
 	}
