@@ -119,11 +119,11 @@ func TestDiffPods(t *testing.T) {
 }
 
 // TestPrepareActions holds the e2e re-run check to prepare's own output:
-// its first run on a bare node (phases/testdata) reports every change, its
+// its first run on a bare node (phases/prepare/testdata) reports every change, its
 // re-run none.
 func TestPrepareActions(t *testing.T) {
 	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join("../../phases/testdata", name))
+		b, err := os.ReadFile(filepath.Join("../../phases/prepare/testdata", name))
 		if err != nil {
 			t.Fatal(err)
 		}
