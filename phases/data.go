@@ -76,7 +76,7 @@ type Data struct {
 	// prepare is what prepare's steps share (preparer).
 	prepare *prepare.Data
 
-	// Data is what the certificate steps share (pki).
+	// pkiData is what the certificate steps share (pki).
 	pkiData *pki.Data
 }
 

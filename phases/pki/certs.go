@@ -53,6 +53,8 @@ func StartKeys(ctx context.Context, d *Data, plan []string) error {
 	return nil
 }
 
+// Cert makes or checks the certificate name (certs.Specs): a CA, or a leaf
+// signed by its CA, which an earlier call must have made.
 func Cert(ctx context.Context, d *Data, name string) error {
 	cfg := d.Cfg
 	spec, ok := certs.SpecByName(cfg, name)
@@ -264,6 +266,7 @@ func useExistingSA(ctx context.Context, d *Data, key crypto.Signer, fix string) 
 	return nil
 }
 
+// SA makes or checks the service-account key pair (sa.key, sa.pub).
 func SA(ctx context.Context, d *Data) error {
 	keyPath, pubPath := saKeyPath(d.Cfg), saPubPath(d.Cfg)
 	b, err := d.Host.ReadFile(ctx, keyPath)

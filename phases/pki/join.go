@@ -98,6 +98,8 @@ func requireSA(ctx context.Context, d *Data) error {
 	return useExistingSA(ctx, d, key, "copy both from a control-plane node again")
 }
 
+// JoinKubeconfigs makes or checks a joining control plane's kubeconfigs
+// (admin, controller-manager, scheduler), signed by the cluster's CA.
 func JoinKubeconfigs(ctx context.Context, d *Data) error {
 	d.Out.Printf("kubeconfig", "Using kubeconfig folder %q", inventory.KubernetesDir)
 	for _, name := range joinKubeconfigs {

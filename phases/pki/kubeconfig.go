@@ -22,6 +22,8 @@ func kubeconfigServer(cfg *inventory.Cluster, name string) string {
 	return inventory.ControlPlaneEndpoint(cfg)
 }
 
+// Kubeconfig makes or checks the kubeconfig file name (certs.KubeconfigSpecs),
+// its client certificate signed by the cluster's CA.
 func Kubeconfig(ctx context.Context, d *Data, name string) error {
 	var spec certs.KubeconfigSpec
 	found := false

@@ -136,6 +136,7 @@ func firewalldCheck(ports []int) Check {
 // checkName turns a path into kubeadm's check-name suffix: / becomes -.
 func checkName(prefix, p string) string { return prefix + "-" + strings.ReplaceAll(p, "/", "-") }
 
+// FileAvailableCheck fails when the file p exists (kubeadm's FileAvailable).
 func FileAvailableCheck(p string) Check {
 	return Check{Name: checkName("FileAvailable", p), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		if _, err := h.Stat(ctx, p); err == nil {
@@ -158,6 +159,8 @@ func fileExistingCheck(p, label string) Check {
 	}}
 }
 
+// DirAvailableCheck fails when the directory p exists and is not empty
+// (kubeadm's DirAvailable).
 func DirAvailableCheck(p string) Check {
 	return Check{Name: checkName("DirAvailable", p), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		if _, err := h.Stat(ctx, p); errors.Is(err, fs.ErrNotExist) {

@@ -14,6 +14,7 @@ import (
 	"github.com/kubeboot/kubeboot/transport"
 )
 
+// PortCheck fails when something listens on port (kubeadm's Port-N).
 func PortCheck(port int) Check {
 	return Check{Name: fmt.Sprintf("Port-%d", port), Run: func(ctx context.Context, h transport.Host, _ *inventory.Cluster, _ hostutil.HostFacts) (_, errs []error) {
 		listening, err := listeningPorts(ctx, h)

@@ -17,6 +17,8 @@ import (
 	"github.com/kubeboot/kubeboot/transport"
 )
 
+// Binaries installs containerd, runc, the CNI plugins, kubelet and kubectl
+// with their units: from the bundle, or the distribution's packages.
 func Binaries(ctx context.Context, d *Data) (err error) {
 	st := d.state()
 	if st.manifest != nil {

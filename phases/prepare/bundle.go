@@ -14,7 +14,7 @@ import (
 	"github.com/kubeboot/kubeboot/transport"
 )
 
-// runPrepareBundleCheck runs before prepare's sub-phases: with --bundle it
+// CheckBundle runs before prepare's sub-phases: with --bundle it
 // reads the bundle's manifest on the node and checks that it is for this
 // cluster's Kubernetes version and the node's architecture, before anything
 // is installed.
@@ -267,7 +267,7 @@ func (st *prepareState) doneWithBundle(ctx context.Context, d *Data, phase strin
 	}
 }
 
-// installFile installs src (on the host) as dst with mode, atomically: a
+// InstallFile installs src (on the host) as dst with mode, atomically: a
 // temporary file next to dst, renamed over it, so a running program or a
 // crash never sees half a binary.
 func InstallFile(ctx context.Context, h transport.Host, src, dst string, mode fs.FileMode) error {

@@ -33,6 +33,8 @@ func criSocketPath(cfg *inventory.Cluster) string {
 	return strings.TrimPrefix(s, "unix://")
 }
 
+// Containerd writes containerd's configuration and registry mirrors, and
+// (re)starts it when they or its binaries changed.
 func Containerd(ctx context.Context, d *Data) (err error) {
 	const tag = "prepare"
 	h := d.Host
@@ -196,6 +198,7 @@ func waitForSocket(ctx context.Context, h transport.Host, socket string) error {
 	}
 }
 
+// Images imports the bundle's images into containerd's k8s.io namespace.
 func Images(ctx context.Context, d *Data) (err error) {
 	const tag = "prepare"
 	st := d.state()

@@ -27,7 +27,7 @@ type Data struct {
 	Cfg    *inventory.Cluster
 	Out    *workflow.Printer
 	DryRun bool
-	// Bundle is the offline bundle on the node (PrepareOptions.Bundle).
+	// Bundle is the offline bundle on the node (--bundle).
 	Bundle string
 	// Facts probes the host, once per run; when nil, prepare does.
 	Facts func(ctx context.Context) (hostutil.HostFacts, error)
@@ -101,6 +101,8 @@ func prepareSysctls(d *Data) []hostutil.Sysctl {
 
 const writtenByKubeboot = "# Written by kubeboot (prepare phase); changes are overwritten on the next run.\n"
 
+// Kernel loads the kernel modules and sets the sysctls Kubernetes needs,
+// now and persistently (modules-load.d, sysctl.d).
 func Kernel(ctx context.Context, d *Data) error {
 	const tag = "prepare"
 	h := d.Host
@@ -169,6 +171,7 @@ func writeReport(ctx context.Context, d *Data, file, what string, data []byte, m
 	return nil
 }
 
+// Swap turns swap off, now and in /etc/fstab.
 func Swap(ctx context.Context, d *Data) error {
 	const tag = "prepare"
 	h := d.Host
