@@ -30,15 +30,8 @@ func TestApplyWorkersGetTheWorkerPart(t *testing.T) {
 	whole := testBundle(t, dir)
 	inv := loadTestInventory(t, withBundle(testInventory, whole)+
 		"  - {name: cw, address: 10.0.0.31, roles: [control-plane, worker]}\n")
-	t.Setenv("W3_SUDO", "x")
-	fc := newFakeCluster(t, inv)
 	cache := filepath.Join(dir, "cache")
-	var out bytes.Buffer
-	o := fc.options(t, &out)
-	o.CacheDir = cache
-	if _, err := Apply(context.Background(), inv, o); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
+	fc, o, out := applyWithCache(t, inv, cache, nil)
 	wholeSum, wholeSize, _ := fileSum(whole)
 	parts, _ := filepath.Glob(filepath.Join(cache, "*.tar"))
 	if len(parts) != 1 || filepath.Base(parts[0]) != wholeSum[:16]+"-worker.tar" {
@@ -113,15 +106,7 @@ func TestApplyWholeBundle(t *testing.T) {
 	dir := t.TempDir()
 	whole := testBundle(t, dir)
 	inv := loadTestInventory(t, withBundle(testInventory, whole))
-	t.Setenv("W3_SUDO", "x")
-	fc := newFakeCluster(t, inv)
-	var out bytes.Buffer
-	o := fc.options(t, &out)
-	o.CacheDir = filepath.Join(dir, "cache")
-	o.WholeBundle = true
-	if _, err := Apply(context.Background(), inv, o); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
+	fc, o, _ := applyWithCache(t, inv, filepath.Join(dir, "cache"), func(o *Options) { o.WholeBundle = true })
 	checkWholeBundleEverywhere(t, fc, whole)
 	if parts, _ := filepath.Glob(filepath.Join(o.CacheDir, "*-worker.tar")); len(parts) > 0 {
 		t.Errorf("--whole-bundle cut a worker part: %v", parts)
@@ -163,14 +148,7 @@ func TestApplyNoWorkerPartWithoutControlPlaneImages(t *testing.T) {
 	whole := filepath.Join(dir, "b.tar")
 	bundletest.Build(t, specPath, whole)
 	inv := loadTestInventory(t, withBundle(testInventory, whole))
-	t.Setenv("W3_SUDO", "x")
-	fc := newFakeCluster(t, inv)
-	var out bytes.Buffer
-	o := fc.options(t, &out)
-	o.CacheDir = filepath.Join(dir, "cache")
-	if _, err := Apply(context.Background(), inv, o); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
+	fc, o, out := applyWithCache(t, inv, filepath.Join(dir, "cache"), nil)
 	checkWholeBundleEverywhere(t, fc, whole)
 	if parts, _ := filepath.Glob(filepath.Join(o.CacheDir, "*-worker.tar")); len(parts) > 0 || strings.Contains(out.String(), "worker part") {
 		t.Errorf("a worker part was cut of a bundle without control-plane images:\n%s", out.String())
@@ -227,4 +205,23 @@ func checkWholeBundleEverywhere(t *testing.T, fc *fakeCluster, whole string) {
 			t.Errorf("%s did not get the whole bundle", name)
 		}
 	}
+}
+
+// applyWithCache applies inv to a fake cluster of it, the bundle's parts
+// cut into cache, with the options edit changes (when not nil); apply must
+// succeed. It returns the options and the output for the runs after.
+func applyWithCache(t *testing.T, inv *Inventory, cache string, edit func(*Options)) (*fakeCluster, Options, *bytes.Buffer) {
+	t.Helper()
+	t.Setenv("W3_SUDO", "x")
+	fc := newFakeCluster(t, inv)
+	out := &bytes.Buffer{}
+	o := fc.options(t, out)
+	o.CacheDir = cache
+	if edit != nil {
+		edit(&o)
+	}
+	if _, err := Apply(context.Background(), inv, o); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	return fc, o, out
 }
