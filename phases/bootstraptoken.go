@@ -12,7 +12,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
@@ -65,47 +64,62 @@ func BootstrapTokenPhase() *Phase {
 }
 
 func runBootstrapToken(ctx context.Context, d *Data) error {
-	const tag = "bootstrap-token"
-	c, err := d.Client(ctx)
+	a, err := d.api(ctx, false)
 	if err != nil {
 		return err
 	}
-	tok, err := ensureInitToken(ctx, d, c)
+	tok, err := EnsureToken(ctx, a, d.Init.Token, d.Init.TokenTTL, d.Clock())
 	if err != nil {
 		return err
 	}
 	d.Init.Token = tok.String()
 	if !d.Init.SkipTokenPrint {
-		d.Out.Printf(tag, "Using token: %s", tok)
+		d.Out.Printf("bootstrap-token", "Using token: %s", tok)
 	}
-	d.Out.Printf(tag, "Configuring bootstrap tokens, cluster-info ConfigMap, RBAC Roles")
-	if err := applyObjects(ctx, d, tag, bootstrapRBAC()...); err != nil {
+	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
+	ca, ok := d.pki().CACertFile(caPath)
+	if !ok {
+		if ca, err = d.Host.ReadFile(ctx, caPath); err != nil {
+			return fmt.Errorf("read %s on %s: %w (run the certs phase first)", caPath, d.Host.Name(), err)
+		}
+	}
+	return ConfigureBootstrap(ctx, a, tok, inventory.ControlPlaneEndpoint(d.Cfg), ca, caPath)
+}
+
+// ConfigureBootstrap is what the bootstrap-token phase sets up besides the
+// token: the RBAC that lets tokens join nodes and nodes renew their
+// certificates, and kube-public/cluster-info (the cluster CA, read from
+// caFile, and endpoint, signed for tok) with the Role that lets anyone read
+// it.
+func ConfigureBootstrap(ctx context.Context, a API, tok bootstraptoken.Token, endpoint string, ca []byte, caFile string) error {
+	const tag = "bootstrap-token"
+	a.Out.Printf(tag, "Configuring bootstrap tokens, cluster-info ConfigMap, RBAC Roles")
+	if err := a.Apply(ctx, tag, bootstrapRBAC()...); err != nil {
 		return err
 	}
-	kubeconfig, err := clusterInfoKubeconfig(ctx, d)
+	kubeconfig, err := clusterInfoKubeconfig(endpoint, ca, caFile)
 	if err != nil {
 		return err
 	}
-	if err := applyClusterInfo(ctx, d, c, kubeconfig, tok); err != nil {
+	if err := applyClusterInfo(ctx, a, kubeconfig, tok); err != nil {
 		return err
 	}
-	return applyObjects(ctx, d, tag, clusterInfoRBAC()...)
+	return a.Apply(ctx, tag, clusterInfoRBAC()...)
 }
 
-// ensureInitToken makes sure init's bootstrap token exists: --token's
+// EnsureToken makes sure init's bootstrap token exists: token (--token)
 // (reused when its Secret exists with the same secret, renewed when it has
 // expired), else a valid token kubeboot could have created before (both
 // usages, the default group, at least an hour left), else a new one.
-func ensureInitToken(ctx context.Context, d *Data, c kubernetes.Interface) (bootstraptoken.Token, error) {
+func EnsureToken(ctx context.Context, a API, token string, ttl time.Duration, now time.Time) (bootstraptoken.Token, error) {
 	const tag = "bootstrap-token"
-	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
-	now := d.Clock()
+	secrets := a.Kube.CoreV1().Secrets(metav1.NamespaceSystem)
 	opts := bootstraptoken.DefaultOptions()
-	opts.TTL = d.Init.TokenTTL
+	opts.TTL = ttl
 
 	var tok bootstraptoken.Token
-	if d.Init.Token != "" {
-		t, err := bootstraptoken.Parse(d.Init.Token)
+	if token != "" {
+		t, err := bootstraptoken.Parse(token)
 		if err != nil {
 			return tok, fmt.Errorf("--token: %w", err)
 		}
@@ -116,7 +130,7 @@ func ensureInitToken(ctx context.Context, d *Data, c kubernetes.Interface) (boot
 			return tok, err
 		}
 		if reused != nil {
-			d.Out.Printf(tag, "Using existing bootstrap token %s (expires %s); pass --token to choose one", reused.Token.ID, expiry(reused))
+			a.Out.Printf(tag, "Using existing bootstrap token %s (expires %s); pass --token to choose one", reused.Token.ID, expiry(reused))
 			return reused.Token, nil
 		}
 		t, err := bootstraptoken.Generate()
@@ -135,7 +149,7 @@ func ensureInitToken(ctx context.Context, d *Data, c kubernetes.Interface) (boot
 		if _, err := secrets.Create(ctx, desired, metav1.CreateOptions{}); err != nil {
 			return tok, fmt.Errorf("create the bootstrap token Secret %s: %w", desired.Name, err)
 		}
-		reportResult(d, tag, apiclient.Created, "bootstrap token "+tok.ID+" (Secret kube-system/"+desired.Name+")")
+		a.Report(tag, apiclient.Created, "bootstrap token "+tok.ID+" (Secret kube-system/"+desired.Name+")")
 		return tok, nil
 	case err != nil:
 		return tok, fmt.Errorf("get the bootstrap token Secret %s: %w", desired.Name, err)
@@ -149,10 +163,10 @@ func ensureInitToken(ctx context.Context, d *Data, c kubernetes.Interface) (boot
 		if _, err := secrets.Update(ctx, live, metav1.UpdateOptions{}); err != nil {
 			return tok, fmt.Errorf("renew the expired bootstrap token Secret %s: %w", desired.Name, err)
 		}
-		reportResult(d, tag, apiclient.Updated, "bootstrap token "+tok.ID+" (it had expired; new expiry "+expiry(&info)+")")
+		a.Report(tag, apiclient.Updated, "bootstrap token "+tok.ID+" (it had expired; new expiry "+expiry(&info)+")")
 		return tok, nil
 	}
-	d.Out.Printf(tag, "Using existing bootstrap token %s (expires %s)", tok.ID, expiry(&info))
+	a.Out.Printf(tag, "Using existing bootstrap token %s (expires %s)", tok.ID, expiry(&info))
 	return tok, nil
 }
 
@@ -197,21 +211,6 @@ func expiry(info *bootstraptoken.Info) string {
 		return "never"
 	}
 	return info.Expires.UTC().Format(time.RFC3339)
-}
-
-// reportResult prints what happened to an object not applied through
-// applyObjects.
-func reportResult(d *Data, tag string, res apiclient.Result, what string) {
-	switch {
-	case d.DryRun:
-		d.Out.Printf("dryrun", "Would create or update %s", what)
-	case res == apiclient.Created:
-		d.Out.Printf(tag, "Created %s", what)
-	case res == apiclient.Updated:
-		d.Out.Printf(tag, "Updated %s", what)
-	default:
-		d.Out.Printf(tag, "Using existing %s", what)
-	}
 }
 
 func clusterRoleBinding(name, role string, subject rbacv1.Subject) *rbacv1.ClusterRoleBinding {
@@ -266,20 +265,12 @@ func clusterInfoRBAC() []apiclient.Object {
 // clusterInfoKubeconfig is cluster-info's kubeconfig: one unnamed cluster
 // with the cluster CA and the control-plane endpoint, no users (kubeadm
 // copies admin.conf's cluster).
-func clusterInfoKubeconfig(ctx context.Context, d *Data) (string, error) {
-	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
-	ca, ok := d.pki().CACertFile(caPath)
-	if !ok {
-		var err error
-		if ca, err = d.Host.ReadFile(ctx, caPath); err != nil {
-			return "", fmt.Errorf("read %s on %s: %w (run the certs phase first)", caPath, d.Host.Name(), err)
-		}
-	}
+func clusterInfoKubeconfig(endpoint string, ca []byte, file string) (string, error) {
 	if _, err := certs.ParseCert(ca); err != nil {
-		return "", fmt.Errorf("%s: %w", caPath, err)
+		return "", fmt.Errorf("%s: %w", file, err)
 	}
 	kc := clientcmdapi.Config{Clusters: map[string]*clientcmdapi.Cluster{
-		"": {Server: inventory.ControlPlaneEndpoint(d.Cfg), CertificateAuthorityData: ca},
+		"": {Server: endpoint, CertificateAuthorityData: ca},
 	}}
 	b, err := clientcmd.Write(kc)
 	if err != nil {
@@ -295,9 +286,9 @@ func clusterInfoKubeconfig(ctx context.Context, d *Data) (string, error) {
 // finds nothing to change): a node can join as soon as init is done,
 // instead of waiting until kube-controller-manager is elected and its
 // bootstrapsigner has run (about 7 s after a new control plane is up).
-func applyClusterInfo(ctx context.Context, d *Data, c kubernetes.Interface, kubeconfig string, tok bootstraptoken.Token) error {
+func applyClusterInfo(ctx context.Context, a API, kubeconfig string, tok bootstraptoken.Token) error {
 	const tag = "bootstrap-token"
-	cms := c.CoreV1().ConfigMaps(metav1.NamespacePublic)
+	cms := a.Kube.CoreV1().ConfigMaps(metav1.NamespacePublic)
 	what := fmt.Sprintf("ConfigMap %s/%s", metav1.NamespacePublic, bootstrapapi.ConfigMapClusterInfo)
 	sigKey := bootstrapapi.JWSSignatureKeyPrefix + tok.ID
 	sig, err := tokenjws.ComputeDetachedSignature(kubeconfig, tok.ID, tok.Secret)
@@ -314,13 +305,13 @@ func applyClusterInfo(ctx context.Context, d *Data, c kubernetes.Interface, kube
 		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create %s: %w", what, err)
 		}
-		reportResult(d, tag, apiclient.Created, what)
+		a.Report(tag, apiclient.Created, what)
 		return nil
 	case err != nil:
 		return fmt.Errorf("get %s: %w", what, err)
 	}
 	if live.Data[bootstrapapi.KubeConfigKey] == kubeconfig && live.Data[sigKey] == sig {
-		reportResult(d, tag, apiclient.Unchanged, what)
+		a.Report(tag, apiclient.Unchanged, what)
 		return nil
 	}
 	note := ""
@@ -335,6 +326,6 @@ func applyClusterInfo(ctx context.Context, d *Data, c kubernetes.Interface, kube
 	if _, err := cms.Update(ctx, live, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update %s: %w", what, err)
 	}
-	reportResult(d, tag, apiclient.Updated, what+note)
+	a.Report(tag, apiclient.Updated, what+note)
 	return nil
 }

@@ -26,19 +26,20 @@ const (
 // (kubeadm's timeouts.kubernetesAPICall default).
 const nodeWaitTimeout = time.Minute
 
+// nodePollInterval is how often MarkControlPlane looks for the Node again.
+const nodePollInterval = 500 * time.Millisecond
+
 // MarkControlPlanePhase is kubeadm's `mark-control-plane`: label the Node
 // node-role.kubernetes.io/control-plane="" and
 // node.kubernetes.io/exclude-from-external-load-balancers="", and add its
 // taints (node.taints; kubeadm's default node-role.kubernetes.io/control-plane:NoSchedule
 // when unset). Labels and taints others added are kept. It reads only
-// d.Cfg.Node and d.Client, so join's control-plane-join uses it unchanged.
+// the node's settings and the API client, so join's control-plane-join uses it unchanged.
 func MarkControlPlanePhase() *Phase {
 	return &Phase{
 		Name:  "mark-control-plane",
 		Short: "Mark a node as a control-plane",
-		Run: func(ctx context.Context, d *Data) error {
-			return markControlPlane(ctx, d, nodeWaitTimeout)
-		},
+		Run:   runMarkControlPlane,
 	}
 }
 
@@ -55,28 +56,38 @@ func ControlPlaneTaints(n inventory.Node) []corev1.Taint {
 	return out
 }
 
-func markControlPlane(ctx context.Context, d *Data, wait time.Duration) error {
+func runMarkControlPlane(ctx context.Context, d *Data) error {
+	a := API{Out: d.Out, DryRun: d.DryRun}
+	if !d.DryRun {
+		var err error
+		if a, err = d.api(ctx, false); err != nil {
+			return err
+		}
+	}
+	return MarkControlPlane(ctx, a, d.Cfg.Node, nodeWaitTimeout)
+}
+
+// MarkControlPlane labels and taints the Node n once its kubelet
+// registered it (waiting up to wait), as kubeadm's mark-control-plane.
+func MarkControlPlane(ctx context.Context, a API, n inventory.Node, wait time.Duration) error {
 	const tag = "mark-control-plane"
-	name := d.Cfg.Node.Name
+	name := n.Name
 	if name == "" {
 		return fmt.Errorf("the node name is empty; set node.name or --node-name")
 	}
 	labels := []string{LabelControlPlane, LabelExcludeFromLB}
-	taints := ControlPlaneTaints(d.Cfg.Node)
+	taints := ControlPlaneTaints(n)
 	var taintNames []string
 	for _, t := range taints {
 		taintNames = append(taintNames, taintString(t))
 	}
-	if d.DryRun {
-		d.Out.Printf("dryrun", "Would mark the node %s as control-plane by adding the labels: [%s]", name, strings.Join(labels, " "))
-		d.Out.Printf("dryrun", "Would mark the node %s as control-plane by adding the taints [%s]", name, strings.Join(taintNames, " "))
+	if a.DryRun {
+		a.Out.Printf("dryrun", "Would mark the node %s as control-plane by adding the labels: [%s]", name, strings.Join(labels, " "))
+		a.Out.Printf("dryrun", "Would mark the node %s as control-plane by adding the taints [%s]", name, strings.Join(taintNames, " "))
 		return nil
 	}
-	c, err := d.Client(ctx)
-	if err != nil {
-		return err
-	}
-	nodes := c.CoreV1().Nodes()
+	nodes := a.Kube.CoreV1().Nodes()
+	var err error
 
 	// The kubelet registers the Node shortly after it starts.
 	deadline := time.Now().Add(wait)
@@ -94,7 +105,7 @@ func markControlPlane(ctx context.Context, d *Data, wait time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(healthCheckInterval):
+		case <-time.After(nodePollInterval):
 		}
 	}
 
@@ -130,14 +141,14 @@ func markControlPlane(ctx context.Context, d *Data, wait time.Duration) error {
 		return fmt.Errorf("mark the Node %s as control-plane: %w", name, err)
 	}
 	if len(addedLabels) == 0 && len(addedTaints) == 0 {
-		d.Out.Printf(tag, "The node %s already has the control-plane labels [%s] and taints [%s]; nothing to change", name, strings.Join(labels, " "), strings.Join(taintNames, " "))
+		a.Out.Printf(tag, "The node %s already has the control-plane labels [%s] and taints [%s]; nothing to change", name, strings.Join(labels, " "), strings.Join(taintNames, " "))
 		return nil
 	}
 	if len(addedLabels) > 0 {
-		d.Out.Printf(tag, "Marking the node %s as control-plane by adding the labels: [%s]", name, strings.Join(addedLabels, " "))
+		a.Out.Printf(tag, "Marking the node %s as control-plane by adding the labels: [%s]", name, strings.Join(addedLabels, " "))
 	}
 	if len(addedTaints) > 0 {
-		d.Out.Printf(tag, "Marking the node %s as control-plane by adding the taints [%s]", name, strings.Join(addedTaints, " "))
+		a.Out.Printf(tag, "Marking the node %s as control-plane by adding the taints [%s]", name, strings.Join(addedTaints, " "))
 	}
 	return nil
 }

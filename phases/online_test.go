@@ -387,7 +387,7 @@ func TestWaitControlPlaneTimeoutsAreSeparate(t *testing.T) {
 	h := fakeNode(t, true)
 	cfg := testConfig()
 	// Each endpoint is healthy at its third request, a second after the
-	// first (healthCheckInterval 500ms): 1.6s holds one such wait, not two.
+	// first (nodePollInterval 500ms): 1.6s holds one such wait, not two.
 	cfg.Timeouts.ControlPlaneComponentHealthCheck.Duration = 1600 * time.Millisecond
 	var out bytes.Buffer
 	d := newData(t, cfg, h, &out)
@@ -485,7 +485,11 @@ func TestMarkControlPlane(t *testing.T) {
 		var out bytes.Buffer
 		d := newData(t, testConfig(), fakeNode(t, false), &out)
 		d.NewClient = func(context.Context) (kubernetes.Interface, error) { return fake.NewClientset(), nil }
-		err := markControlPlane(ctx, d, 10*time.Millisecond)
+		a, err := d.api(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = MarkControlPlane(ctx, a, d.Cfg.Node, 10*time.Millisecond)
 		if err == nil || !strings.Contains(err.Error(), "Node cp1 is not registered") || !strings.Contains(err.Error(), "journalctl -xeu kubelet") {
 			t.Errorf("error %v", err)
 		}
@@ -609,9 +613,8 @@ func TestBootstrapTokenChoices(t *testing.T) {
 				}
 			}
 			var out bytes.Buffer
-			d := newData(t, testConfig(), fakeNode(t, false), &out)
-			d.Init = InitOptions{Token: tc.flag, TokenTTL: time.Hour}
-			tok, err := ensureInitToken(ctx, d, c)
+			a := API{Kube: c, Out: workflow.NewPrinter(&out)}
+			tok, err := EnsureToken(ctx, a, tc.flag, time.Hour, fixedNow)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "zzzz") {
 					t.Fatalf("error %v, want %q without the secret", err, tc.wantErr)
@@ -764,10 +767,11 @@ func TestConntrackDetection(t *testing.T) {
 			cfg.KubeProxy.ConntrackMaxPerCore = tc.cfgValue
 			var out bytes.Buffer
 			d := newData(t, cfg, h, &out)
-			opts, why, err := KubeProxyOptions(ctx, d)
+			f, err := d.Facts(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
+			opts, why := KubeProxyOptions(cfg, f, h.Name())
 			switch {
 			case tc.want == nil && opts.ConntrackMaxPerCore != nil:
 				t.Errorf("maxPerCore %d, want unset", *opts.ConntrackMaxPerCore)

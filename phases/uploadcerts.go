@@ -13,12 +13,13 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/certs/copycerts"
+	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/transport"
 )
 
 // UploadCertsPhase is kubeadm's `upload-certs` (with --upload-certs): the
@@ -52,15 +53,11 @@ func runUploadCerts(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("--certificate-key: %w", err)
 	}
-	c, err := d.Client(ctx)
+	a, err := d.api(ctx, false)
 	if err != nil {
 		return err
 	}
-	d.Out.Printf(tag, "Storing the certificates in Secret %q in the %q Namespace", copycerts.SecretName, metav1.NamespaceSystem)
-	if err := uploadCerts(ctx, d, c, key); err != nil {
-		return err
-	}
-	if err := applyObjects(ctx, d, tag, kubeadmCertsRBAC()...); err != nil {
+	if err := UploadCerts(ctx, a, d.Host, d.Cfg, key, d.Clock()); err != nil {
 		return err
 	}
 	if !d.Init.SkipCertificateKeyPrint {
@@ -70,12 +67,24 @@ func runUploadCerts(ctx context.Context, d *Data) error {
 	return nil
 }
 
+// UploadCerts stores the control plane's shared certificates and keys on h
+// in kube-system/kubeadm-certs, sealed with key and owned by a short-lived
+// token, unless that Secret already holds them; and the RBAC that lets
+// joining control planes read it.
+func UploadCerts(ctx context.Context, a API, h transport.Host, cfg *inventory.Cluster, key []byte, now time.Time) error {
+	a.Out.Printf("upload-certs", "Storing the certificates in Secret %q in the %q Namespace", copycerts.SecretName, metav1.NamespaceSystem)
+	if err := uploadCerts(ctx, a, h, cfg, key, now); err != nil {
+		return err
+	}
+	return a.Apply(ctx, "upload-certs", kubeadmCertsRBAC()...)
+}
+
 // uploadCerts creates or replaces kubeadm-certs. The ciphertext differs on
 // every sealing (random nonces), so a Secret is left alone when it opens with
 // key to exactly the local files and its owner token is still alive.
-func uploadCerts(ctx context.Context, d *Data, c kubernetes.Interface, key []byte) error {
+func uploadCerts(ctx context.Context, a API, h transport.Host, cfg *inventory.Cluster, key []byte, now time.Time) error {
 	const tag = "upload-certs"
-	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
+	secrets := a.Kube.CoreV1().Secrets(metav1.NamespaceSystem)
 	what := "Secret " + metav1.NamespaceSystem + "/" + copycerts.SecretName
 	live, err := secrets.Get(ctx, copycerts.SecretName, metav1.GetOptions{})
 	found := err == nil
@@ -83,28 +92,28 @@ func uploadCerts(ctx context.Context, d *Data, c kubernetes.Interface, key []byt
 		return fmt.Errorf("get %s: %w", what, err)
 	}
 	if found {
-		same, why, err := secretHoldsLocalCerts(ctx, d, key, live)
+		same, why, err := secretHoldsLocalCerts(ctx, h, cfg, key, live)
 		if err != nil {
 			return err
 		}
-		alive, err := ownerAlive(ctx, d, secrets, live)
+		alive, err := ownerAlive(ctx, now, secrets, live)
 		if err != nil {
 			return err
 		}
 		if same && alive {
-			reportResult(d, tag, apiclient.Unchanged, what+" (it holds these certificates, sealed with this certificate key)")
+			a.Report(tag, apiclient.Unchanged, what+" (it holds these certificates, sealed with this certificate key)")
 			return nil
 		}
 		if !alive {
 			why = "its owner token has expired or is gone, so it is about to be deleted"
 		}
-		d.Out.Printf(tag, "Replacing %s: %s", what, why)
+		a.Out.Printf(tag, "Replacing %s: %s", what, why)
 	}
-	data, err := copycerts.SecretData(ctx, d.Host, d.Cfg, key)
+	data, err := copycerts.SecretData(ctx, h, cfg, key)
 	if err != nil {
 		return err
 	}
-	owner, err := createCertsToken(ctx, d, secrets)
+	owner, err := createCertsToken(ctx, now, secrets)
 	if err != nil {
 		return err
 	}
@@ -114,14 +123,14 @@ func uploadCerts(ctx context.Context, d *Data, c kubernetes.Interface, key []byt
 		if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create %s: %w", what, err)
 		}
-		reportResult(d, tag, apiclient.Created, what+" (deleted with its owner, Secret "+owner.Name+", in "+copycerts.TokenTTL.String()+")")
+		a.Report(tag, apiclient.Created, what+" (deleted with its owner, Secret "+owner.Name+", in "+copycerts.TokenTTL.String()+")")
 		return nil
 	}
 	s.ResourceVersion = live.ResourceVersion
 	if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update %s: %w", what, err)
 	}
-	reportResult(d, tag, apiclient.Updated, what)
+	a.Report(tag, apiclient.Updated, what)
 	// The previous owner tokens own nothing any more.
 	for _, ref := range live.OwnerReferences {
 		if ref.Kind == "Secret" && ref.Name != owner.Name && strings.HasPrefix(ref.Name, bootstrapapi.BootstrapTokenSecretPrefix) {
@@ -135,15 +144,15 @@ func uploadCerts(ctx context.Context, d *Data, c kubernetes.Interface, key []byt
 
 // secretHoldsLocalCerts opens every entry of the live Secret with key and
 // compares it with the file on the node.
-func secretHoldsLocalCerts(ctx context.Context, d *Data, key []byte, live *corev1.Secret) (bool, string, error) {
-	for _, f := range copycerts.Files(d.Cfg) {
+func secretHoldsLocalCerts(ctx context.Context, h transport.Host, cfg *inventory.Cluster, key []byte, live *corev1.Secret) (bool, string, error) {
+	for _, f := range copycerts.Files(cfg) {
 		var local []byte
 		if f.Path != "" {
-			b, err := d.Host.ReadFile(ctx, f.Path)
+			b, err := h.ReadFile(ctx, f.Path)
 			switch {
 			case errors.Is(err, fs.ErrNotExist) && f.Optional:
 			case err != nil:
-				return false, "", fmt.Errorf("read %s on %s: %w", f.Path, d.Host.Name(), err)
+				return false, "", fmt.Errorf("read %s on %s: %w", f.Path, h.Name(), err)
 			default:
 				local = b
 			}
@@ -171,7 +180,7 @@ func secretHoldsLocalCerts(ctx context.Context, d *Data, key []byte, live *corev
 
 // ownerAlive reports whether the token Secret owning kubeadm-certs exists and
 // has not expired.
-func ownerAlive(ctx context.Context, d *Data, secrets interface {
+func ownerAlive(ctx context.Context, now time.Time, secrets interface {
 	Get(context.Context, string, metav1.GetOptions) (*corev1.Secret, error)
 }, s *corev1.Secret) (bool, error) {
 	if len(s.OwnerReferences) == 0 {
@@ -193,19 +202,19 @@ func ownerAlive(ctx context.Context, d *Data, secrets interface {
 		return false, nil
 	}
 	// Less than a minute left: it would be gone before anyone joins.
-	return info.Expires == nil || info.Expires.Sub(d.Clock()) > time.Minute, nil
+	return info.Expires == nil || info.Expires.Sub(now) > time.Minute, nil
 }
 
 // createCertsToken creates kubeadm's short-lived token that owns
 // kubeadm-certs: no usages, no groups, copycerts.TokenTTL.
-func createCertsToken(ctx context.Context, d *Data, secrets interface {
+func createCertsToken(ctx context.Context, now time.Time, secrets interface {
 	Create(context.Context, *corev1.Secret, metav1.CreateOptions) (*corev1.Secret, error)
 }) (*corev1.Secret, error) {
 	tok, err := bootstraptoken.Generate()
 	if err != nil {
 		return nil, err
 	}
-	s, err := bootstraptoken.Secret(tok, bootstraptoken.Options{Description: copycerts.TokenDescription, TTL: copycerts.TokenTTL}, d.Clock())
+	s, err := bootstraptoken.Secret(tok, bootstraptoken.Options{Description: copycerts.TokenDescription, TTL: copycerts.TokenTTL}, now)
 	if err != nil {
 		return nil, err
 	}

@@ -63,23 +63,43 @@ func UploadConfigPhase() *Phase {
 }
 
 func runUploadKubeadmConfig(ctx context.Context, d *Data) error {
-	cm, err := KubeadmConfigMap(d.Cfg)
+	a, err := d.api(ctx, false)
 	if err != nil {
 		return err
 	}
-	d.Out.Printf("upload-config", "Storing the configuration used in ConfigMap %q in the %q Namespace", KubeadmConfigConfigMap, metav1.NamespaceSystem)
-	return applyObjects(ctx, d, "upload-config", cm,
+	return UploadKubeadmConfig(ctx, a, d.Cfg)
+}
+
+func runUploadKubeletConfig(ctx context.Context, d *Data) error {
+	a, err := d.api(ctx, false)
+	if err != nil {
+		return err
+	}
+	return UploadKubeletConfig(ctx, a, d.Cfg)
+}
+
+// UploadKubeadmConfig writes kube-system/kubeadm-config for cfg, with the
+// Role and RoleBinding that let joining nodes read it.
+func UploadKubeadmConfig(ctx context.Context, a API, cfg *inventory.Cluster) error {
+	cm, err := KubeadmConfigMap(cfg)
+	if err != nil {
+		return err
+	}
+	a.Out.Printf("upload-config", "Storing the configuration used in ConfigMap %q in the %q Namespace", KubeadmConfigConfigMap, metav1.NamespaceSystem)
+	return a.Apply(ctx, "upload-config", cm,
 		readConfigMapRole(NodesKubeadmConfigRole, KubeadmConfigConfigMap),
 		readConfigMapRoleBinding(NodesKubeadmConfigRole))
 }
 
-func runUploadKubeletConfig(ctx context.Context, d *Data) error {
-	cm, err := KubeletConfigMap(d.Cfg)
+// UploadKubeletConfig writes kube-system/kubelet-config for cfg, with the
+// Role and RoleBinding that let joining nodes read it.
+func UploadKubeletConfig(ctx context.Context, a API, cfg *inventory.Cluster) error {
+	cm, err := KubeletConfigMap(cfg)
 	if err != nil {
 		return err
 	}
-	d.Out.Printf("kubelet", "Storing the configuration for the kubelets in the cluster in ConfigMap %q in the %q Namespace", KubeletConfigConfigMap, metav1.NamespaceSystem)
-	return applyObjects(ctx, d, "kubelet", cm,
+	a.Out.Printf("kubelet", "Storing the configuration for the kubelets in the cluster in ConfigMap %q in the %q Namespace", KubeletConfigConfigMap, metav1.NamespaceSystem)
+	return a.Apply(ctx, "kubelet", cm,
 		readConfigMapRole(KubeletConfigRole, KubeletConfigConfigMap),
 		readConfigMapRoleBinding(KubeletConfigRole))
 }
