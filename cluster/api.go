@@ -15,7 +15,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/inventory"
-	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/online"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -100,7 +100,7 @@ func (a *kubeAPI) Nodes(ctx context.Context) (map[string]bool, error) {
 }
 
 func (a *kubeAPI) ReusableToken(ctx context.Context) (string, error) {
-	info, err := phases.ReusableToken(ctx, a.c.CoreV1().Secrets(metav1.NamespaceSystem), time.Now())
+	info, err := online.ReusableToken(ctx, a.c.CoreV1().Secrets(metav1.NamespaceSystem), time.Now())
 	if err != nil || info == nil {
 		return "", err
 	}

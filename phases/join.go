@@ -20,6 +20,7 @@ import (
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/kubelet"
+	"github.com/kubeboot/kubeboot/phases/online"
 	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -216,17 +217,17 @@ func ensureCluster(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("connect with the TLS bootstrap token: %w", err)
 	}
-	cm, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, KubeadmConfigConfigMap, metav1.GetOptions{})
+	cm, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, online.KubeadmConfigConfigMap, metav1.GetOptions{})
 	if err != nil {
-		return apiError(err, tlsBoot.ID, "read the cluster configuration (ConfigMap kube-system/"+KubeadmConfigConfigMap+")", "the upload-config phase of `kubeboot init` creates it and the Role that lets bootstrap tokens read it")
+		return apiError(err, tlsBoot.ID, "read the cluster configuration (ConfigMap kube-system/"+online.KubeadmConfigConfigMap+")", "the upload-config phase of `kubeboot init` creates it and the Role that lets bootstrap tokens read it")
 	}
-	cluster, err := ClusterConfigFromConfigMap(cm)
+	cluster, err := online.ClusterConfigFromConfigMap(cm)
 	if err != nil {
-		return fmt.Errorf("the cluster configuration in kube-system/%s: %w", KubeadmConfigConfigMap, err)
+		return fmt.Errorf("the cluster configuration in kube-system/%s: %w", online.KubeadmConfigConfigMap, err)
 	}
 	merged := mergeJoinConfig(cluster, local)
 	if err := inventory.Validate(merged); err != nil {
-		return fmt.Errorf("the cluster configuration in kube-system/%s: %w", KubeadmConfigConfigMap, err)
+		return fmt.Errorf("the cluster configuration in kube-system/%s: %w", online.KubeadmConfigConfigMap, err)
 	}
 	if merged.Join.ControlPlane {
 		if err := readyForControlPlane(ctx, d.Host, merged); err != nil {
@@ -243,7 +244,7 @@ func ensureCluster(ctx context.Context, d *Data) error {
 		role = "control-plane"
 	}
 	d.Out.Printf("discovery", "Joining cluster %q (Kubernetes %s) as %s node %q; the cluster's configuration is from kube-system/%s",
-		merged.ClusterName, merged.KubernetesVersion, role, merged.Node.Name, KubeadmConfigConfigMap)
+		merged.ClusterName, merged.KubernetesVersion, role, merged.Node.Name, online.KubeadmConfigConfigMap)
 	return nil
 }
 

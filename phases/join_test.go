@@ -34,6 +34,7 @@ import (
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/kubelet"
+	"github.com/kubeboot/kubeboot/phases/online"
 	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
@@ -100,11 +101,11 @@ func newTestClusterWith(t *testing.T, alg inventory.EncryptionAlgorithm) *testCl
 		t.Fatal(err)
 	}
 	// What upload-config stores, the way it stores it.
-	kubeadmConfig, err := KubeadmConfigMap(cfg)
+	kubeadmConfig, err := online.KubeadmConfigMap(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubeletConfig, err := KubeletConfigMap(cfg)
+	kubeletConfig, err := online.KubeletConfigMap(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,11 +412,11 @@ func TestJoinControlPlane(t *testing.T) {
 		t.Errorf("etcd calls: %s", got)
 	}
 	node, err := c.client.CoreV1().Nodes().Get(context.Background(), "cp2", metav1.GetOptions{})
-	if err != nil || node.Labels[LabelControlPlane] != "" || len(node.Spec.Taints) != 1 || node.Spec.Taints[0].Key != TaintControlPlaneKey {
+	if err != nil || node.Labels[online.LabelControlPlane] != "" || len(node.Spec.Taints) != 1 || node.Spec.Taints[0].Key != online.TaintControlPlaneKey {
 		t.Errorf("Node cp2 is not marked as a control plane: %v %v", node.Labels, node.Spec.Taints)
 	}
-	if _, ok := node.Labels[LabelControlPlane]; !ok {
-		t.Errorf("Node cp2 lacks %s", LabelControlPlane)
+	if _, ok := node.Labels[online.LabelControlPlane]; !ok {
+		t.Errorf("Node cp2 lacks %s", online.LabelControlPlane)
 	}
 	if fi, err := h.Stat(context.Background(), "/var/lib/etcd"); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("/var/lib/etcd: %v", err)
@@ -713,7 +714,7 @@ func containsIP(c *x509.Certificate, ip string) bool {
 func TestKubeadmConfigHasNoJoinSecrets(t *testing.T) {
 	cfg := testConfig()
 	cfg.Join = &inventory.Join{APIServerEndpoint: joinTestLB, Token: joinTestToken, CertificateKey: joinTestCertKey, ControlPlane: true}
-	cm, err := KubeadmConfigMap(cfg)
+	cm, err := online.KubeadmConfigMap(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -722,7 +723,7 @@ func TestKubeadmConfigHasNoJoinSecrets(t *testing.T) {
 			t.Errorf("%s carries a join secret:\n%s", k, v)
 		}
 	}
-	back, err := ClusterConfigFromConfigMap(cm)
+	back, err := online.ClusterConfigFromConfigMap(cm)
 	if err != nil || back.Join != nil {
 		t.Errorf("read back: join %v, %v", back.Join, err)
 	}
@@ -735,7 +736,7 @@ func TestJoinPrepareFollowsTheCluster(t *testing.T) {
 	c := newTestCluster(t)
 	mirror := *c.cfg
 	mirror.ImageRepository = "registry.aliyuncs.com/google_containers"
-	cm, err := KubeadmConfigMap(&mirror)
+	cm, err := online.KubeadmConfigMap(&mirror)
 	if err != nil {
 		t.Fatal(err)
 	}

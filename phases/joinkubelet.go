@@ -23,6 +23,7 @@ import (
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/kubelet"
+	"github.com/kubeboot/kubeboot/phases/online"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -182,24 +183,24 @@ func checkNoReadyNode(ctx context.Context, d *Data, tokenID string) error {
 // a loopback server; the kubelet's default when the cluster's points at a
 // file this host does not have).
 func joinKubeletConfig(ctx context.Context, d *Data, facts hostutil.HostFacts, tokenID string) ([]byte, error) {
-	cm, err := d.Join.bootstrap.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, KubeletConfigConfigMap, metav1.GetOptions{})
+	cm, err := d.Join.bootstrap.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, online.KubeletConfigConfigMap, metav1.GetOptions{})
 	if err != nil {
-		return nil, apiError(err, tokenID, "read the cluster's kubelet configuration (ConfigMap kube-system/"+KubeletConfigConfigMap+")", "the upload-config phase of `kubeboot init` creates it and the Role that lets bootstrap tokens read it")
+		return nil, apiError(err, tokenID, "read the cluster's kubelet configuration (ConfigMap kube-system/"+online.KubeletConfigConfigMap+")", "the upload-config phase of `kubeboot init` creates it and the Role that lets bootstrap tokens read it")
 	}
 	return adjustKubeletConfig(ctx, d, facts, cm)
 }
 
 func adjustKubeletConfig(ctx context.Context, d *Data, facts hostutil.HostFacts, cm *corev1.ConfigMap) ([]byte, error) {
-	raw, ok := cm.Data[KubeletConfigKey]
+	raw, ok := cm.Data[online.KubeletConfigKey]
 	if !ok {
-		return nil, fmt.Errorf("the ConfigMap kube-system/%s has no %q key", KubeletConfigConfigMap, KubeletConfigKey)
+		return nil, fmt.Errorf("the ConfigMap kube-system/%s has no %q key", online.KubeletConfigConfigMap, online.KubeletConfigKey)
 	}
 	var kc kubeletv1beta1.KubeletConfiguration
 	if err := yaml.Unmarshal([]byte(raw), &kc); err != nil {
-		return nil, fmt.Errorf("the kubelet configuration in kube-system/%s: %w", KubeletConfigConfigMap, err)
+		return nil, fmt.Errorf("the kubelet configuration in kube-system/%s: %w", online.KubeletConfigConfigMap, err)
 	}
 	if kc.Kind != "KubeletConfiguration" || kc.APIVersion != kubeletv1beta1.SchemeGroupVersion.String() {
-		return nil, fmt.Errorf("the kubelet configuration in kube-system/%s is %s %s, not %s KubeletConfiguration", KubeletConfigConfigMap, kc.APIVersion, kc.Kind, kubeletv1beta1.SchemeGroupVersion)
+		return nil, fmt.Errorf("the kubelet configuration in kube-system/%s is %s %s, not %s KubeletConfiguration", online.KubeletConfigConfigMap, kc.APIVersion, kc.Kind, kubeletv1beta1.SchemeGroupVersion)
 	}
 	kc.ContainerRuntimeEndpoint = d.Cfg.Node.CRISocket
 	if facts.CgroupV1 {

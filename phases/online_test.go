@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/phases/online"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/test/golden"
 
@@ -26,7 +27,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
-	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	tokenjws "k8s.io/cluster-bootstrap/token/jws"
 	"sigs.k8s.io/yaml"
 
@@ -35,7 +35,6 @@ import (
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/templates"
-	"github.com/kubeboot/kubeboot/templates/addons"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -98,8 +97,8 @@ func (n *onlineNode) data(t *testing.T, out *bytes.Buffer) *Data {
 	return d
 }
 
-// online runs only the online phases.
-var online = workflow.Options{Skip: []string{"prepare", "preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"}}
+// onlineOnly runs only the online phases.
+var onlineOnly = workflow.Options{Skip: []string{"prepare", "preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"}}
 
 var changedLine = regexp.MustCompile(`\b(Created|Updated|created|updated)\b`)
 
@@ -117,7 +116,7 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 	ctx := context.Background()
 	n := newOnlineNode(t)
 	var out bytes.Buffer
-	if err := InitRunner().Run(ctx, n.data(t, &out), online); err != nil {
+	if err := InitRunner().Run(ctx, n.data(t, &out), onlineOnly); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	golden.Check(t, "online-output.golden", []byte(maskRandom(out.String())))
@@ -125,9 +124,9 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 
 	t.Run("objects", func(t *testing.T) {
 		for _, cm := range []struct{ ns, name, key string }{
-			{"kube-system", KubeadmConfigConfigMap, ClusterConfigurationKey},
-			{"kube-system", KubeadmConfigConfigMap, KubebootConfigurationKey},
-			{"kube-system", KubeletConfigConfigMap, KubeletConfigKey},
+			{"kube-system", online.KubeadmConfigConfigMap, online.ClusterConfigurationKey},
+			{"kube-system", online.KubeadmConfigConfigMap, online.KubebootConfigurationKey},
+			{"kube-system", online.KubeletConfigConfigMap, online.KubeletConfigKey},
 			{"kube-public", "cluster-info", "kubeconfig"},
 			{"kube-system", "coredns", "Corefile"},
 			{"kube-system", "kube-proxy", "config.conf"},
@@ -139,8 +138,8 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 			}
 		}
 		for _, r := range []struct{ ns, name string }{
-			{"kube-system", NodesKubeadmConfigRole}, {"kube-system", KubeletConfigRole},
-			{"kube-system", copycerts.RoleName}, {"kube-public", ClusterInfoRole}, {"kube-system", "kube-proxy"},
+			{"kube-system", online.NodesKubeadmConfigRole}, {"kube-system", online.KubeletConfigRole},
+			{"kube-system", copycerts.RoleName}, {"kube-public", online.ClusterInfoRole}, {"kube-system", "kube-proxy"},
 		} {
 			if _, err := c.RbacV1().Roles(r.ns).Get(ctx, r.name, metav1.GetOptions{}); err != nil {
 				t.Errorf("Role %s/%s: %v", r.ns, r.name, err)
@@ -155,11 +154,11 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 			}
 		}
 		crbs := map[string]string{
-			GetNodesRole:                    BootstrapTokenGroup,
-			KubeletBootstrapBinding:         BootstrapTokenGroup,
-			NodeAutoApproveBootstrapBinding: BootstrapTokenGroup,
-			NodeAutoApproveRotationBinding:  NodesGroup,
-			ClusterAdminsBinding:            ClusterAdminsGroup,
+			online.GetNodesRole:                    online.BootstrapTokenGroup,
+			online.KubeletBootstrapBinding:         online.BootstrapTokenGroup,
+			online.NodeAutoApproveBootstrapBinding: online.BootstrapTokenGroup,
+			online.NodeAutoApproveRotationBinding:  online.NodesGroup,
+			online.ClusterAdminsBinding:            online.ClusterAdminsGroup,
 		}
 		for name, grp := range crbs {
 			crb, err := c.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{})
@@ -167,11 +166,11 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 				t.Errorf("ClusterRoleBinding %s: %+v %v", name, crb, err)
 			}
 		}
-		crb, _ := c.RbacV1().ClusterRoleBindings().Get(ctx, ClusterAdminsBinding, metav1.GetOptions{})
+		crb, _ := c.RbacV1().ClusterRoleBindings().Get(ctx, online.ClusterAdminsBinding, metav1.GetOptions{})
 		if crb.RoleRef.Name != "cluster-admin" {
 			t.Errorf("kubeadm:cluster-admins binds %s", crb.RoleRef.Name)
 		}
-		rb, _ := c.RbacV1().RoleBindings("kube-public").Get(ctx, ClusterInfoRole, metav1.GetOptions{})
+		rb, _ := c.RbacV1().RoleBindings("kube-public").Get(ctx, online.ClusterInfoRole, metav1.GetOptions{})
 		if rb.Subjects[0].Kind != "User" || rb.Subjects[0].Name != "system:anonymous" {
 			t.Errorf("cluster-info RoleBinding subjects %+v", rb.Subjects)
 		}
@@ -198,7 +197,7 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 		if err != nil || info.Token.String() != testToken || info.Expires == nil || !info.Expires.Equal(fixedNow.Add(24*time.Hour)) {
 			t.Errorf("token %+v %v", info, err)
 		}
-		if strings.Join(info.Usages, ",") != "authentication,signing" || strings.Join(info.Groups, ",") != BootstrapTokenGroup {
+		if strings.Join(info.Usages, ",") != "authentication,signing" || strings.Join(info.Groups, ",") != online.BootstrapTokenGroup {
 			t.Errorf("usages %v groups %v", info.Usages, info.Groups)
 		}
 	})
@@ -260,12 +259,12 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 
 	t.Run("node", func(t *testing.T) {
 		node, _ := c.CoreV1().Nodes().Get(ctx, "cp1", metav1.GetOptions{})
-		for _, l := range []string{LabelControlPlane, LabelExcludeFromLB, "kubernetes.io/hostname"} {
+		for _, l := range []string{online.LabelControlPlane, online.LabelExcludeFromLB, "kubernetes.io/hostname"} {
 			if _, ok := node.Labels[l]; !ok {
 				t.Errorf("node lacks label %s: %v", l, node.Labels)
 			}
 		}
-		if len(node.Spec.Taints) != 1 || taintString(node.Spec.Taints[0]) != "node-role.kubernetes.io/control-plane:NoSchedule" {
+		if len(node.Spec.Taints) != 1 || online.TaintString(node.Spec.Taints[0]) != "node-role.kubernetes.io/control-plane:NoSchedule" {
 			t.Errorf("taints %v", node.Spec.Taints)
 		}
 	})
@@ -273,7 +272,7 @@ func TestOnlinePhasesCreateEverythingOnce(t *testing.T) {
 	t.Run("a second run changes nothing", func(t *testing.T) {
 		before := c.Actions()
 		var out2 bytes.Buffer
-		if err := InitRunner().Run(ctx, n.data(t, &out2), online); err != nil {
+		if err := InitRunner().Run(ctx, n.data(t, &out2), onlineOnly); err != nil {
 			t.Fatalf("%v\n%s", err, out2.String())
 		}
 		for _, line := range strings.Split(out2.String(), "\n") {
@@ -300,7 +299,7 @@ func TestOnlineDryRunSendsNothing(t *testing.T) {
 	d.DryRun = true
 	// A dry run talks to an empty fake API of its own, as cmd sets it up.
 	d.NewClient = func(context.Context) (kubernetes.Interface, error) { return fake.NewClientset(), nil }
-	if err := InitRunner().Run(context.Background(), d, online); err != nil {
+	if err := InitRunner().Run(context.Background(), d, onlineOnly); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	if len(n.health.seen) != 0 {
@@ -489,152 +488,11 @@ func TestMarkControlPlane(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = MarkControlPlane(ctx, a, d.Cfg.Node, 10*time.Millisecond)
+		err = online.MarkControlPlane(ctx, a, d.Cfg.Node, 10*time.Millisecond)
 		if err == nil || !strings.Contains(err.Error(), "Node cp1 is not registered") || !strings.Contains(err.Error(), "journalctl -xeu kubelet") {
 			t.Errorf("error %v", err)
 		}
 	})
-}
-
-func TestClusterConfigFromConfigMap(t *testing.T) {
-	cfg := testConfig()
-	cfg.ControlPlaneEndpoint = "lb.example.com:6443"
-	cfg.ImageRepository = "registry.aliyuncs.com/google_containers"
-	cfg.APIServer.ExtraArgs = map[string]string{"audit-log-maxage": "30", "anonymous-auth": "false"}
-	cfg.APIServer.CertSANs = []string{"api.example.com"}
-	cfg.Etcd.Local.ExtraArgs = map[string]string{"quota-backend-bytes": "8589934592"}
-	cfg.CNI.Plugin = inventory.CNICalico
-	cm, err := KubeadmConfigMap(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden.Check(t, "kubeadm-config.golden", []byte(cm.Data[ClusterConfigurationKey]+"---\n"+cm.Data[KubebootConfigurationKey]))
-	if strings.Contains(cm.Data[KubebootConfigurationKey], "cp1") || strings.Contains(cm.Data[KubebootConfigurationKey], "192.168.10.11") {
-		t.Errorf("the uploaded kubeboot configuration carries the node's name or address")
-	}
-
-	want := *cfg
-	want.Node = inventory.Node{}
-	inventory.SetDefaults(&want)
-	got, err := ClusterConfigFromConfigMap(cm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a, b := marshal(t, got), marshal(t, &want); a != b {
-		t.Errorf("kubeboot configuration does not round-trip:\n%s\nwant\n%s", a, b)
-	}
-
-	// A cluster kubeadm set up has only the ClusterConfiguration.
-	kubeadmOnly := cm.DeepCopy()
-	delete(kubeadmOnly.Data, KubebootConfigurationKey)
-	got, err = ClusterConfigFromConfigMap(kubeadmOnly)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want.CNI = inventory.CNI{}
-	inventory.SetDefaults(&want)
-	if a, b := marshal(t, got), marshal(t, &want); a != b {
-		t.Errorf("ClusterConfiguration does not round-trip:\n%s\nwant\n%s", a, b)
-	}
-
-	for name, tc := range map[string]struct {
-		data map[string]string
-		want string
-	}{
-		"empty":         {map[string]string{}, "has neither KubebootConfiguration nor ClusterConfiguration"},
-		"bad kubeboot":  {map[string]string{KubebootConfigurationKey: "apiVersion: kubeboot.io/v1alpha1\nkind: Cluster\nnetworking:\n  podSubnet: 10.244.0.0/33\n"}, "KubebootConfiguration"},
-		"other kubeadm": {map[string]string{ClusterConfigurationKey: "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n"}, "v1beta3"},
-	} {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: KubeadmConfigConfigMap, Namespace: "kube-system"}, Data: tc.data}
-		if _, err := ClusterConfigFromConfigMap(cm); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: error %v, want %q", name, err, tc.want)
-		}
-	}
-}
-
-func marshal(t *testing.T, c *inventory.Cluster) string {
-	t.Helper()
-	b, err := inventory.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func TestKubeletConfigMapIsClusterWide(t *testing.T) {
-	cfg := testConfig()
-	cm, err := KubeletConfigMap(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := cm.Data[KubeletConfigKey]
-	// containerRuntimeEndpoint is a required field: empty, as kubeadm v1.34
-	// uploads it (the node's instance-config.yaml has the socket).
-	for _, bad := range []string{"containerd.sock", "failCgroupV1", "resolvConf"} {
-		if strings.Contains(kc, bad) {
-			t.Errorf("kubelet-config carries the node-local %s:\n%s", bad, kc)
-		}
-	}
-	if !strings.Contains(kc, "clusterDNS:\n- 10.96.0.10") || cm.Annotations[addons.ComponentConfigHashAnnotation] != addons.ConfigMapChecksum(cm) {
-		t.Errorf("kubelet-config:\n%s\n%v", kc, cm.Annotations)
-	}
-}
-
-func TestBootstrapTokenChoices(t *testing.T) {
-	ctx := context.Background()
-	existing := func(tok string, expires time.Time) *corev1.Secret {
-		tk, _ := bootstraptoken.Parse(tok)
-		s, _ := bootstraptoken.Secret(tk, bootstraptoken.DefaultOptions(), fixedNow)
-		s.Data[bootstrapapi.BootstrapTokenExpirationKey] = []byte(expires.UTC().Format(time.RFC3339))
-		return s
-	}
-	tests := []struct {
-		name      string
-		flag      string
-		live      []*corev1.Secret
-		wantToken string
-		wantOut   string
-		wantErr   string
-	}{
-		{name: "flag, new", flag: testToken, wantToken: testToken, wantOut: "Created bootstrap token abcdef"},
-		{name: "flag, existing", flag: testToken, live: []*corev1.Secret{existing(testToken, fixedNow.Add(time.Hour))}, wantToken: testToken, wantOut: "Using existing bootstrap token abcdef"},
-		{name: "flag, expired", flag: testToken, live: []*corev1.Secret{existing(testToken, fixedNow.Add(-time.Hour))}, wantToken: testToken, wantOut: "Updated bootstrap token abcdef (it had expired"},
-		{name: "flag, another secret", flag: "abcdef.zzzzzzzzzzzzzzzz", live: []*corev1.Secret{existing(testToken, fixedNow.Add(time.Hour))}, wantErr: "already exists with another secret"},
-		{name: "no flag, reuse the longest-lived", live: []*corev1.Secret{existing("aaaaaa.0123456789abcdef", fixedNow.Add(2*time.Hour)), existing("bbbbbb.0123456789abcdef", fixedNow.Add(20*time.Hour)), existing("cccccc.0123456789abcdef", fixedNow.Add(30*time.Minute))},
-			wantToken: "bbbbbb.0123456789abcdef", wantOut: "Using existing bootstrap token bbbbbb"},
-		{name: "no flag, nothing to reuse", live: []*corev1.Secret{existing("cccccc.0123456789abcdef", fixedNow.Add(30*time.Minute))}, wantOut: "Created bootstrap token"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := fake.NewClientset()
-			for _, s := range tc.live {
-				if _, err := c.CoreV1().Secrets("kube-system").Create(ctx, s, metav1.CreateOptions{}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var out bytes.Buffer
-			a := API{Kube: c, Out: workflow.NewPrinter(&out)}
-			tok, err := EnsureToken(ctx, a, tc.flag, time.Hour, fixedNow)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "zzzz") {
-					t.Fatalf("error %v, want %q without the secret", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.wantToken != "" && tok.String() != tc.wantToken {
-				t.Errorf("token %s, want %s", tok, tc.wantToken)
-			}
-			if !strings.Contains(out.String(), tc.wantOut) {
-				t.Errorf("output %q lacks %q", out.String(), tc.wantOut)
-			}
-			if strings.Contains(out.String(), tok.Secret) {
-				t.Errorf("the token's secret is printed: %s", out.String())
-			}
-		})
-	}
 }
 
 func TestUploadCertsReplaces(t *testing.T) {
@@ -771,7 +629,7 @@ func TestConntrackDetection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts, why := KubeProxyOptions(cfg, f, h.Name())
+			opts, why := online.KubeProxyOptions(cfg, f, h.Name())
 			switch {
 			case tc.want == nil && opts.ConntrackMaxPerCore != nil:
 				t.Errorf("maxPerCore %d, want unset", *opts.ConntrackMaxPerCore)
@@ -820,7 +678,7 @@ func TestOnlineSkipPrints(t *testing.T) {
 	d := n.data(t, &out)
 	d.Init.SkipTokenPrint, d.Init.SkipCertificateKeyPrint = true, true
 	d.Cfg.ControlPlaneEndpoint = "lb.example.com:6443"
-	if err := InitRunner().Run(context.Background(), d, online); err != nil {
+	if err := InitRunner().Run(context.Background(), d, onlineOnly); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	for _, secret := range []string{testToken, testCertKey} {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/online"
 )
 
 // withheld replaces a token or key the user asked not to print (kubeadm's
@@ -188,7 +189,7 @@ func runShowJoinCommand(ctx context.Context, d *Data) error {
 		if err != nil {
 			return err
 		}
-		info, err := ReusableToken(ctx, c.CoreV1().Secrets(metav1.NamespaceSystem), d.Clock())
+		info, err := online.ReusableToken(ctx, c.CoreV1().Secrets(metav1.NamespaceSystem), d.Clock())
 		if err != nil {
 			return err
 		}
