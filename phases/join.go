@@ -19,6 +19,7 @@ import (
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/etcd"
 	"github.com/kubeboot/kubeboot/phases/kubelet"
 	"github.com/kubeboot/kubeboot/phases/online"
 	"github.com/kubeboot/kubeboot/phases/pki"
@@ -96,7 +97,7 @@ type JoinState struct {
 	// read from the host (client-go when nil).
 	NewClient func(kubeconfig []byte) (kubernetes.Interface, error)
 	// NewEtcdClient connects to etcd (go.etcd.io/etcd/client/v3 when nil).
-	NewEtcdClient func(endpoints []string, tlsConfig *tls.Config) (EtcdClient, error)
+	NewEtcdClient func(endpoints []string, tlsConfig *tls.Config) (etcd.Client, error)
 	// NewKeys makes the key source once the cluster's encryptionAlgorithm
 	// is known; nil keeps Data.Keys.
 	NewKeys func(inventory.EncryptionAlgorithm) pki.KeySource

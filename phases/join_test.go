@@ -9,12 +9,9 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,6 +30,8 @@ import (
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/discovery"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/etcd"
+	"github.com/kubeboot/kubeboot/phases/etcd/etcdtest"
 	"github.com/kubeboot/kubeboot/phases/kubelet"
 	"github.com/kubeboot/kubeboot/phases/online"
 	"github.com/kubeboot/kubeboot/phases/pki"
@@ -75,7 +74,7 @@ type testCluster struct {
 	ca     []byte
 	pin    string
 	client *fake.Clientset
-	etcd   *fakeEtcd
+	etcd   *etcdtest.Fake
 }
 
 func newTestCluster(t *testing.T) *testCluster {
@@ -122,9 +121,11 @@ func newTestClusterWith(t *testing.T, alg inventory.EncryptionAlgorithm) *testCl
 			Labels:      map[string]string{"component": "etcd", "tier": "control-plane"},
 			Annotations: map[string]string{templates.EtcdClientURLsAnnotation: "https://192.168.10.11:2379"}}},
 	)
+	e := etcdtest.New(etcdtest.Started(1, "cp1", "192.168.10.11"))
+	e.StartedName = "cp2"
 	return &testCluster{
 		cfg: cfg, cp1: cp1, ca: ca, pin: certs.CAPublicKeyHash(caCert), client: client,
-		etcd: &fakeEtcd{members: []*etcdserverpb.Member{{ID: 1, Name: "cp1", PeerURLs: []string{"https://192.168.10.11:2380"}, ClientURLs: []string{"https://192.168.10.11:2379"}}}},
+		etcd: e,
 	}
 }
 
@@ -208,7 +209,7 @@ func (c *testCluster) data(t *testing.T, cfg *inventory.Cluster, h transport.Hos
 		Join: &JoinState{
 			Discover:      c.discover,
 			NewClient:     func([]byte) (kubernetes.Interface, error) { return c.client, nil },
-			NewEtcdClient: func([]string, *tls.Config) (EtcdClient, error) { return c.etcd, nil },
+			NewEtcdClient: func([]string, *tls.Config) (etcd.Client, error) { return c.etcd, nil },
 			NewKeys:       func(alg inventory.EncryptionAlgorithm) pki.KeySource { return certstest.Keys(t, alg) },
 			PollInterval:  time.Millisecond,
 			// unhealthy etcd stops the join this soon
@@ -259,7 +260,7 @@ func TestJoinWorker(t *testing.T) {
 	if !strings.Contains(strings.Join(h.Commands(), "\n"), "systemctl restart kubelet") {
 		t.Errorf("the kubelet was not started: %v", h.Commands())
 	}
-	if c.etcd.calls() != 0 {
+	if c.etcd.Calls() != 0 {
 		t.Errorf("a worker talked to etcd")
 	}
 }
@@ -408,7 +409,7 @@ func TestJoinControlPlane(t *testing.T) {
 			t.Errorf("etcd.yaml lacks %s", want)
 		}
 	}
-	if got := c.etcd.log(); got != "add https://192.168.10.12:2380 learner; promote 2 (not yet); promote 2" {
+	if got := c.etcd.Log(); got != "add https://192.168.10.12:2380 learner; promote 2 (not yet); promote 2" {
 		t.Errorf("etcd calls: %s", got)
 	}
 	node, err := c.client.CoreV1().Nodes().Get(context.Background(), "cp2", metav1.GetOptions{})
@@ -440,7 +441,7 @@ func TestJoinControlPlane(t *testing.T) {
 	// A second run changes nothing: same files, etcd not touched again
 	// (the member exists and is started), the kubelet not restarted.
 	before := h.Snapshot()
-	calls, cmds := c.etcd.calls(), len(h.Commands())
+	calls, cmds := c.etcd.Calls(), len(h.Commands())
 	out.Reset()
 	if err := JoinRunner().Run(context.Background(), c.data(t, c.joinConfig("cp2", "192.168.10.12", true), h, &out), joinAll); err != nil {
 		t.Fatalf("second run: %v\n%s", err, out.String())
@@ -449,7 +450,7 @@ func TestJoinControlPlane(t *testing.T) {
 	if after := h.Snapshot(); after != before {
 		t.Errorf("the second run changed files\n%s", out.String())
 	}
-	if log := c.etcd.logSince(calls); strings.Contains(log, "add") || strings.Contains(log, "promote") {
+	if log := c.etcd.LogSince(calls); strings.Contains(log, "add") || strings.Contains(log, "promote") {
 		t.Errorf("the second run changed etcd: %s", log)
 	}
 	for _, cmd := range h.Commands()[cmds:] {
@@ -518,7 +519,7 @@ func TestJoinRefusals(t *testing.T) {
 				Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}, metav1.CreateOptions{})
 		}, `a Node with name "cp2" and status "Ready" already exists in the cluster: delete it (kubectl delete node cp2) or join under another name (--node-name)`, nil},
 		{"unhealthy etcd", func(c *testCluster, _ *inventory.Cluster, _ *transporttest.Fake) {
-			c.etcd.down = map[string]bool{"https://192.168.10.11:2379": true}
+			c.etcd.Down = map[string]bool{"https://192.168.10.11:2379": true}
 		}, "etcd cluster is not healthy: member cp1 (https://192.168.10.11:2379): connection refused", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -612,84 +613,6 @@ type healthy struct{}
 
 func (healthy) Get(context.Context, string) (int, []byte, error) { return 200, []byte("ok"), nil }
 
-// fakeEtcd is an etcd cluster's membership API. A learner is promoted on
-// the second try (the first finds it not in sync yet) and starts then.
-type fakeEtcd struct {
-	mu       sync.Mutex
-	members  []*etcdserverpb.Member
-	calls_   []string
-	promotes int
-	down     map[string]bool
-}
-
-var _ EtcdClient = (*fakeEtcd)(nil)
-
-func (f *fakeEtcd) record(s string) { f.calls_ = append(f.calls_, s) }
-
-func (f *fakeEtcd) calls() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.calls_) }
-
-func (f *fakeEtcd) log() string { return f.logSince(0) }
-
-func (f *fakeEtcd) logSince(n int) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for _, c := range f.calls_[n:] {
-		if c != "list" && !strings.HasPrefix(c, "status") {
-			out = append(out, c)
-		}
-	}
-	return strings.Join(out, "; ")
-}
-
-func (f *fakeEtcd) MemberList(context.Context, ...clientv3.OpOption) (*clientv3.MemberListResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("list")
-	return &clientv3.MemberListResponse{Members: append([]*etcdserverpb.Member(nil), f.members...)}, nil
-}
-
-func (f *fakeEtcd) MemberAddAsLearner(_ context.Context, peers []string) (*clientv3.MemberAddResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("add " + strings.Join(peers, ",") + " learner")
-	m := &etcdserverpb.Member{ID: uint64(len(f.members) + 1), PeerURLs: peers, IsLearner: true}
-	f.members = append(f.members, m)
-	return &clientv3.MemberAddResponse{Member: m, Members: append([]*etcdserverpb.Member(nil), f.members...)}, nil
-}
-
-func (f *fakeEtcd) MemberPromote(_ context.Context, id uint64) (*clientv3.MemberPromoteResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.promotes++
-	if f.promotes == 1 {
-		f.record(fmt.Sprintf("promote %d (not yet)", id))
-		return nil, errors.New("etcdserver: can only promote a learner member which is in sync with leader")
-	}
-	f.record(fmt.Sprintf("promote %d", id))
-	for _, m := range f.members {
-		if m.ID == id {
-			m.IsLearner = false
-			m.Name = "cp2"
-			host := strings.TrimSuffix(strings.TrimPrefix(m.PeerURLs[0], "https://"), ":2380")
-			m.ClientURLs = []string{"https://" + host + ":2379"}
-		}
-	}
-	return &clientv3.MemberPromoteResponse{}, nil
-}
-
-func (f *fakeEtcd) Status(_ context.Context, ep string) (*clientv3.StatusResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("status " + ep)
-	if f.down[ep] {
-		return nil, errors.New("connection refused")
-	}
-	return &clientv3.StatusResponse{}, nil
-}
-
-func (f *fakeEtcd) Close() error { return nil }
-
 func containsString(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -773,8 +696,8 @@ func TestJoinDryRun(t *testing.T) {
 	if h.Snapshot() != before {
 		t.Errorf("the dry run changed the host")
 	}
-	if c.etcd.calls() != 0 || len(admin.Actions()) != 0 {
-		t.Errorf("the dry run used etcd (%s) or the admin API (%v)", c.etcd.log(), admin.Actions())
+	if c.etcd.Calls() != 0 || len(admin.Actions()) != 0 {
+		t.Errorf("the dry run used etcd (%s) or the admin API (%v)", c.etcd.Log(), admin.Actions())
 	}
 	for _, cmd := range h.Commands() {
 		if strings.Contains(cmd, "restart") {

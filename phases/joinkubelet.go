@@ -24,6 +24,7 @@ import (
 	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/kubelet"
 	"github.com/kubeboot/kubeboot/phases/online"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -246,7 +247,7 @@ func runKubeletWaitBootstrap(ctx context.Context, d *Data) error {
 		if last == nil || wctx.Err() == nil {
 			last = err
 		}
-		if err := sleep(wctx, d.Join.interval()); err != nil {
+		if err := workflow.Sleep(wctx, d.Join.interval()); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

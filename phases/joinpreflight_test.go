@@ -106,7 +106,7 @@ func TestJoinAgain(t *testing.T) {
 			}
 
 			before := h.Snapshot()
-			cmds, etcdCalls := len(h.Commands()), c.etcd.calls()
+			cmds, etcdCalls := len(h.Commands()), c.etcd.Calls()
 			out.Reset()
 			if err := JoinRunner().Run(context.Background(), c.data(t, c.joinConfig("node2", tc.addr, tc.controlPlane), h, &out), joinWithPreflight); err != nil {
 				t.Fatalf("second join: %v\n%s", err, out.String())
@@ -132,7 +132,7 @@ func TestJoinAgain(t *testing.T) {
 					t.Errorf("the second join ran %s", cmd)
 				}
 			}
-			if log := c.etcd.logSince(etcdCalls); log != "" {
+			if log := c.etcd.LogSince(etcdCalls); log != "" {
 				t.Errorf("the second join changed etcd: %s", log)
 			}
 			for _, want := range []string{"The kubelet is running with this configuration; not restarting it", `registered Node "node2"`} {

@@ -272,3 +272,15 @@ func Adapt[From, To any](p *Phase[From], get func(To) From) *Phase[To] {
 	}
 	return q
 }
+
+// Sleep waits d or until ctx ends, for the phases' polling waits.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
