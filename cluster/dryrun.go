@@ -22,6 +22,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -119,7 +120,7 @@ func (a *applier) dryRunPhases(ctx context.Context, hr *hostRun, first bool) err
 		NewExtensionsClient: func(context.Context) (apiextensionsclient.Interface, error) {
 			return apiextensionsfake.NewClientset(), nil
 		},
-		Health: phases.NewHTTPHealthChecker(),
+		Health: controlplane.NewHTTPHealthChecker(),
 		Init:   phases.InitOptions{SkipTokenPrint: true, SkipCertificateKeyPrint: true},
 	}
 	opts := workflow.Options{Only: "prepare"}

@@ -27,6 +27,7 @@ import (
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
@@ -345,7 +346,7 @@ func (o *initOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		Keys:                  certs.NewKeyPool(cfg.EncryptionAlgorithm, nil),
 		NewClient:             o.newClient(host),
 		NewExtensionsClient:   o.newExtensionsClient(host),
-		Health:                phases.NewHTTPHealthChecker(),
+		Health:                controlplane.NewHTTPHealthChecker(),
 		Prepare:               phases.PrepareOptions{Bundle: absPath(o.bundle)},
 		Init: phases.InitOptions{
 			UploadCerts:             o.uploadCerts,

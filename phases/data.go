@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/apiclient"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/phases/prepare"
@@ -49,7 +50,7 @@ type Data struct {
 	NewExtensionsClient func(ctx context.Context) (apiextensionsclient.Interface, error)
 	// Health performs wait-control-plane's health checks; nil uses
 	// NewHTTPHealthChecker (a plain HTTP client from the kubeboot process).
-	Health HealthChecker
+	Health controlplane.HealthChecker
 	// Prepare holds the options of the prepare phase (--bundle).
 	Prepare PrepareOptions
 

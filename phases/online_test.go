@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/online"
 	"github.com/kubeboot/kubeboot/phases/workflow"
@@ -34,7 +34,6 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/certs/copycerts"
 	"github.com/kubeboot/kubeboot/inventory"
-	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -323,8 +322,8 @@ func TestWaitControlPlane(t *testing.T) {
 		wantURL []string
 	}{
 		{name: "healthy", wantURL: []string{"https://192.168.10.11:6443/livez", "https://192.168.10.11:6443/readyz", "https://127.0.0.1:10257/healthz", "https://127.0.0.1:10259/livez", "http://127.0.0.1:2381/readyz"}},
-		{name: "kubelet checked under systemd", systemd: true, wantURL: []string{kubeletHealthz}},
-		{name: "kubelet down", systemd: true, bad: map[string]int{kubeletHealthz: 0},
+		{name: "kubelet checked under systemd", systemd: true, wantURL: []string{controlplane.KubeletHealthz}},
+		{name: "kubelet down", systemd: true, bad: map[string]int{controlplane.KubeletHealthz: 0},
 			wantErr: []string{"kubelet", "not healthy", "journalctl -xeu kubelet"}},
 		{name: "scheduler refuses", bad: map[string]int{"https://127.0.0.1:10259/livez": 0},
 			wantErr: []string{"kube-scheduler (https://127.0.0.1:10259/livez: dial tcp: connect: connection refused)", "systemctl status kubelet", "journalctl -xeu kubelet", "crictl --runtime-endpoint unix:///var/run/containerd/containerd.sock ps -a", "logs CONTAINERID", "for kube-scheduler"}},
@@ -393,51 +392,6 @@ func TestWaitControlPlaneTimeoutsAreSeparate(t *testing.T) {
 	d.Health = &slowHealth{n: 2, calls: map[string]int{}}
 	if err := WaitControlPlanePhase().Run(context.Background(), d); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
-	}
-}
-
-func TestControlPlaneHealthChecksFollowTheConfig(t *testing.T) {
-	cfg := testConfig()
-	cfg.Node.AdvertiseAddress = "fd00::11"
-	cfg.ControllerManager.ExtraArgs = map[string]string{"bind-address": "0.0.0.0", "secure-port": "20257"}
-	cfg.Scheduler.ExtraArgs = map[string]string{"bind-address": "fd00::11"}
-	cfg.Etcd.Local.ExtraArgs = map[string]string{"listen-metrics-urls": "http://[::]:2391"}
-	var got []string
-	for _, c := range ControlPlaneHealthChecks(cfg) {
-		got = append(got, c.Component+" "+c.URL)
-	}
-	want := "kube-apiserver https://[fd00::11]:6443/livez,kube-apiserver https://[fd00::11]:6443/readyz,kube-controller-manager https://127.0.0.1:20257/healthz,kube-scheduler https://[fd00::11]:10259/livez,etcd http://[::1]:2391/readyz"
-	if strings.Join(got, ",") != want {
-		t.Errorf("checks\n got %s\nwant %s", strings.Join(got, ","), want)
-	}
-	// An IPv6 node with the default static pods: the controller-manager and
-	// scheduler still bind (and are probed on) 127.0.0.1, etcd's metrics
-	// listen on ::1.
-	cfg.ControllerManager.ExtraArgs = nil
-	cfg.Scheduler.ExtraArgs = map[string]string{"bind-address": "::"}
-	cfg.Etcd.Local.ExtraArgs = nil
-	got = nil
-	for _, c := range ControlPlaneHealthChecks(cfg) {
-		got = append(got, c.Component+" "+c.URL)
-	}
-	want = "kube-apiserver https://[fd00::11]:6443/livez,kube-apiserver https://[fd00::11]:6443/readyz,kube-controller-manager https://127.0.0.1:10257/healthz,kube-scheduler https://[::1]:10259/livez,etcd http://[::1]:2381/readyz"
-	if strings.Join(got, ",") != want {
-		t.Errorf("IPv6 defaults\n got %s\nwant %s", strings.Join(got, ","), want)
-	}
-	// The check asks where the static pod's own probe asks.
-	kcm, err := templates.ControllerManagerPod(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	probe := kcm.Spec.Containers[0].LivenessProbe.HTTPGet
-	if u := "https://" + net.JoinHostPort(probe.Host, "10257") + probe.Path; ControlPlaneHealthChecks(cfg)[2].URL != u {
-		t.Errorf("kube-controller-manager is checked at %s, its probe asks %s", ControlPlaneHealthChecks(cfg)[2].URL, u)
-	}
-	cfg.Etcd = inventory.Etcd{External: &inventory.ExternalEtcd{Endpoints: []string{"https://10.0.0.5:2379"}}}
-	for _, c := range ControlPlaneHealthChecks(cfg) {
-		if c.Component == "etcd" {
-			t.Errorf("external etcd is checked: %v", c)
-		}
 	}
 }
 

@@ -1,7 +1,9 @@
 // Package controlplane writes a control plane's static Pod manifests
 // (kube-apiserver, kube-controller-manager, kube-scheduler, local etcd) as
 // kubeadm's control-plane and etcd phases do, from the templates, leaving an
-// up-to-date one untouched.
+// up-to-date one untouched, and waits until the kubelet and every component
+// answer their health endpoints (wait-control-plane; renewal and HA joins
+// wait the same way).
 package controlplane
 
 import (
