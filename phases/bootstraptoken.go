@@ -34,12 +34,21 @@ func runBootstrapToken(ctx context.Context, d *Data) error {
 	if !d.Init.SkipTokenPrint {
 		d.Out.Printf("bootstrap-token", "Using token: %s", tok)
 	}
-	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
-	ca, ok := d.pki().CACertFile(caPath)
-	if !ok {
-		if ca, err = d.Host.ReadFile(ctx, caPath); err != nil {
-			return fmt.Errorf("read %s on %s: %w (run the certs phase first)", caPath, d.Host.Name(), err)
-		}
+	ca, caPath, err := d.clusterCA(ctx)
+	if err != nil {
+		return err
 	}
 	return online.ConfigureBootstrap(ctx, a, tok, inventory.ControlPlaneEndpoint(d.Cfg), ca, caPath)
+}
+
+// clusterCA is ca.crt as this run wrote or read it, else read from the host.
+func (d *Data) clusterCA(ctx context.Context) (ca []byte, file string, err error) {
+	file = path.Join(d.Cfg.CertificatesDir, "ca.crt")
+	if ca, ok := d.pki().CACertFile(file); ok {
+		return ca, file, nil
+	}
+	if ca, err = d.Host.ReadFile(ctx, file); err != nil {
+		return nil, file, fmt.Errorf("read %s on %s: %w (run the certs phase first)", file, d.Host.Name(), err)
+	}
+	return ca, file, nil
 }

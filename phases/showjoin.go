@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/url"
-	"path"
 	"strings"
 	"text/template"
 
@@ -198,13 +197,9 @@ func runShowJoinCommand(ctx context.Context, d *Data) error {
 		}
 		d.Init.Token = info.Token.String()
 	}
-	caPath := path.Join(d.Cfg.CertificatesDir, "ca.crt")
-	b, ok := d.pki().CACertFile(caPath)
-	if !ok {
-		var err error
-		if b, err = d.Host.ReadFile(ctx, caPath); err != nil {
-			return fmt.Errorf("read %s on %s: %w", caPath, d.Host.Name(), err)
-		}
+	b, caPath, err := d.clusterCA(ctx)
+	if err != nil {
+		return err
 	}
 	cas, err := certutil.ParseCertsPEM(b)
 	if err != nil {
