@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeboot/kubeboot/inventory/inventorytest"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/test/golden"
 
@@ -25,12 +26,7 @@ import (
 // fixedNow keeps certificates and output reproducible.
 var fixedNow = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
-func testConfig() *inventory.Cluster {
-	cfg := inventory.Default()
-	cfg.Node.Name = "cp1"
-	cfg.Node.AdvertiseAddress = "192.168.10.11"
-	return cfg
-}
+func testConfig() *inventory.Cluster { return inventorytest.CP1() }
 
 // fakeNode is a host that looks like a cgroup v2 machine with systemd as
 // PID 1, whose systemctl calls are recorded.

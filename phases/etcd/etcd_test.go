@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/certs/certstest"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/inventory/inventorytest"
 	"github.com/kubeboot/kubeboot/phases/etcd"
 	"github.com/kubeboot/kubeboot/phases/etcd/etcdtest"
 	"github.com/kubeboot/kubeboot/phases/pki"
@@ -28,8 +29,7 @@ import (
 // healthcheck-client certificate, written by package pki.
 func node(t *testing.T) (*transporttest.Fake, *inventory.Cluster) {
 	t.Helper()
-	cfg := inventory.Default()
-	cfg.Node.Name, cfg.Node.AdvertiseAddress = "cp2", "192.168.10.12"
+	cfg := inventorytest.Node("cp2", "192.168.10.12")
 	h := transporttest.New("cp2")
 	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 	d := &pki.Data{Host: h, Cfg: cfg, Out: workflow.NewPrinter(&bytes.Buffer{}), Now: func() time.Time { return now },

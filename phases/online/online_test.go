@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/inventory/inventorytest"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates/addons"
 	"github.com/kubeboot/kubeboot/test/golden"
@@ -26,12 +27,7 @@ var fixedNow = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
 const testToken = "abcdef.0123456789abcdef"
 
-func testConfig() *inventory.Cluster {
-	cfg := inventory.Default()
-	cfg.Node.Name = "cp1"
-	cfg.Node.AdvertiseAddress = "192.168.10.11"
-	return cfg
-}
+func testConfig() *inventory.Cluster { return inventorytest.CP1() }
 
 func TestClusterConfigFromConfigMap(t *testing.T) {
 	cfg := testConfig()

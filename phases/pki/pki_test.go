@@ -11,14 +11,13 @@ import (
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/certs/certstest"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/inventory/inventorytest"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
 
 func testData(t *testing.T, h *transporttest.Fake, out *bytes.Buffer) *Data {
-	cfg := inventory.Default()
-	cfg.Node.Name = "cp1"
-	cfg.Node.AdvertiseAddress = "192.168.10.11"
+	cfg := inventorytest.CP1()
 	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 	return &Data{Host: h, Cfg: cfg, Out: workflow.NewPrinter(out), Now: func() time.Time { return now },
 		Keys: certstest.Keys(t, cfg.EncryptionAlgorithm)}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubeboot/kubeboot/inventory/inventorytest"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/phases/workflow"
@@ -36,12 +37,7 @@ func prepareRunData(cfg *inventory.Cluster, h transport.Host, out *bytes.Buffer,
 }
 
 // prepTestConfig is node cp1 at 192.168.10.11.
-func prepTestConfig() *inventory.Cluster {
-	cfg := inventory.Default()
-	cfg.Node.Name = "cp1"
-	cfg.Node.AdvertiseAddress = "192.168.10.11"
-	return cfg
-}
+func prepTestConfig() *inventory.Cluster { return inventorytest.CP1() }
 
 // TestPrepareFromBundle: a bare Debian node with systemd, cgroup v1, no
 // CAP_SYS_RESOURCE and no modprobe (the nspawn machines' conditions) gets
