@@ -1,26 +1,43 @@
 package cmd
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubeboot/kubeboot/certs/copycerts"
+	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
+	"github.com/kubeboot/kubeboot/phases/pki"
+	"github.com/kubeboot/kubeboot/phases/workflow"
+	"github.com/kubeboot/kubeboot/transport"
 )
 
-// newCertsCommand is `kubeboot certs`; for now kubeadm's certificate-key.
+// newCertsCommand is `kubeboot certs`: certificate-key, check-expiration
+// and renew, as kubeadm's.
 func newCertsCommand(out io.Writer) *cobra.Command {
+	return newCertsCommandOn(out, nil)
+}
+
+// newCertsCommandOn runs the commands on host (the local machine when nil).
+func newCertsCommandOn(out io.Writer, host transport.Host) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "certs",
-		Short: "Generate the certificate key that seals the control-plane certificates for joining control planes",
-		Long: `Certificate commands. Today there is one: certificate-key, the key that
-'kubeboot init --upload-certs' seals the shared control-plane certificates with
-(the kubeadm-certs Secret) and 'kubeboot join --control-plane' opens them with.
+		Short: "Check, renew and seal the control plane's certificates",
+		Long: `Certificate commands:
+
+  check-expiration  when each certificate and CA of this node expires (kubeadm's table; -o json|yaml)
+  renew NAME|all    renew certificates with their CA, then restart the static Pods that use them
+  certificate-key   the key 'kubeboot init --upload-certs' seals the shared certificates with
 
 The certificates themselves are made by 'kubeboot init phase certs' (all, or one:
-ca, apiserver, etcd-server, ...); checking their expiry and renewing them are not
-built yet.`,
+ca, apiserver, etcd-server, ...).`,
 	}
 	c.AddCommand(&cobra.Command{
 		Use:   "certificate-key",
@@ -38,5 +55,177 @@ The key encrypts the control-plane certificates in the kubeadm-certs Secret; kee
 			return nil
 		},
 	})
+	c.AddCommand(newCheckExpirationCommand(out, host), newRenewCommand(out, host))
+	return c
+}
+
+// certsOptions are the flags the certs commands share.
+type certsOptions struct {
+	configPath string
+	certDir    string
+	host       transport.Host
+}
+
+func (o *certsOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.configPath, "config", "", "Path to the kubeboot configuration file (kind: Cluster) the node was set up with; without it the defaults and the API server's manifest")
+	fs.StringVar(&o.certDir, "cert-dir", inventory.DefaultCertificatesDir, "The path where the certificates are stored")
+}
+
+// load is the node and its configuration: --config (with --cert-dir
+// agreeing), else the defaults with --cert-dir; the advertise address and
+// port come from the API server's manifest when the file does not set them.
+func (o *certsOptions) load(ctx context.Context, fs *pflag.FlagSet) (transport.Host, *inventory.Cluster, error) {
+	h := o.host
+	if h == nil {
+		h = transport.NewLocal()
+	}
+	b := flagBinding{fs: fs, flags: []fieldFlag{
+		stringField("cert-dir", "certificatesDir", func(c *inventory.Cluster) *string { return &c.CertificatesDir }, &o.certDir),
+	}}
+	var cfg *inventory.Cluster
+	if o.configPath != "" {
+		var err error
+		if cfg, err = inventory.Load(o.configPath); err != nil {
+			return nil, nil, err
+		}
+		if err := b.merge(cfg, o.configPath); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		cfg = inventory.Default()
+		b.setGiven(cfg)
+	}
+	if cfg.Node.AdvertiseAddress == "" {
+		addr, port, ok, err := controlplane.AdvertisedEndpoint(ctx, h)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			cfg.Node.AdvertiseAddress, cfg.Node.BindPort = addr, port
+		}
+	}
+	return h, cfg, nil
+}
+
+func newCheckExpirationCommand(out io.Writer, host transport.Host) *cobra.Command {
+	o := &certsOptions{host: host}
+	var output string
+	c := &cobra.Command{
+		Use:   "check-expiration",
+		Short: "Check certificates expiration for a Kubernetes cluster",
+		Long: `Checks expiration for the certificates in the local PKI managed by kubeboot:
+every leaf certificate, the client certificates of admin.conf, super-admin.conf,
+controller-manager.conf and scheduler.conf, and the CAs. A CA whose key is not on
+the node is externally managed, and so is what it signs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" && output != "yaml" {
+				return fmt.Errorf("-o/--output %q: want text, json or yaml", output)
+			}
+			h, cfg, err := o.load(cmd.Context(), cmd.Flags())
+			if err != nil {
+				return err
+			}
+			info, err := pki.Expiration(cmd.Context(), &pki.Data{Host: h, Cfg: cfg, Out: workflow.NewPrinter(io.Discard)})
+			if err != nil {
+				return err
+			}
+			switch output {
+			case "json":
+				b, err := json.MarshalIndent(info, "", "    ")
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(out, "%s\n", b)
+				return err
+			case "yaml":
+				b, err := yaml.Marshal(info)
+				if err != nil {
+					return err
+				}
+				_, err = out.Write(b)
+				return err
+			}
+			if len(info.Certificates) == 0 {
+				fmt.Fprintf(out, "No control-plane certificates under %s on %s (not a control plane?)\n", cfg.CertificatesDir, h.Name())
+				return nil
+			}
+			return pki.WriteExpirationTable(out, info)
+		},
+	}
+	o.addFlags(c.Flags())
+	c.Flags().StringVarP(&output, "output", "o", "text", "Output format: text, json or yaml")
+	return c
+}
+
+// restartOrder is the order renew restarts the static Pods in: etcd
+// first, so the API server finds it, then the API server, then its clients.
+var restartOrder = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+func newRenewCommand(out io.Writer, host transport.Host) *cobra.Command {
+	o := &certsOptions{host: host}
+	restart := true
+	names := []string{"all"}
+	for _, r := range pki.Renewables(inventory.Default()) {
+		names = append(names, r.Name)
+	}
+	c := &cobra.Command{
+		Use:   "renew NAME|all...",
+		Short: "Renew certificates for a Kubernetes cluster, and restart what uses them",
+		Long: `Renew certificates with their CA: the same key, subject, SANs and usages, a new
+serial number and a new validity (certificateValidityPeriod, never beyond the CA's).
+Names: ` + strings.Join(names, ", ") + `.
+
+Unlike kubeadm, renew then restarts the static Pods that read the renewed files, one
+at a time (etcd, kube-apiserver, kube-controller-manager, kube-scheduler): each
+manifest moves out of /etc/kubernetes/manifests until the component stops, moves
+back, and renew waits until the component is healthy again. --restart=false leaves
+that to you. CAs are not renewed: that re-issues everything they signed.`,
+		ValidArgs: names,
+		Args:      cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			h, cfg, err := o.load(ctx, cmd.Flags())
+			if err != nil {
+				return err
+			}
+			p := workflow.NewPrinter(out)
+			done, err := pki.Renew(ctx, &pki.Data{Host: h, Cfg: cfg, Out: p}, args)
+			if err != nil {
+				return err
+			}
+			affected := map[string]bool{}
+			for _, r := range done {
+				for _, c := range r.Components {
+					affected[c] = true
+				}
+			}
+			if !restart {
+				var list []string
+				for _, c := range restartOrder {
+					if affected[c] {
+						list = append(list, c)
+					}
+				}
+				if len(list) > 0 {
+					p.Printf("renew", "Not restarting %s (--restart=false): they use the old certificates until restarted", strings.Join(list, ", "))
+				}
+				return nil
+			}
+			w := controlplane.Wait{Health: controlplane.NewHTTPHealthChecker(), Out: p, Host: h.Name()}
+			for _, c := range restartOrder {
+				if !affected[c] {
+					continue
+				}
+				if _, err := w.Restart(ctx, h, cfg, c); err != nil {
+					return err
+				}
+			}
+			p.Printf("renew", "Done: %d certificate(s) renewed", len(done))
+			return nil
+		},
+	}
+	o.addFlags(c.Flags())
+	c.Flags().BoolVar(&restart, "restart", true, "Restart the static Pods that use the renewed certificates, one at a time, waiting until each is healthy")
 	return c
 }

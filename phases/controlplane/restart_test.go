@@ -1,0 +1,99 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/inventory/inventorytest"
+	"github.com/kubeboot/kubeboot/phases/workflow"
+	"github.com/kubeboot/kubeboot/transport/transporttest"
+)
+
+// kubelet stands in for the kubelet and the component's process: the
+// component answers while its manifest is in place, unless stuck (it never
+// stops) or gone (never runs). It records the answers it gave.
+type kubelet struct {
+	h     *transporttest.Fake
+	stuck bool
+	gone  bool
+	mu    sync.Mutex
+	seen  []string
+}
+
+func (k *kubelet) Get(_ context.Context, u string) (int, []byte, error) {
+	_, _, in := k.h.File(inventory.ManifestPath("kube-scheduler"))
+	up := !k.gone && (in || k.stuck)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if n := len(k.seen); n == 0 || k.seen[n-1] != map[bool]string{true: "up", false: "down"}[up] {
+		k.seen = append(k.seen, map[bool]string{true: "up", false: "down"}[up])
+	}
+	if !up {
+		return 0, nil, errors.New("connection refused")
+	}
+	return 200, []byte("ok"), nil
+}
+
+func TestRestart(t *testing.T) {
+	ctx := context.Background()
+	cfg := inventorytest.CP1()
+	cfg.Timeouts.ControlPlaneComponentHealthCheck.Duration = 1200 * time.Millisecond
+	manifest := inventory.ManifestPath("kube-scheduler")
+	pod := []byte("apiVersion: v1\nkind: Pod\n")
+	for _, tc := range []struct {
+		name          string
+		stuck, gone   bool
+		want          string
+		wantRestarted bool
+		wantSeen      string
+	}{
+		{name: "restarts", wantRestarted: true, want: "kube-scheduler is healthy again", wantSeen: "up,down,up"},
+		{name: "does not stop", stuck: true, wantRestarted: true, want: "did not stop within 1.2s", wantSeen: "up"},
+		{name: "not running", gone: true, want: "not running, so not restarted", wantSeen: "down"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := transporttest.New("cp1")
+			h.SetFile(manifest, pod, 0o600)
+			k := &kubelet{h: h, stuck: tc.stuck, gone: tc.gone}
+			var out bytes.Buffer
+			w := Wait{Health: k, Out: workflow.NewPrinter(&out), Host: "cp1"}
+			restarted, err := w.Restart(ctx, h, cfg, "kube-scheduler")
+			msg := out.String()
+			if err != nil {
+				msg += err.Error()
+			}
+			if restarted != tc.wantRestarted || !strings.Contains(msg, tc.want) || strings.Join(k.seen, ",") != tc.wantSeen {
+				t.Errorf("restarted %v, answers %v, output:\n%s", restarted, k.seen, msg)
+			}
+			// The manifest is back, as it was, and the copy gone.
+			if b, mode, ok := h.File(manifest); !ok || !bytes.Equal(b, pod) || mode != 0o600 {
+				t.Errorf("manifest after the restart: %v %o %q", ok, mode, b)
+			}
+			if _, _, ok := h.File(RestartDir + "/kube-scheduler.yaml"); ok {
+				t.Errorf("the copy is left in %s", RestartDir)
+			}
+		})
+	}
+	// No manifest: nothing to restart.
+	if restarted, err := (Wait{Health: &kubelet{h: transporttest.New("w1")}}).Restart(ctx, transporttest.New("w1"), cfg, "etcd"); restarted || err != nil {
+		t.Errorf("no manifest: %v %v", restarted, err)
+	}
+}
+
+func TestAdvertisedEndpoint(t *testing.T) {
+	ctx := context.Background()
+	h := transporttest.New("cp1")
+	if _, _, ok, err := AdvertisedEndpoint(ctx, h); ok || err != nil {
+		t.Errorf("no manifest: %v %v", ok, err)
+	}
+	h.SetFile(inventory.ManifestPath("kube-apiserver"), []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: '[fd00::11]:6443'\n"), 0o600)
+	if a, p, ok, err := AdvertisedEndpoint(ctx, h); a != "fd00::11" || p != 6443 || !ok || err != nil {
+		t.Errorf("got %q %d %v %v", a, p, ok, err)
+	}
+}
