@@ -194,6 +194,9 @@ that to you. CAs are not renewed: that re-issues everything they signed.`,
 			if err != nil {
 				return err
 			}
+			if len(done) == 0 {
+				return fmt.Errorf("no certificates to renew under %s and %s on %s: not a control plane? (--cert-dir, --config)", cfg.CertificatesDir, inventory.KubernetesDir, h.Name())
+			}
 			affected := map[string]bool{}
 			for _, r := range done {
 				for _, c := range r.Components {

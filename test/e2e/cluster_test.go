@@ -268,6 +268,12 @@ func TestTwoNodeCluster(t *testing.T) {
 		checkReinit(ctx, t, k, cp, initCmd, logDir)
 		return nil
 	})
+
+	// 9. Certificate renewal that the running components use.
+	_ = st.run("kubeboot certs renew all (m1)", func() error {
+		checkRenewal(ctx, t, k, cp, logDir, st)
+		return nil
+	})
 }
 
 // parallel runs f on every node at once and joins the errors.

@@ -1,0 +1,217 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// servedCerts are the serial numbers the control plane's components serve
+// or present, read over TLS from inside the machine (the controller-manager
+// and the scheduler listen on its loopback): what a client sees, not the
+// files.
+func servedCerts(ctx context.Context, cp *node) (map[string]string, error) {
+	ip := cp.m.IP.String()
+	targets := map[string]string{
+		"kube-apiserver":          net.JoinHostPort(ip, "6443"),
+		"kube-controller-manager": "127.0.0.1:10257",
+		"kube-scheduler":          "127.0.0.1:10259",
+		"etcd (client)":           net.JoinHostPort(ip, "2379"),
+		"etcd (peer)":             net.JoinHostPort(ip, "2380"),
+	}
+	out := map[string]string{}
+	for what, addr := range targets {
+		conn, err := cp.h.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s at %s: %w", what, addr, err)
+		}
+		var serial string
+		// etcd asks for a client certificate and hangs up without one:
+		// the server's certificate is seen before that.
+		c := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) > 0 {
+				if cert, err := x509.ParseCertificate(raw[0]); err == nil {
+					serial = cert.SerialNumber.Text(16)
+				}
+			}
+			return nil
+		}})
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = c.HandshakeContext(ctx)
+		c.Close()
+		if serial == "" {
+			return nil, fmt.Errorf("%s at %s presented no certificate", what, addr)
+		}
+		out[what] = serial
+	}
+	return out, nil
+}
+
+type expirationInfo struct {
+	Certificates []struct {
+		Name           string    `json:"name"`
+		ExpirationDate time.Time `json:"expirationDate"`
+		Missing        bool      `json:"missing"`
+	} `json:"certificates"`
+}
+
+func checkExpiration(ctx context.Context, cp *node, logDir, log string) (map[string]time.Time, error) {
+	out, err := cp.run(ctx, logDir, log, kubebootPath, "certs", "check-expiration", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var info expirationInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		return nil, fmt.Errorf("check-expiration -o json: %w\n%s", err, out)
+	}
+	m := map[string]time.Time{}
+	for _, c := range info.Certificates {
+		if !c.Missing {
+			m[c.Name] = c.ExpirationDate
+		}
+	}
+	return m, nil
+}
+
+// checkRenewal: `kubeboot certs renew all` on the control plane renews
+// every certificate and restarts what uses them, so the components serve
+// new ones, while kubectl with admin.conf keeps working but for the API
+// server's own restart; then a certificate made to expire within minutes
+// is reported and renewed.
+func checkRenewal(ctx context.Context, t *testing.T, k *kubectl, cp *node, logDir string, st *stages) {
+	before, err := servedCerts(ctx, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expBefore, err := checkExpiration(ctx, cp, logDir, "check-expiration-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// kubectl get nodes every 250ms during the renewal.
+	var mu sync.Mutex
+	var longest time.Duration
+	fails, oks := 0, 0
+	pctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		last := time.Now()
+		for pctx.Err() == nil {
+			var l corev1.NodeList
+			rctx, cancel := context.WithTimeout(pctx, 5*time.Second)
+			err := k.get(rctx, &l, "nodes")
+			cancel()
+			now := time.Now()
+			mu.Lock()
+			if err == nil {
+				oks++
+				if gap := now.Sub(last); gap > longest {
+					longest = gap
+				}
+				last = now
+			} else if pctx.Err() == nil {
+				fails++
+			}
+			mu.Unlock()
+			select {
+			case <-pctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	start := time.Now()
+	out, err := cp.run(ctx, logDir, "certs-renew", kubebootPath, "certs", "renew", "all")
+	took := time.Since(start)
+	// Once renew is done the API must answer again at once.
+	if err == nil {
+		err = eventually(ctx, 30*time.Second, 250*time.Millisecond, func() error {
+			var l corev1.NodeList
+			return k.get(ctx, &l, "nodes")
+		})
+	}
+	stop()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("FAIL certs renew all: %v\n%s", err, tailString(out, 30))
+	}
+	st.note("certs renew all (m1): %s; kubectl get nodes: %d ok, %d failed, longest gap %s", took.Round(100*time.Millisecond), oks, fails, longest.Round(100*time.Millisecond))
+
+	after, err := servedCerts(ctx, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var same []string
+	for what, s := range before {
+		if after[what] == s {
+			same = append(same, what)
+		}
+	}
+	if len(same) > 0 {
+		t.Errorf("FAIL after certs renew all, still served: %v (before %v, after %v)", same, before, after)
+	} else {
+		t.Logf("PASS certs renew all: new serials served by %d endpoints (%v -> %v); kubectl get nodes longest gap %s", len(after), before, after, longest.Round(100*time.Millisecond))
+	}
+	expAfter, err := checkExpiration(ctx, cp, logDir, "check-expiration-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notRenewed []string
+	for name, e := range expBefore {
+		if !expAfter[name].After(e) {
+			notRenewed = append(notRenewed, name)
+		}
+	}
+	if len(notRenewed) > 0 || len(expAfter) != len(expBefore) {
+		t.Errorf("FAIL check-expiration after renew: not later for %v (%d before, %d after)", notRenewed, len(expBefore), len(expAfter))
+	} else {
+		t.Logf("PASS check-expiration after renew: all %d certificates expire later", len(expAfter))
+	}
+
+	// A certificate that expires in two minutes (renewed with a short
+	// certificateValidityPeriod, no restart) is reported, and renew fixes it.
+	short := "apiVersion: kubeboot.io/v1alpha1\nkind: Cluster\ncertificateValidityPeriod: 2m\n"
+	if err := cp.h.WriteFile(ctx, "/root/short-validity.yaml", []byte(short), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cp.run(ctx, logDir, "certs-renew-short", kubebootPath, "certs", "renew", "front-proxy-client", "--config", "/root/short-validity.yaml", "--restart=false"); err != nil {
+		t.Fatalf("renew with a 2m validity: %v\n%s", err, out)
+	}
+	table, err := cp.run(ctx, logDir, "check-expiration-3", kubebootPath, "certs", "check-expiration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := ""
+	for _, l := range strings.Split(table, "\n") {
+		if strings.HasPrefix(l, "front-proxy-client ") {
+			line = l
+		}
+	}
+	if f := strings.Fields(line); len(f) < 7 || !strings.HasSuffix(f[6], "m") && !strings.HasSuffix(f[6], "s") {
+		t.Errorf("FAIL check-expiration does not show front-proxy-client expiring within minutes: %q", line)
+	}
+	if out, err := cp.run(ctx, logDir, "certs-renew-fix", kubebootPath, "certs", "renew", "front-proxy-client"); err != nil {
+		t.Fatalf("renew front-proxy-client: %v\n%s", err, out)
+	}
+	exp, err := checkExpiration(ctx, cp, logDir, "check-expiration-4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(exp["front-proxy-client"]); left < 300*24*time.Hour {
+		t.Errorf("FAIL front-proxy-client after the fix expires in %s", left)
+	} else {
+		t.Logf("PASS a front-proxy-client renewed to expire in 2m is shown (%q) and renewed again (%s left)", strings.Join(strings.Fields(line), " "), left.Round(time.Hour))
+	}
+}
