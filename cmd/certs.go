@@ -146,8 +146,8 @@ the node is externally managed, and so is what it signs.`,
 				_, err = out.Write(b)
 				return err
 			}
-			if len(info.Certificates) == 0 {
-				fmt.Fprintf(out, "No control-plane certificates under %s on %s (not a control plane?)\n", cfg.CertificatesDir, h.Name())
+			if len(info.Certificates) == 0 && info.KubeletClientCertificate == nil {
+				fmt.Fprintf(out, "No certificates under %s and no kubelet client certificate on %s (not a node?)\n", cfg.CertificatesDir, h.Name())
 				return nil
 			}
 			return pki.WriteExpirationTable(out, info)

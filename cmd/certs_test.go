@@ -74,7 +74,7 @@ func TestCertsCommands(t *testing.T) {
 		t.Errorf("renew ca: %v", err)
 	}
 
-	if out, err := runCerts(t, transporttest.New("w1"), "check-expiration"); err != nil || !strings.Contains(out, "No control-plane certificates under /etc/kubernetes/pki on w1") {
+	if out, err := runCerts(t, transporttest.New("w1"), "check-expiration"); err != nil || !strings.Contains(out, "No certificates under /etc/kubernetes/pki and no kubelet client certificate on w1") {
 		t.Errorf("a worker: %v\n%s", err, out)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/kubelet"
 )
 
 // Renewable is one certificate `certs check-expiration` lists and `certs
@@ -80,6 +81,10 @@ type ExpirationInfo struct {
 	APIVersion             string   `json:"apiVersion"`
 	Certificates           []Expiry `json:"certificates"`
 	CertificateAuthorities []Expiry `json:"certificateAuthorities"`
+	// KubeletClientCertificate is the kubelet's own client certificate
+	// (kubelet-client-current.pem, which the kubelet rotates), when the
+	// node has one: kubeboot's addition to kubeadm's list.
+	KubeletClientCertificate *Expiry `json:"kubeletClientCertificate,omitempty"`
 }
 
 // Expiration reads every CA and Renewable of cfg on d.Host. A CA whose key
@@ -128,6 +133,12 @@ func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 			e.ExpirationDate, e.ResidualTime = cert.NotAfter.UTC(), cert.NotAfter.Sub(now)
 		}
 		info.Certificates = append(info.Certificates, e)
+	}
+	pem := kubelet.ClientCertPath(d.Cfg.Node)
+	if c, err := readCert(ctx, d, pem); err != nil {
+		return info, err
+	} else if c != nil {
+		info.KubeletClientCertificate = &Expiry{Name: pem, CAName: "ca", ExpirationDate: c.NotAfter.UTC(), ResidualTime: c.NotAfter.Sub(now), ExternallyManaged: external["ca"]}
 	}
 	sort.Slice(info.CertificateAuthorities, func(i, j int) bool {
 		return info.CertificateAuthorities[i].Name < info.CertificateAuthorities[j].Name
@@ -308,7 +319,8 @@ func (r Renewable) write(ctx context.Context, d *Data, cert *x509.Certificate) e
 
 // WriteExpirationTable prints info as kubeadm's check-expiration does: the
 // certificates, then the CAs, residual times as "364d" or "9y" ("<invalid>"
-// once expired), missing files as "!MISSING! name".
+// once expired), missing files as "!MISSING! name"; then the kubelet's own
+// client certificate. A worker gets only that.
 func WriteExpirationTable(w io.Writer, info ExpirationInfo) error {
 	const date = "Jan 02, 2006 15:04 MST"
 	yesNo := func(b bool) string {
@@ -318,6 +330,13 @@ func WriteExpirationTable(w io.Writer, info ExpirationInfo) error {
 		return "no"
 	}
 	tw := tabwriter.NewWriter(w, 10, 4, 3, ' ', 0)
+	if len(info.Certificates)+len(info.CertificateAuthorities) == 0 {
+		if e := info.KubeletClientCertificate; e != nil {
+			fmt.Fprintln(tw, "KUBELET CLIENT CERTIFICATE (ROTATED BY THE KUBELET)\tEXPIRES\tRESIDUAL TIME\t")
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\n", e.Name, e.ExpirationDate.Format(date), duration.ShortHumanDuration(e.ResidualTime))
+		}
+		return tw.Flush()
+	}
 	fmt.Fprintln(tw, "CERTIFICATE\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tEXTERNALLY MANAGED")
 	for _, e := range info.Certificates {
 		if e.Missing {
@@ -335,6 +354,11 @@ func WriteExpirationTable(w io.Writer, info ExpirationInfo) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%-8v\n", e.Name, e.ExpirationDate.Format(date), duration.ShortHumanDuration(e.ResidualTime), yesNo(e.ExternallyManaged))
 	}
+	if e := info.KubeletClientCertificate; e != nil {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "KUBELET CLIENT CERTIFICATE (ROTATED BY THE KUBELET)\tEXPIRES\tRESIDUAL TIME\t")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", e.Name, e.ExpirationDate.Format(date), duration.ShortHumanDuration(e.ResidualTime))
+	}
 	return tw.Flush()
 }
 
@@ -342,7 +366,11 @@ func WriteExpirationTable(w io.Writer, info ExpirationInfo) error {
 // d (or have expired).
 func ExpiringWithin(info ExpirationInfo, d time.Duration) []Expiry {
 	var out []Expiry
-	for _, e := range append(append([]Expiry(nil), info.Certificates...), info.CertificateAuthorities...) {
+	all := append(append([]Expiry(nil), info.Certificates...), info.CertificateAuthorities...)
+	if info.KubeletClientCertificate != nil {
+		all = append(all, *info.KubeletClientCertificate)
+	}
+	for _, e := range all {
 		if !e.Missing && e.ResidualTime < d {
 			out = append(out, e)
 		}

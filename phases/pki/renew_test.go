@@ -72,10 +72,28 @@ func TestExpiration(t *testing.T) {
 		t.Errorf("the missing file is not shown:\n%s", table.String())
 	}
 
-	// A worker has none of these files.
-	info, err = Expiration(ctx, testData(t, transporttest.New("w1"), &out))
-	if err != nil || len(info.Certificates) != 0 || len(info.CertificateAuthorities) != 0 {
-		t.Errorf("a worker: %v, %+v", err, info)
+	// A worker has none of these files, only the kubelet's (here a
+	// stand-in: a client certificate with its key, as the kubelet writes).
+	w := transporttest.New("w1")
+	crt, _, _ := h.File(path.Join(d.Cfg.CertificatesDir, "apiserver-kubelet-client.crt"))
+	key, _, _ := h.File(path.Join(d.Cfg.CertificatesDir, "apiserver-kubelet-client.key"))
+	w.SetFile("/var/lib/kubelet/pki/kubelet-client-current.pem", append(append([]byte(nil), crt...), key...), 0o600)
+	wd := testData(t, w, &out)
+	wd.Now = d.Now
+	info, err = Expiration(ctx, wd)
+	if err != nil || len(info.Certificates) != 0 || len(info.CertificateAuthorities) != 0 || info.KubeletClientCertificate == nil {
+		t.Fatalf("a worker: %v, %+v", err, info)
+	}
+	table.Reset()
+	if err := WriteExpirationTable(&table, info); err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "check-expiration-worker.golden", table.Bytes())
+	if soon := ExpiringWithin(info, 335*24*time.Hour); len(soon) != 1 {
+		t.Errorf("the worker's kubelet certificate is not found expiring: %v", soon)
+	}
+	if info, err := Expiration(ctx, testData(t, transporttest.New("w2"), &out)); err != nil || info.KubeletClientCertificate != nil || len(info.Certificates) != 0 {
+		t.Errorf("a host with nothing: %v %+v", err, info)
 	}
 }
 
