@@ -234,6 +234,7 @@ func (a *applier) run(ctx context.Context) error {
 		{StepWait, a.wait},
 		{StepLabel, a.label},
 		{StepKubeconfig, a.kubeconfig},
+		{StepCerts, a.certs},
 	}
 	for _, s := range steps {
 		if a.o.DryRun && s.name == StepUpload {

@@ -9,7 +9,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -23,6 +26,8 @@ import (
 	"github.com/kubeboot/kubeboot/bundle"
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/pki"
+	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -213,6 +218,14 @@ func (fc *fakeCluster) kubeboot(host string, f *transporttest.Fake, c transport.
 		fc.mu.Lock()
 		fc.nodes[host] = true
 		fc.mu.Unlock()
+	case "certs":
+		// The real reading, on what the fake host has.
+		info, err := pki.Expiration(context.Background(), &pki.Data{Host: f, Cfg: inventory.Default(), Out: workflow.NewPrinter(io.Discard)})
+		if err != nil {
+			return transport.Result{}, err
+		}
+		b, err := json.Marshal(info)
+		return transport.Result{Stdout: b}, err
 	}
 	return transport.Result{}, nil
 }
@@ -385,11 +398,12 @@ func TestApplyOrder(t *testing.T) {
 			}
 		}
 		want := []string{"init phase"}
-		maxCalls := int64(4) // connect, probe, prepare (and labels go through the API)
+		maxCalls := int64(5) // connect, probe, prepare, certs (and labels go through the API)
 		if h.Name == "cp1" {
 			want = append(want, "init --config")
-			maxCalls = 7 // + init, ca.crt, admin.conf for the API and the kubeconfig
+			maxCalls = 8 // + init, ca.crt, admin.conf for the API and the kubeconfig
 		}
+		want = append(want, "certs check-expiration")
 		if !slices.Equal(kubebootRuns, want) {
 			t.Errorf("%s ran %v on the second apply, want %v", h.Name, kubebootRuns, want)
 		}
@@ -692,5 +706,51 @@ func TestChangeLines(t *testing.T) {
 		if got := changeRE.MatchString(line); got != want {
 			t.Errorf("%q: change %v, want %v", line, got, want)
 		}
+	}
+}
+
+// expiringCert is a certificate that expires in five days.
+func expiringCert(t *testing.T, cn string) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(5 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestApplyWarnsAboutExpiringCertificates: apply's last step reads every
+// host's certificates and names each that expires within 30 days, with
+// what to do; a host it cannot read gets a warning, not a failed apply.
+func TestApplyWarnsAboutExpiringCertificates(t *testing.T) {
+	inv := loadTestInventory(t, testInventory)
+	fc := newFakeCluster(t, inv)
+	var out bytes.Buffer
+	o := fc.options(t, &out)
+	t.Setenv("W3_SUDO", "x")
+	fc.hosts["cp2"].SetFile("/etc/kubernetes/pki/apiserver.crt", expiringCert(t, "kube-apiserver"), 0o644)
+	fc.hosts["w1"].SetFile("/var/lib/kubelet/pki/kubelet-client-current.pem", expiringCert(t, "system:node:w1"), 0o600)
+	if _, err := Apply(context.Background(), inv, o); err != nil {
+		t.Fatalf("Apply: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"[certs] cp2: warning: apiserver expires ",
+		"(4d left): renew it with `kubeboot certs renew apiserver` on cp2",
+		"[certs] w1: warning: /var/lib/kubelet/pki/kubelet-client-current.pem expires ",
+		"the kubelet rotates it: look at why it did not (journalctl -u kubelet on w1)",
+		// The fake's admin.conf has no user.
+		"[certs] cp1: warning: cannot check the certificates: kubeboot certs check-expiration: /etc/kubernetes/admin.conf has 0 users",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "none expires within") {
+		t.Errorf("all clear despite the warnings")
 	}
 }

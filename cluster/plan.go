@@ -196,6 +196,8 @@ func NewPlan(inv *Inventory, parallel int) *Plan {
 	add(Step{Name: StepLabel, Hosts: all, Order: "api", Does: "set the inventory's labels on each Node; nothing when they are set"})
 	add(Step{Name: StepKubeconfig, Hosts: p.ControlPlanes[:min(1, len(cps))], Order: "local",
 		Does: "write the admin kubeconfig (--kubeconfig-out, 0600), server " + p.Endpoint})
+	add(Step{Name: StepCerts, Hosts: all, Order: "parallel", Command: "kubeboot certs check-expiration --config - -o json",
+		Does: "read every host's certificates and warn about each that expires within 30 days"})
 	for i := range p.Hosts {
 		for _, s := range p.Steps {
 			for _, n := range s.Hosts {

@@ -1,7 +1,7 @@
 package cmd
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeboot/kubeboot/certs/copycerts"
+	"github.com/kubeboot/kubeboot/cluster"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/pki"
@@ -64,17 +65,20 @@ type certsOptions struct {
 	configPath string
 	certDir    string
 	host       transport.Host
+	stdin      io.Reader
 }
 
 func (o *certsOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.configPath, "config", "", "Path to the kubeboot configuration file (kind: Cluster) the node was set up with; without it the defaults and the API server's manifest")
+	fs.StringVar(&o.configPath, "config", "", "Path to the kubeboot configuration file (kind: Cluster) the node was set up with (- reads it from standard input); without it the defaults and the API server's manifest")
 	fs.StringVar(&o.certDir, "cert-dir", inventory.DefaultCertificatesDir, "The path where the certificates are stored")
 }
 
 // load is the node and its configuration: --config (with --cert-dir
 // agreeing), else the defaults with --cert-dir; the advertise address and
 // port come from the API server's manifest when the file does not set them.
-func (o *certsOptions) load(ctx context.Context, fs *pflag.FlagSet) (transport.Host, *inventory.Cluster, error) {
+func (o *certsOptions) load(cmd *cobra.Command) (transport.Host, *inventory.Cluster, error) {
+	ctx, fs := cmd.Context(), cmd.Flags()
+	o.stdin = cmd.InOrStdin()
 	h := o.host
 	if h == nil {
 		h = transport.NewLocal()
@@ -85,7 +89,7 @@ func (o *certsOptions) load(ctx context.Context, fs *pflag.FlagSet) (transport.H
 	var cfg *inventory.Cluster
 	if o.configPath != "" {
 		var err error
-		if cfg, err = inventory.Load(o.configPath); err != nil {
+		if cfg, err = inventory.LoadFrom(o.configPath, o.stdin); err != nil {
 			return nil, nil, err
 		}
 		if err := b.merge(cfg, o.configPath); err != nil {
@@ -109,20 +113,29 @@ func (o *certsOptions) load(ctx context.Context, fs *pflag.FlagSet) (transport.H
 
 func newCheckExpirationCommand(out io.Writer, host transport.Host) *cobra.Command {
 	o := &certsOptions{host: host}
-	var output string
+	var output, file string
+	var parallel int
 	c := &cobra.Command{
-		Use:   "check-expiration",
+		Use:   "check-expiration [-f cluster.yaml]",
 		Short: "Check certificates expiration for a Kubernetes cluster",
 		Long: `Checks expiration for the certificates in the local PKI managed by kubeboot:
 every leaf certificate, the client certificates of admin.conf, super-admin.conf,
-controller-manager.conf and scheduler.conf, and the CAs. A CA whose key is not on
-the node is externally managed, and so is what it signs.`,
+controller-manager.conf and scheduler.conf, the CAs, and the kubelet's own client
+certificate (which the kubelet rotates). A CA whose key is not on the node is
+externally managed, and so is what it signs.
+
+With -f cluster.yaml it reads every host of the inventory over SSH, in parallel.
+'kubeboot apply' runs the same check at its end and warns about every certificate
+that expires within 30 days.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "text" && output != "json" && output != "yaml" {
 				return fmt.Errorf("-o/--output %q: want text, json or yaml", output)
 			}
-			h, cfg, err := o.load(cmd.Context(), cmd.Flags())
+			if file != "" {
+				return checkExpirationOfCluster(cmd, out, file, parallel, output)
+			}
+			h, cfg, err := o.load(cmd)
 			if err != nil {
 				return err
 			}
@@ -155,7 +168,39 @@ the node is externally managed, and so is what it signs.`,
 	}
 	o.addFlags(c.Flags())
 	c.Flags().StringVarP(&output, "output", "o", "text", "Output format: text, json or yaml")
+	c.Flags().StringVarP(&file, "file", "f", "", "The cluster file (kind: Cluster with hosts): check every host over SSH, the control planes' certificates and every kubelet's")
+	c.Flags().IntVar(&parallel, "parallel", 20, "With -f: how many hosts are read at once")
 	return c
+}
+
+// checkExpirationOfCluster is check-expiration -f: every host of the
+// inventory, read over SSH (known_hosts verified).
+func checkExpirationOfCluster(cmd *cobra.Command, out io.Writer, file string, parallel int, output string) error {
+	inv, warns, err := cluster.Load(file)
+	if err != nil {
+		return err
+	}
+	for _, w := range warns {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+	}
+	d := &cluster.SSHDialer{}
+	hosts, err := cluster.CheckExpiration(cmd.Context(), inv, d.Connect, parallel)
+	switch output {
+	case "json", "yaml":
+		b, merr := json.MarshalIndent(hosts, "", "    ")
+		if merr == nil && output == "yaml" {
+			b, merr = yaml.JSONToYAML(b)
+		}
+		if merr != nil {
+			return merr
+		}
+		fmt.Fprintf(out, "%s\n", bytes.TrimSpace(b))
+	default:
+		if werr := cluster.WriteExpirations(out, hosts); werr != nil {
+			return werr
+		}
+	}
+	return err
 }
 
 // restartOrder is the order renew restarts the static Pods in: etcd
@@ -185,7 +230,7 @@ that to you. CAs are not renewed: that re-issues everything they signed.`,
 		Args:      cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			h, cfg, err := o.load(ctx, cmd.Flags())
+			h, cfg, err := o.load(cmd)
 			if err != nil {
 				return err
 			}

@@ -457,6 +457,7 @@ func TestApplyCluster(t *testing.T) {
 		t.Fatalf("FAIL apply #6 (converged cluster): %v", r6.err)
 	}
 	checkNothingDone(t, r6, nodeNames(nodes))
+	checkClusterExpiration(ctx, t, apply, r6, []string{m1.m.Name}, []string{m2.m.Name, m3.m.Name})
 	rd2 := dryRun("apply --dry-run (converged)", "apply-dry-run-2")
 	checkDryRunConverged(t, rd2, nodeNames(nodes))
 	checkUnchanged(ctx, t, k, "apply #6 and --dry-run (converged)", before, nodes)

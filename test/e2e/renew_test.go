@@ -9,6 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -213,5 +217,62 @@ func checkRenewal(ctx context.Context, t *testing.T, k *kubectl, cp *node, logDi
 		t.Errorf("FAIL front-proxy-client after the fix expires in %s", left)
 	} else {
 		t.Logf("PASS a front-proxy-client renewed to expire in 2m is shown (%q) and renewed again (%s left)", strings.Join(strings.Fields(line), " "), left.Round(time.Hour))
+	}
+}
+
+// checkClusterExpiration: `kubeboot certs check-expiration -f` reads every
+// host over SSH (m2 with sudo, m3 through the bastion): the control plane's
+// certificates and every kubelet's; apply's own check said none is close.
+func checkClusterExpiration(ctx context.Context, t *testing.T, a *applyCmd, converged *applyRun, cps, workers []string) {
+	if !strings.Contains(converged.out(), "none expires within 30d") {
+		t.Errorf("FAIL %s: no all-clear from its certs step", converged.name)
+	}
+	cmd := exec.CommandContext(ctx, a.kubeboot, "certs", "check-expiration", "-f", a.file, "-o", "json")
+	cmd.Env = append(os.Environ(), a.env...)
+	cmd.Dir = filepath.Dir(a.file)
+	start := time.Now()
+	out, err := cmd.Output()
+	took := time.Since(start)
+	_ = os.WriteFile(filepath.Join(a.logDir, "check-expiration-f.json"), out, 0o644)
+	if err != nil {
+		t.Errorf("FAIL certs check-expiration -f: %v\n%s", err, out)
+		return
+	}
+	var hosts []struct {
+		Host         string `json:"host"`
+		Certificates []struct {
+			Missing bool `json:"missing"`
+		} `json:"certificates"`
+		Kubelet *struct {
+			ExpirationDate time.Time `json:"expirationDate"`
+		} `json:"kubeletClientCertificate"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(out, &hosts); err != nil {
+		t.Errorf("FAIL certs check-expiration -f -o json: %v\n%s", err, out)
+		return
+	}
+	var bad []string
+	for _, h := range hosts {
+		n := 0
+		for _, c := range h.Certificates {
+			if !c.Missing {
+				n++
+			}
+		}
+		isCP := slices.Contains(cps, h.Host)
+		switch {
+		case h.Error != "":
+			bad = append(bad, h.Host+": "+h.Error)
+		case h.Kubelet == nil:
+			bad = append(bad, h.Host+": no kubelet client certificate")
+		case isCP && n != 11, !isCP && n != 0:
+			bad = append(bad, fmt.Sprintf("%s: %d certificates", h.Host, n))
+		}
+	}
+	if len(bad) > 0 || len(hosts) != len(cps)+len(workers) {
+		t.Errorf("FAIL certs check-expiration -f: %d hosts; %v", len(hosts), bad)
+	} else {
+		t.Logf("PASS certs check-expiration -f: %d hosts over SSH in %s: 11 certificates on %v, a kubelet client certificate on each", len(hosts), took.Round(100*time.Millisecond), cps)
 	}
 }
