@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
@@ -157,4 +158,108 @@ func WriteExpirations(w io.Writer, hosts []HostExpiration) error {
 		}
 	}
 	return nil
+}
+
+// RenewOptions are `kubeboot certs renew -f`'s.
+type RenewOptions struct {
+	// Names are the certificates to renew ("all", or kubeadm's names).
+	Names []string
+	// Restart restarts the static Pods that read them (Wait.Restart).
+	Restart bool
+	Out     io.Writer
+	// Health checks a host's endpoints; nil: through its SSH connection.
+	Health func(h transport.Host) controlplane.HealthChecker
+}
+
+// RenewCertificates renews the certificates of every control plane of inv
+// and restarts what uses them, one host after the other, so that the other
+// control planes keep the API available. It stops at the first host that
+// fails, naming it; the hosts before it are done.
+func RenewCertificates(ctx context.Context, inv *Inventory, connect func(context.Context, *Inventory, int) (transport.Host, error), o RenewOptions) error {
+	n := 0
+	for i := range inv.Hosts {
+		hh := &inv.Hosts[i]
+		if !hh.IsControlPlane() {
+			continue
+		}
+		n++
+		if err := renewOn(ctx, inv, connect, i, o); err != nil {
+			return fmt.Errorf("%s: %w (the control planes before it are renewed; fix it and run renew -f again)", hh.Name, err)
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("%s has no control plane", inv.Path)
+	}
+	return nil
+}
+
+func renewOn(ctx context.Context, inv *Inventory, connect func(context.Context, *Inventory, int) (transport.Host, error), i int, o RenewOptions) error {
+	hh := &inv.Hosts[i]
+	h, err := connect(ctx, inv, i)
+	if err != nil {
+		return err
+	}
+	if c, ok := h.(io.Closer); ok {
+		defer c.Close()
+	}
+	cfg, err := NodeConfig(inv, hh, "", Secrets{})
+	if err != nil {
+		return err
+	}
+	pw := &prefixWriter{w: o.Out, prefix: hh.Name + ": "}
+	defer pw.flush()
+	p := workflow.NewPrinter(pw)
+	done, err := pki.Renew(ctx, &pki.Data{Host: h, Cfg: cfg, Out: p}, o.Names)
+	if err != nil {
+		return err
+	}
+	if !o.Restart {
+		return nil
+	}
+	hc := controlplane.NewHTTPHealthChecker()
+	if o.Health != nil {
+		hc = o.Health(h)
+	} else if d, ok := h.(Dialer); ok {
+		hc = controlplane.NewHTTPHealthCheckerVia(d.DialContext)
+	}
+	w := controlplane.Wait{Health: hc, Out: p, Host: hh.Name}
+	for _, c := range pki.RestartOrder(done) {
+		if _, err := w.Restart(ctx, h, cfg, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prefixWriter starts every line with prefix.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		if _, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i]); err != nil {
+			return len(b), err
+		}
+		p.buf = p.buf[i+1:]
+	}
+}
+
+func (p *prefixWriter) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.buf) > 0 {
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf)
+		p.buf = nil
+	}
 }

@@ -203,13 +203,10 @@ func checkExpirationOfCluster(cmd *cobra.Command, out io.Writer, file string, pa
 	return err
 }
 
-// restartOrder is the order renew restarts the static Pods in: etcd
-// first, so the API server finds it, then the API server, then its clients.
-var restartOrder = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
-
 func newRenewCommand(out io.Writer, host transport.Host) *cobra.Command {
 	o := &certsOptions{host: host}
 	restart := true
+	var file string
 	names := []string{"all"}
 	for _, r := range pki.Renewables(inventory.Default()) {
 		names = append(names, r.Name)
@@ -225,11 +222,25 @@ Unlike kubeadm, renew then restarts the static Pods that read the renewed files,
 at a time (etcd, kube-apiserver, kube-controller-manager, kube-scheduler): each
 manifest moves out of /etc/kubernetes/manifests until the component stops, moves
 back, and renew waits until the component is healthy again. --restart=false leaves
-that to you. CAs are not renewed: that re-issues everything they signed.`,
+that to you. CAs are not renewed: that re-issues everything they signed.
+
+With -f cluster.yaml it does the same on every control plane of the inventory, over
+SSH, one host after the other, so the others keep the API available.`,
 		ValidArgs: names,
 		Args:      cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if file != "" {
+				inv, warns, err := cluster.Load(file)
+				if err != nil {
+					return err
+				}
+				for _, w := range warns {
+					fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+				}
+				d := &cluster.SSHDialer{}
+				return cluster.RenewCertificates(ctx, inv, d.Connect, cluster.RenewOptions{Names: args, Restart: restart, Out: out})
+			}
 			h, cfg, err := o.load(cmd)
 			if err != nil {
 				return err
@@ -242,29 +253,15 @@ that to you. CAs are not renewed: that re-issues everything they signed.`,
 			if len(done) == 0 {
 				return fmt.Errorf("no certificates to renew under %s and %s on %s: not a control plane? (--cert-dir, --config)", cfg.CertificatesDir, inventory.KubernetesDir, h.Name())
 			}
-			affected := map[string]bool{}
-			for _, r := range done {
-				for _, c := range r.Components {
-					affected[c] = true
-				}
-			}
+			order := pki.RestartOrder(done)
 			if !restart {
-				var list []string
-				for _, c := range restartOrder {
-					if affected[c] {
-						list = append(list, c)
-					}
-				}
-				if len(list) > 0 {
-					p.Printf("renew", "Not restarting %s (--restart=false): they use the old certificates until restarted", strings.Join(list, ", "))
+				if len(order) > 0 {
+					p.Printf("renew", "Not restarting %s (--restart=false): they use the old certificates until restarted", strings.Join(order, ", "))
 				}
 				return nil
 			}
 			w := controlplane.Wait{Health: controlplane.NewHTTPHealthChecker(), Out: p, Host: h.Name()}
-			for _, c := range restartOrder {
-				if !affected[c] {
-					continue
-				}
+			for _, c := range order {
 				if _, err := w.Restart(ctx, h, cfg, c); err != nil {
 					return err
 				}
@@ -274,6 +271,7 @@ that to you. CAs are not renewed: that re-issues everything they signed.`,
 		},
 	}
 	o.addFlags(c.Flags())
+	c.Flags().StringVarP(&file, "file", "f", "", "The cluster file (kind: Cluster with hosts): renew on every control plane over SSH, one host after the other")
 	c.Flags().BoolVar(&restart, "restart", true, "Restart the static Pods that use the renewed certificates, one at a time, waiting until each is healthy")
 	return c
 }

@@ -34,12 +34,20 @@ type HealthChecker interface {
 // the kubeboot process, with no proxy and TLS verification off (the
 // components serve self-signed or cluster-CA certificates; only their
 // health is asked).
-func NewHTTPHealthChecker() HealthChecker {
+func NewHTTPHealthChecker() HealthChecker { return NewHTTPHealthCheckerVia(nil) }
+
+// NewHTTPHealthCheckerVia is NewHTTPHealthChecker whose connections dial
+// opens (an SSH connection's direct-tcpip, so that a node's loopback
+// endpoints are reached from its side); nil dials directly.
+func NewHTTPHealthCheckerVia(dial func(ctx context.Context, network, addr string) (net.Conn, error)) HealthChecker {
 	return httpChecker{c: &http.Client{
 		Timeout: 5 * time.Second,
 		Transport: &http.Transport{
 			Proxy:           nil,
+			DialContext:     dial,
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // health probes, as kubeadm's
+			// Each probe its own channel: a kept one outlives a restart.
+			DisableKeepAlives: dial != nil,
 		},
 	}}
 }

@@ -377,3 +377,26 @@ func ExpiringWithin(info ExpirationInfo, d time.Duration) []Expiry {
 	}
 	return out
 }
+
+// restartOrder is the order the static Pods are restarted in after a
+// renewal: etcd first, so the API server finds it, then the API server,
+// then its clients.
+var restartOrder = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// RestartOrder lists, in the order they are to be restarted, the static
+// Pods that read what was renewed.
+func RestartOrder(done []Renewed) []string {
+	affected := map[string]bool{}
+	for _, r := range done {
+		for _, c := range r.Components {
+			affected[c] = true
+		}
+	}
+	var out []string
+	for _, c := range restartOrder {
+		if affected[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -481,6 +481,12 @@ func TestApplyCluster(t *testing.T) {
 	} else {
 		t.Logf("PASS apply's output (%d runs) and log hold none of %d secrets (sudo password, bootstrap tokens)", len(runs), len(secrets))
 	}
+
+	// 6. Certificate renewal of the whole cluster from this machine.
+	_ = st.run("certs renew all -f", func() error {
+		checkClusterRenewal(ctx, t, apply, k, m1, st)
+		return nil
+	})
 }
 
 // noteRun adds a run's timings to the report: each step as apply's summary

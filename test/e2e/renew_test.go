@@ -276,3 +276,47 @@ func checkClusterExpiration(ctx context.Context, t *testing.T, a *applyCmd, conv
 		t.Logf("PASS certs check-expiration -f: %d hosts over SSH in %s: 11 certificates on %v, a kubelet client certificate on each", len(hosts), took.Round(100*time.Millisecond), cps)
 	}
 }
+
+// checkClusterRenewal: `kubeboot certs renew all -f` from the operator's
+// machine renews the control plane over SSH (its health endpoints reached
+// through the connection) and the components serve new certificates.
+func checkClusterRenewal(ctx context.Context, t *testing.T, a *applyCmd, k *kubectl, cp *node, st *stages) {
+	before, err := servedCerts(ctx, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, a.kubeboot, "certs", "renew", "all", "-f", a.file)
+	cmd.Env = append(os.Environ(), a.env...)
+	cmd.Dir = filepath.Dir(a.file)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	_ = os.WriteFile(filepath.Join(a.logDir, "certs-renew-f.out"), out, 0o644)
+	if err != nil {
+		t.Errorf("FAIL certs renew all -f: %v\n%s", err, tailString(string(out), 30))
+		return
+	}
+	if err := eventually(ctx, 30*time.Second, 250*time.Millisecond, func() error {
+		var l corev1.NodeList
+		return k.get(ctx, &l, "nodes")
+	}); err != nil {
+		t.Errorf("FAIL kubectl after certs renew all -f: %v", err)
+		return
+	}
+	after, err := servedCerts(ctx, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var same []string
+	for what, s := range before {
+		if after[what] == s {
+			same = append(same, what)
+		}
+	}
+	st.note("certs renew all -f (1 control plane over SSH): %s", took.Round(100*time.Millisecond))
+	if len(same) > 0 || !strings.Contains(string(out), cp.m.Name+": [restart] kube-scheduler is healthy again") {
+		t.Errorf("FAIL certs renew all -f: still served %v\n%s", same, tailString(string(out), 20))
+	} else {
+		t.Logf("PASS certs renew all -f: %s renewed and restarted over SSH in %s; its 5 endpoints serve new serials", cp.m.Name, took.Round(100*time.Millisecond))
+	}
+}
