@@ -2,10 +2,15 @@ package cmd
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -207,6 +212,8 @@ func newRenewCommand(out io.Writer, host transport.Host) *cobra.Command {
 	o := &certsOptions{host: host}
 	restart := true
 	var file string
+	var within time.Duration
+	var installTimer bool
 	names := []string{"all"}
 	for _, r := range pki.Renewables(inventory.Default()) {
 		names = append(names, r.Name)
@@ -246,7 +253,31 @@ SSH, one host after the other, so the others keep the API available.`,
 				return err
 			}
 			p := workflow.NewPrinter(out)
-			done, err := pki.Renew(ctx, &pki.Data{Host: h, Cfg: cfg, Out: p}, args)
+			d := &pki.Data{Host: h, Cfg: cfg, Out: p}
+			if installTimer {
+				if len(args) != 1 || args[0] != "all" {
+					return fmt.Errorf("--install-timer: the timer renews all; run `kubeboot certs renew all --install-timer`")
+				}
+				if o.configPath == "-" {
+					return fmt.Errorf("--install-timer with --config -: the timer cannot read standard input; give the file's path")
+				}
+				if within <= 0 {
+					within = cluster.ExpiryWarning
+				}
+				return pki.InstallRenewTimer(ctx, d, timerBinary(ctx, h), within, o.passOn(cmd)...)
+			}
+			if within > 0 {
+				due, err := expiringWithin(ctx, d, args, within)
+				if err != nil {
+					return err
+				}
+				if len(due) == 0 {
+					p.Printf("renew", "Nothing to renew: no certificate expires within %s", within)
+					return nil
+				}
+				p.Printf("renew", "%s expire(s) within %s: renewing %s", strings.Join(due, ", "), within, strings.Join(args, " "))
+			}
+			done, err := pki.Renew(ctx, d, args)
 			if err != nil {
 				return err
 			}
@@ -272,6 +303,52 @@ SSH, one host after the other, so the others keep the API available.`,
 	}
 	o.addFlags(c.Flags())
 	c.Flags().StringVarP(&file, "file", "f", "", "The cluster file (kind: Cluster with hosts): renew on every control plane over SSH, one host after the other")
+	c.Flags().DurationVar(&within, "if-expiring-within", 0, "Renew only when one of the certificates named expires within this time (e.g. 720h); 0: always")
+	c.Flags().BoolVar(&installTimer, "install-timer", false, "Install and enable a systemd timer that runs 'certs renew all --if-expiring-within' (720h unless given) every day; renews nothing now")
 	c.Flags().BoolVar(&restart, "restart", true, "Restart the static Pods that use the renewed certificates, one at a time, waiting until each is healthy")
 	return c
+}
+
+// expiringWithin names the certificates among names ("all": every one) that
+// expire within d.
+func expiringWithin(ctx context.Context, d *pki.Data, names []string, within time.Duration) ([]string, error) {
+	info, err := pki.Expiration(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	var due []string
+	for _, e := range pki.ExpiringWithin(pki.ExpirationInfo{Certificates: info.Certificates}, within) {
+		if slices.Contains(names, "all") || slices.Contains(names, e.Name) {
+			due = append(due, e.Name)
+		}
+	}
+	return due, nil
+}
+
+// timerBinary is the kubeboot the timer runs: /usr/local/bin/kubeboot
+// (where apply links it) when h has it, else this one.
+func timerBinary(ctx context.Context, h transport.Host) string {
+	if _, err := h.Stat(ctx, "/usr/local/bin/kubeboot"); err == nil {
+		return "/usr/local/bin/kubeboot"
+	}
+	if exe, err := os.Executable(); err == nil {
+		if p, err := filepath.EvalSymlinks(exe); err == nil {
+			return p
+		}
+	}
+	return "/usr/local/bin/kubeboot"
+}
+
+// passOn is the flags the timer's renew needs to find the same files.
+func (o *certsOptions) passOn(cmd *cobra.Command) []string {
+	var args []string
+	if cmd.Flags().Changed("cert-dir") {
+		args = append(args, "--cert-dir", o.certDir)
+	}
+	if o.configPath != "" && o.configPath != "-" {
+		if abs, err := filepath.Abs(o.configPath); err == nil {
+			args = append(args, "--config", abs)
+		}
+	}
+	return args
 }

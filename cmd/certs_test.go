@@ -70,6 +70,29 @@ func TestCertsCommands(t *testing.T) {
 	if bytes.Equal(before, after) || !strings.Contains(out, "apiserver renewed") || !strings.Contains(out, "Not restarting kube-apiserver, kube-scheduler (--restart=false)") {
 		t.Errorf("renew:\n%s", out)
 	}
+	if out, err := runCerts(t, h, "renew", "all", "--if-expiring-within", "720h"); err != nil || !strings.Contains(out, "Nothing to renew: no certificate expires within 720h0m0s") {
+		t.Errorf("renew --if-expiring-within 720h on a fresh PKI: %v\n%s", err, out)
+	}
+	if out, err := runCerts(t, h, "renew", "front-proxy-client", "--if-expiring-within", "9000h", "--restart=false"); err != nil || !strings.Contains(out, "front-proxy-client expire(s) within 9000h0m0s") || !strings.Contains(out, "front-proxy-client renewed") || strings.Contains(out, "apiserver renewed") {
+		t.Errorf("renew --if-expiring-within 9000h: %v\n%s", err, out)
+	}
+	h.Handle("systemctl", transporttest.Reply(""))
+	if out, err := runCerts(t, h, "renew", "all", "--install-timer", "--cert-dir", "/etc/kubernetes/pki"); err != nil || !strings.Contains(out, "Wrote /etc/systemd/system/kubeboot-certs-renew.service") {
+		t.Errorf("--install-timer: %v\n%s", err, out)
+	}
+	unit, _, _ := h.File("/etc/systemd/system/kubeboot-certs-renew.service")
+	if !strings.Contains(string(unit), "certs renew all --if-expiring-within 720h0m0s --cert-dir /etc/kubernetes/pki\n") {
+		t.Errorf("the service:\n%s", unit)
+	}
+	if got := strings.Join(h.Commands(), "; "); !strings.Contains(got, "systemctl daemon-reload; systemctl enable --now kubeboot-certs-renew.timer") {
+		t.Errorf("commands: %s", got)
+	}
+	if out, err := runCerts(t, h, "renew", "all", "--install-timer", "--cert-dir", "/etc/kubernetes/pki"); err != nil || !strings.Contains(out, "Using existing /etc/systemd/system/kubeboot-certs-renew.service") {
+		t.Errorf("--install-timer again: %v\n%s", err, out)
+	}
+	if _, err := runCerts(t, h, "renew", "apiserver", "--install-timer"); err == nil || !strings.Contains(err.Error(), "the timer renews all") {
+		t.Errorf("--install-timer apiserver: %v", err)
+	}
 	if _, err := runCerts(t, h, "renew", "ca"); err == nil || !strings.Contains(err.Error(), `unknown certificate "ca"`) {
 		t.Errorf("renew ca: %v", err)
 	}

@@ -202,3 +202,9 @@ func TestRenew(t *testing.T) {
 		t.Errorf("renew without the CA key: %v", err)
 	}
 }
+
+func TestRenewUnits(t *testing.T) {
+	service, timer := RenewUnits("/usr/local/bin/kubeboot", 30*24*time.Hour, "--cert-dir", "/srv/pki")
+	golden.Check(t, "kubeboot-certs-renew.service.golden", service)
+	golden.Check(t, "kubeboot-certs-renew.timer.golden", timer)
+}

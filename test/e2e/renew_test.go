@@ -218,6 +218,49 @@ func checkRenewal(ctx context.Context, t *testing.T, k *kubectl, cp *node, logDi
 	} else {
 		t.Logf("PASS a front-proxy-client renewed to expire in 2m is shown (%q) and renewed again (%s left)", strings.Join(strings.Fields(line), " "), left.Round(time.Hour))
 	}
+	checkRenewTimer(ctx, t, cp, logDir, st)
+}
+
+// checkRenewTimer: --install-timer's units under the machine's systemd:
+// the service renews nothing while nothing is due, and renews (and
+// restarts) a certificate that expires within minutes.
+func checkRenewTimer(ctx context.Context, t *testing.T, cp *node, logDir string, st *stages) {
+	if out, err := cp.run(ctx, logDir, "certs-install-timer", kubebootPath, "certs", "renew", "all", "--install-timer"); err != nil {
+		t.Fatalf("--install-timer: %v\n%s", err, out)
+	}
+	if out, err := cp.run(ctx, logDir, "", "systemctl", "is-enabled", "kubeboot-certs-renew.timer"); err != nil || strings.TrimSpace(out) != "enabled" {
+		t.Errorf("FAIL the renew timer is not enabled: %q %v", out, err)
+	}
+	journal := func() string {
+		out, _ := cp.run(ctx, logDir, "", "journalctl", "-u", "kubeboot-certs-renew.service", "--no-pager", "-o", "cat")
+		return out
+	}
+	if out, err := cp.run(ctx, logDir, "", "systemctl", "start", "kubeboot-certs-renew.service"); err != nil {
+		t.Fatalf("start the renew service: %v\n%s\n%s", err, out, journal())
+	}
+	if j := journal(); !strings.Contains(j, "Nothing to renew: no certificate expires within 720h0m0s") {
+		t.Errorf("FAIL the renew service with nothing due:\n%s", j)
+	}
+	if out, err := cp.run(ctx, logDir, "", kubebootPath, "certs", "renew", "front-proxy-client", "--config", "/root/short-validity.yaml", "--restart=false"); err != nil {
+		t.Fatalf("renew with a 2m validity: %v\n%s", err, out)
+	}
+	start := time.Now()
+	if out, err := cp.run(ctx, logDir, "", "systemctl", "start", "kubeboot-certs-renew.service"); err != nil {
+		t.Fatalf("start the renew service: %v\n%s\n%s", err, out, journal())
+	}
+	took := time.Since(start)
+	exp, err := checkExpiration(ctx, cp, logDir, "check-expiration-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := journal()
+	_ = os.WriteFile(filepath.Join(logDir, "m1-certs-renew-service.log"), []byte(j), 0o644)
+	if left := time.Until(exp["front-proxy-client"]); left < 300*24*time.Hour || !strings.Contains(j, "front-proxy-client expire(s) within 720h0m0s") || !strings.Contains(j, "kube-apiserver is healthy again") {
+		t.Errorf("FAIL the renew service with front-proxy-client due: %s left\n%s", left, tailString(j, 20))
+	} else {
+		t.Logf("PASS the renew timer's service: nothing renewed while nothing is due; a front-proxy-client 2m from expiry renewed (%s left) and kube-apiserver restarted in %s", left.Round(time.Hour), took.Round(100*time.Millisecond))
+	}
+	st.note("renew timer's service, front-proxy-client due: %s", took.Round(100*time.Millisecond))
 }
 
 // checkClusterExpiration: `kubeboot certs check-expiration -f` reads every
