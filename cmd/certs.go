@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -267,7 +266,7 @@ SSH, one host after the other, so the others keep the API available.`,
 				return pki.InstallRenewTimer(ctx, d, timerBinary(ctx, h), within, o.passOn(cmd)...)
 			}
 			if within > 0 {
-				due, err := expiringWithin(ctx, d, args, within)
+				due, err := pki.DueForRenewal(ctx, d, args, within)
 				if err != nil {
 					return err
 				}
@@ -307,22 +306,6 @@ SSH, one host after the other, so the others keep the API available.`,
 	c.Flags().BoolVar(&installTimer, "install-timer", false, "Install and enable a systemd timer that runs 'certs renew all --if-expiring-within' (720h unless given) every day; renews nothing now")
 	c.Flags().BoolVar(&restart, "restart", true, "Restart the static Pods that use the renewed certificates, one at a time, waiting until each is healthy")
 	return c
-}
-
-// expiringWithin names the certificates among names ("all": every one) that
-// expire within d.
-func expiringWithin(ctx context.Context, d *pki.Data, names []string, within time.Duration) ([]string, error) {
-	info, err := pki.Expiration(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	var due []string
-	for _, e := range pki.ExpiringWithin(pki.ExpirationInfo{Certificates: info.Certificates}, within) {
-		if slices.Contains(names, "all") || slices.Contains(names, e.Name) {
-			due = append(due, e.Name)
-		}
-	}
-	return due, nil
 }
 
 // timerBinary is the kubeboot the timer runs: /usr/local/bin/kubeboot

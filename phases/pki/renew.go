@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -399,4 +400,20 @@ func RestartOrder(done []Renewed) []string {
 		}
 	}
 	return out
+}
+
+// DueForRenewal names the certificates among names ("all": every
+// Renewable) that exist on d.Host and expire within the given time.
+func DueForRenewal(ctx context.Context, d *Data, names []string, within time.Duration) ([]string, error) {
+	info, err := Expiration(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	var due []string
+	for _, e := range ExpiringWithin(ExpirationInfo{Certificates: info.Certificates}, within) {
+		if slices.Contains(names, "all") || slices.Contains(names, e.Name) {
+			due = append(due, e.Name)
+		}
+	}
+	return due, nil
 }
