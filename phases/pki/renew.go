@@ -97,7 +97,7 @@ func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 		Certificates: []Expiry{}, CertificateAuthorities: []Expiry{}}
 	now := d.Clock()
 	external := map[string]bool{}
-	any := false
+	found := false
 	for _, s := range certs.Specs(d.Cfg) {
 		if !s.IsCA() {
 			continue
@@ -110,7 +110,7 @@ func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 		if cert == nil {
 			e.Missing = true
 		} else {
-			any = true
+			found = true
 			e.ExpirationDate, e.ResidualTime = cert.NotAfter.UTC(), cert.NotAfter.Sub(now)
 			if _, err := d.Host.Stat(ctx, s.KeyPath(d.Cfg)); errors.Is(err, fs.ErrNotExist) {
 				e.ExternallyManaged = true
@@ -130,7 +130,7 @@ func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 		if cert == nil {
 			e.Missing = true
 		} else {
-			any = true
+			found = true
 			e.ExpirationDate, e.ResidualTime = cert.NotAfter.UTC(), cert.NotAfter.Sub(now)
 		}
 		info.Certificates = append(info.Certificates, e)
@@ -144,7 +144,7 @@ func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 	sort.Slice(info.CertificateAuthorities, func(i, j int) bool {
 		return info.CertificateAuthorities[i].Name < info.CertificateAuthorities[j].Name
 	})
-	if !any {
+	if !found {
 		// Not a control plane: nothing is missing.
 		info.Certificates, info.CertificateAuthorities = []Expiry{}, []Expiry{}
 	}
