@@ -9,12 +9,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kubeboot/kubeboot/certs"
-	"github.com/kubeboot/kubeboot/certs/certstest"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/controlplane"
-	"github.com/kubeboot/kubeboot/phases/pki"
-	"github.com/kubeboot/kubeboot/phases/workflow"
+	"github.com/kubeboot/kubeboot/phases/pki/pkitest"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -104,17 +101,7 @@ func TestRenewCertificates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := &pki.Data{Host: f, Cfg: cfg, Out: workflow.NewPrinter(io.Discard), Keys: certstest.Keys(t, cfg.EncryptionAlgorithm)}
-		for _, s := range certs.Specs(cfg) {
-			if err := pki.Cert(ctx, d, s.Name); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, k := range certs.KubeconfigSpecs(cfg) {
-			if err := pki.Kubeconfig(ctx, d, k.Name); err != nil {
-				t.Fatal(err)
-			}
-		}
+		pkitest.Make(t, f, cfg)
 		for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 			f.SetFile(inventory.ManifestPath(c), []byte("kind: Pod\n# "+c+"\n"), 0o600)
 		}

@@ -24,12 +24,9 @@ func newPlanCommand(out io.Writer) *cobra.Command {
 			if file == "" {
 				return fmt.Errorf("-f: required: the cluster file with the hosts (see README's inventory example)")
 			}
-			inv, warns, err := cluster.Load(file)
+			inv, err := loadInventory(c, file)
 			if err != nil {
 				return err
-			}
-			for _, w := range warns {
-				fmt.Fprintln(c.ErrOrStderr(), "warning: "+w)
 			}
 			p := cluster.NewPlan(inv, parallel)
 			switch output {
@@ -75,12 +72,9 @@ host added to the file is joined.
 			if file == "" {
 				return fmt.Errorf("-f: required: the cluster file with the hosts (see README's inventory example)")
 			}
-			inv, warns, err := cluster.Load(file)
+			inv, err := loadInventory(c, file)
 			if err != nil {
 				return err
-			}
-			for _, w := range warns {
-				fmt.Fprintln(c.ErrOrStderr(), "warning: "+w)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -124,4 +118,17 @@ host added to the file is joined.
 	fs.BoolVar(&wholeBundle, "whole-bundle", false, "Send the whole bundle to every host; by default the hosts that are only workers get its worker part (no control-plane images), cut once and cached in ~/.cache/kubeboot/bundles")
 	fs.StringVar(&binary, "kubeboot-binary", "", "The kubeboot binary to copy to the hosts, for hosts of another architecture (default: this one)")
 	return cmd
+}
+
+// loadInventory loads the cluster file of -f and prints its warnings (an
+// inline password) on stderr.
+func loadInventory(c *cobra.Command, file string) (*cluster.Inventory, error) {
+	inv, warns, err := cluster.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warns {
+		fmt.Fprintln(c.ErrOrStderr(), "warning: "+w)
+	}
+	return inv, nil
 }

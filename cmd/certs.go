@@ -180,12 +180,9 @@ that expires within 30 days.`,
 // checkExpirationOfCluster is check-expiration -f: every host of the
 // inventory, read over SSH (known_hosts verified).
 func checkExpirationOfCluster(cmd *cobra.Command, out io.Writer, file string, parallel int, output string) error {
-	inv, warns, err := cluster.Load(file)
+	inv, err := loadInventory(cmd, file)
 	if err != nil {
 		return err
-	}
-	for _, w := range warns {
-		fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
 	}
 	d := &cluster.SSHDialer{}
 	hosts, err := cluster.CheckExpiration(cmd.Context(), inv, d.Connect, parallel)
@@ -237,12 +234,9 @@ SSH, one host after the other, so the others keep the API available.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if file != "" {
-				inv, warns, err := cluster.Load(file)
+				inv, err := loadInventory(cmd, file)
 				if err != nil {
 					return err
-				}
-				for _, w := range warns {
-					fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
 				}
 				d := &cluster.SSHDialer{}
 				return cluster.RenewCertificates(ctx, inv, d.Connect, cluster.RenewOptions{Names: args, Restart: restart, Out: out})

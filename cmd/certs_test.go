@@ -8,11 +8,9 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubeboot/kubeboot/certs"
-	"github.com/kubeboot/kubeboot/certs/certstest"
 	"github.com/kubeboot/kubeboot/inventory/inventorytest"
 	"github.com/kubeboot/kubeboot/phases/pki"
-	"github.com/kubeboot/kubeboot/phases/workflow"
+	"github.com/kubeboot/kubeboot/phases/pki/pkitest"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
 
@@ -28,20 +26,8 @@ func runCerts(t *testing.T, h *transporttest.Fake, args ...string) (string, erro
 }
 
 func TestCertsCommands(t *testing.T) {
-	ctx := context.Background()
 	h := transporttest.New("cp1")
-	cfg := inventorytest.CP1()
-	d := &pki.Data{Host: h, Cfg: cfg, Out: workflow.NewPrinter(&bytes.Buffer{}), Keys: certstest.Keys(t, cfg.EncryptionAlgorithm)}
-	for _, s := range certs.Specs(cfg) {
-		if err := pki.Cert(ctx, d, s.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, k := range certs.KubeconfigSpecs(cfg) {
-		if err := pki.Kubeconfig(ctx, d, k.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pkitest.Make(t, h, inventorytest.CP1())
 
 	out, err := runCerts(t, h, "check-expiration", "-o", "yaml")
 	if err != nil {

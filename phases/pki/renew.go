@@ -107,11 +107,8 @@ func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 		if err != nil {
 			return info, err
 		}
-		if cert == nil {
-			e.Missing = true
-		} else {
+		if e.from(cert, now) {
 			found = true
-			e.ExpirationDate, e.ResidualTime = cert.NotAfter.UTC(), cert.NotAfter.Sub(now)
 			if _, err := d.Host.Stat(ctx, s.KeyPath(d.Cfg)); errors.Is(err, fs.ErrNotExist) {
 				e.ExternallyManaged = true
 			} else if err != nil {
@@ -127,19 +124,16 @@ func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 		if err != nil {
 			return info, err
 		}
-		if cert == nil {
-			e.Missing = true
-		} else {
-			found = true
-			e.ExpirationDate, e.ResidualTime = cert.NotAfter.UTC(), cert.NotAfter.Sub(now)
-		}
+		found = e.from(cert, now) || found
 		info.Certificates = append(info.Certificates, e)
 	}
 	pem := kubelet.ClientCertPath(d.Cfg.Node)
 	if c, err := readCert(ctx, d, pem); err != nil {
 		return info, err
 	} else if c != nil {
-		info.KubeletClientCertificate = &Expiry{Name: pem, CAName: "ca", ExpirationDate: c.NotAfter.UTC(), ResidualTime: c.NotAfter.Sub(now), ExternallyManaged: external["ca"]}
+		e := Expiry{Name: pem, CAName: "ca", ExternallyManaged: external["ca"]}
+		e.from(c, now)
+		info.KubeletClientCertificate = &e
 	}
 	sort.Slice(info.CertificateAuthorities, func(i, j int) bool {
 		return info.CertificateAuthorities[i].Name < info.CertificateAuthorities[j].Name
@@ -149,6 +143,16 @@ func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 		info.Certificates, info.CertificateAuthorities = []Expiry{}, []Expiry{}
 	}
 	return info, nil
+}
+
+// from fills in e from cert, or marks it missing; it says whether cert is.
+func (e *Expiry) from(cert *x509.Certificate, now time.Time) bool {
+	if cert == nil {
+		e.Missing = true
+		return false
+	}
+	e.ExpirationDate, e.ResidualTime = cert.NotAfter.UTC(), cert.NotAfter.Sub(now)
+	return true
 }
 
 // readCert reads a certificate file; nil when it does not exist.

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -60,6 +61,21 @@ func servedCerts(ctx context.Context, cp *node) (map[string]string, error) {
 		out[what] = serial
 	}
 	return out, nil
+}
+
+// servedAgain reads servedCerts again and lists what still serves the
+// serial it served before.
+func servedAgain(ctx context.Context, cp *node, before map[string]string) (after map[string]string, same []string, err error) {
+	if after, err = servedCerts(ctx, cp); err != nil {
+		return nil, nil, err
+	}
+	for what, s := range before {
+		if after[what] == s {
+			same = append(same, what)
+		}
+	}
+	sort.Strings(same)
+	return after, same, nil
 }
 
 type expirationInfo struct {
@@ -153,15 +169,9 @@ func checkRenewal(ctx context.Context, t *testing.T, k *kubectl, cp *node, logDi
 	}
 	st.note("certs renew all (m1): %s; kubectl get nodes: %d ok, %d failed, longest gap %s", took.Round(100*time.Millisecond), oks, fails, longest.Round(100*time.Millisecond))
 
-	after, err := servedCerts(ctx, cp)
+	after, same, err := servedAgain(ctx, cp, before)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var same []string
-	for what, s := range before {
-		if after[what] == s {
-			same = append(same, what)
-		}
 	}
 	if len(same) > 0 {
 		t.Errorf("FAIL after certs renew all, still served: %v (before %v, after %v)", same, before, after)
@@ -346,15 +356,9 @@ func checkClusterRenewal(ctx context.Context, t *testing.T, a *applyCmd, k *kube
 		t.Errorf("FAIL kubectl after certs renew all -f: %v", err)
 		return
 	}
-	after, err := servedCerts(ctx, cp)
+	_, same, err := servedAgain(ctx, cp, before)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var same []string
-	for what, s := range before {
-		if after[what] == s {
-			same = append(same, what)
-		}
 	}
 	st.note("certs renew all -f (1 control plane over SSH): %s", took.Round(100*time.Millisecond))
 	if len(same) > 0 || !strings.Contains(string(out), cp.m.Name+": [restart] kube-scheduler is healthy again") {
