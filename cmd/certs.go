@@ -268,7 +268,9 @@ SSH, one host after the other, so the others keep the API available.`,
 					p.Printf("renew", "Nothing to renew: no certificate expires within %s", within)
 					return nil
 				}
-				p.Printf("renew", "%s expire(s) within %s: renewing %s", strings.Join(due, ", "), within, strings.Join(args, " "))
+				p.Printf("renew", "%s expire(s) within %s: renewing them", strings.Join(due, ", "), within)
+				// Only what is due: what else restarts is what reads it.
+				args = due
 			}
 			done, err := pki.Renew(ctx, d, args)
 			if err != nil {
@@ -296,7 +298,7 @@ SSH, one host after the other, so the others keep the API available.`,
 	}
 	o.addFlags(c.Flags())
 	c.Flags().StringVarP(&file, "file", "f", "", "The cluster file (kind: Cluster with hosts): renew on every control plane over SSH, one host after the other")
-	c.Flags().DurationVar(&within, "if-expiring-within", 0, "Renew only when one of the certificates named expires within this time (e.g. 720h); 0: always")
+	c.Flags().DurationVar(&within, "if-expiring-within", 0, "Renew only those of the certificates named that expire within this time (e.g. 720h); 0: all of them, now")
 	c.Flags().BoolVar(&installTimer, "install-timer", false, "Install and enable a systemd timer that runs 'certs renew all --if-expiring-within' (720h unless given) every day; renews nothing now")
 	c.Flags().BoolVar(&restart, "restart", true, "Restart the static Pods that use the renewed certificates, one at a time, waiting until each is healthy")
 	return c

@@ -59,7 +59,7 @@ func TestCertsCommands(t *testing.T) {
 	if out, err := runCerts(t, h, "renew", "all", "--if-expiring-within", "720h"); err != nil || !strings.Contains(out, "Nothing to renew: no certificate expires within 720h0m0s") {
 		t.Errorf("renew --if-expiring-within 720h on a fresh PKI: %v\n%s", err, out)
 	}
-	if out, err := runCerts(t, h, "renew", "front-proxy-client", "--if-expiring-within", "9000h", "--restart=false"); err != nil || !strings.Contains(out, "front-proxy-client expire(s) within 9000h0m0s") || !strings.Contains(out, "front-proxy-client renewed") || strings.Contains(out, "apiserver renewed") {
+	if out, err := runCerts(t, h, "renew", "front-proxy-client", "--if-expiring-within", "9000h", "--restart=false"); err != nil || !strings.Contains(out, "front-proxy-client expire(s) within 9000h0m0s: renewing them") || !strings.Contains(out, "front-proxy-client renewed") || strings.Contains(out, "apiserver renewed") {
 		t.Errorf("renew --if-expiring-within 9000h: %v\n%s", err, out)
 	}
 	h.Handle("systemctl", transporttest.Reply(""))

@@ -265,10 +265,10 @@ func checkRenewTimer(ctx context.Context, t *testing.T, cp *node, logDir string,
 	}
 	j := journal()
 	_ = os.WriteFile(filepath.Join(logDir, "m1-certs-renew-service.log"), []byte(j), 0o644)
-	if left := time.Until(exp["front-proxy-client"]); left < 300*24*time.Hour || !strings.Contains(j, "front-proxy-client expire(s) within 720h0m0s") || !strings.Contains(j, "kube-apiserver is healthy again") {
+	if left := time.Until(exp["front-proxy-client"]); left < 300*24*time.Hour || !strings.Contains(j, "front-proxy-client expire(s) within 720h0m0s") || !strings.Contains(j, "kube-apiserver is healthy again") || strings.Contains(j, "Restarting etcd") {
 		t.Errorf("FAIL the renew service with front-proxy-client due: %s left\n%s", left, tailString(j, 20))
 	} else {
-		t.Logf("PASS the renew timer's service: nothing renewed while nothing is due; a front-proxy-client 2m from expiry renewed (%s left) and kube-apiserver restarted in %s", left.Round(time.Hour), took.Round(100*time.Millisecond))
+		t.Logf("PASS the renew timer's service: nothing renewed while nothing is due; a front-proxy-client 2m from expiry renewed (%s left) and only kube-apiserver restarted, in %s", left.Round(time.Hour), took.Round(100*time.Millisecond))
 	}
 	st.note("renew timer's service, front-proxy-client due: %s", took.Round(100*time.Millisecond))
 }
