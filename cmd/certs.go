@@ -234,6 +234,11 @@ SSH, one host after the other, so the others keep the API available.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if file != "" {
+				for _, f := range []string{"install-timer", "if-expiring-within", "config", "cert-dir"} {
+					if cmd.Flags().Changed(f) {
+						return fmt.Errorf("--%s does not go with -f: the cluster file sets the hosts' configuration; run it on the control planes themselves", f)
+					}
+				}
 				inv, err := loadInventory(cmd, file)
 				if err != nil {
 					return err

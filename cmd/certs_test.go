@@ -79,6 +79,9 @@ func TestCertsCommands(t *testing.T) {
 	if _, err := runCerts(t, h, "renew", "apiserver", "--install-timer"); err == nil || !strings.Contains(err.Error(), "the timer renews all") {
 		t.Errorf("--install-timer apiserver: %v", err)
 	}
+	if _, err := runCerts(t, h, "renew", "all", "-f", "cluster.yaml", "--install-timer"); err == nil || !strings.Contains(err.Error(), "--install-timer does not go with -f") {
+		t.Errorf("-f --install-timer: %v", err)
+	}
 	if _, err := runCerts(t, h, "renew", "ca"); err == nil || !strings.Contains(err.Error(), `unknown certificate "ca"`) {
 		t.Errorf("renew ca: %v", err)
 	}
