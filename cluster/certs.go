@@ -52,7 +52,11 @@ func (a *applier) certs(ctx context.Context) error {
 			a.p.line(StepCerts, hr.h.Name, "warning: cannot check the certificates: %v", err)
 			return nil
 		}
-		checked += len(info.Certificates) + len(info.CertificateAuthorities)
+		for _, e := range append(append([]pki.Expiry(nil), info.Certificates...), info.CertificateAuthorities...) {
+			if !e.Missing {
+				checked++
+			}
+		}
 		if info.KubeletClientCertificate != nil {
 			checked++
 		}

@@ -90,8 +90,8 @@ type ExpirationInfo struct {
 
 // Expiration reads every CA and Renewable of cfg on d.Host. A CA whose key
 // is missing is externally managed, and so is what it signs; a missing file
-// is listed as missing. A node with none of these files (a worker) gets
-// empty lists.
+// is listed as missing. A node with none of the leaves and kubeconfigs (a
+// worker, which has only ca.crt) gets empty lists.
 func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 	info := ExpirationInfo{Kind: "CertificateExpirationInfo", APIVersion: "output.kubeadm.k8s.io/v1alpha3",
 		Certificates: []Expiry{}, CertificateAuthorities: []Expiry{}}
@@ -108,7 +108,6 @@ func Expiration(ctx context.Context, d *Data) (ExpirationInfo, error) {
 			return info, err
 		}
 		if e.from(cert, now) {
-			found = true
 			if _, err := d.Host.Stat(ctx, s.KeyPath(d.Cfg)); errors.Is(err, fs.ErrNotExist) {
 				e.ExternallyManaged = true
 			} else if err != nil {

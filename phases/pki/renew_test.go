@@ -78,6 +78,8 @@ func TestExpiration(t *testing.T) {
 	crt, _, _ := h.File(path.Join(d.Cfg.CertificatesDir, "apiserver-kubelet-client.crt"))
 	key, _, _ := h.File(path.Join(d.Cfg.CertificatesDir, "apiserver-kubelet-client.key"))
 	w.SetFile("/var/lib/kubelet/pki/kubelet-client-current.pem", append(append([]byte(nil), crt...), key...), 0o600)
+	ca, _, _ := h.File(path.Join(d.Cfg.CertificatesDir, "ca.crt"))
+	w.SetFile(path.Join(d.Cfg.CertificatesDir, "ca.crt"), ca, 0o644) // as join writes it
 	wd := testData(t, w, &out)
 	wd.Now = d.Now
 	info, err = Expiration(ctx, wd)
