@@ -214,6 +214,15 @@ type applyCmd struct {
 	logf       func(format string, args ...any)
 }
 
+// command is kubeboot with args, run as the user runs apply: in the
+// cluster file's folder, with the variables it names (the sudo password).
+func (a *applyCmd) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, a.kubeboot, args...)
+	cmd.Env = append(os.Environ(), a.env...)
+	cmd.Dir = filepath.Dir(a.file)
+	return cmd
+}
+
 // trigger is what the test does to a run of apply when it prints a
 // given line: the nth (from 1) line starting with prefix and holding
 // contains. With kill, apply is SIGKILLed there; do, when set, runs there
@@ -271,9 +280,7 @@ func (a *applyCmd) run(ctx context.Context, name string, tr *trigger, extra ...s
 	defer cancel()
 	r := &applyRun{name: name}
 	args := append([]string{"apply", "-f", a.file, "--kubeconfig-out", a.kubeconfig, "--log-file", a.logFile}, extra...)
-	cmd := exec.CommandContext(ctx, a.kubeboot, args...)
-	cmd.Env = append(os.Environ(), a.env...)
-	cmd.Dir = filepath.Dir(a.file)
+	cmd := a.command(ctx, args...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		r.err = err

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -280,9 +279,7 @@ func checkClusterExpiration(ctx context.Context, t *testing.T, a *applyCmd, conv
 	if !strings.Contains(converged.out(), "none expires within 30d") {
 		t.Errorf("FAIL %s: no all-clear from its certs step", converged.name)
 	}
-	cmd := exec.CommandContext(ctx, a.kubeboot, "certs", "check-expiration", "-f", a.file, "-o", "json")
-	cmd.Env = append(os.Environ(), a.env...)
-	cmd.Dir = filepath.Dir(a.file)
+	cmd := a.command(ctx, "certs", "check-expiration", "-f", a.file, "-o", "json")
 	start := time.Now()
 	out, err := cmd.Output()
 	took := time.Since(start)
@@ -338,9 +335,7 @@ func checkClusterRenewal(ctx context.Context, t *testing.T, a *applyCmd, k *kube
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, a.kubeboot, "certs", "renew", "all", "-f", a.file)
-	cmd.Env = append(os.Environ(), a.env...)
-	cmd.Dir = filepath.Dir(a.file)
+	cmd := a.command(ctx, "certs", "renew", "all", "-f", a.file)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
