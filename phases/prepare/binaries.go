@@ -216,7 +216,7 @@ func installPackages(ctx context.Context, d *Data, dist distro, pkgs []string) e
 	var install [][]string
 	switch dist.manager {
 	case "apt-get":
-		apt := []string{"env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "-o", "Dpkg::workflow.Options::=--force-confold"}
+		apt := []string{"env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confold"}
 		install = [][]string{append(append(apt, "install", "--no-install-recommends"), pkgs...)}
 		if _, err := d.Host.Run(ctx, transport.Cmd{Args: install[0]}); err == nil {
 			return nil

@@ -494,7 +494,7 @@ func TestPrepareFromPackages(t *testing.T) {
 			t.Errorf("enabled: %v", h.enabled)
 		}
 		cmds := strings.Join(h.Commands(), "\n")
-		if !strings.Contains(cmds, "env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::workflow.Options::=--force-confold install --no-install-recommends containerd runc containernetworking-plugins") {
+		if !strings.Contains(cmds, "env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold install --no-install-recommends containerd runc containernetworking-plugins") {
 			t.Errorf("apt-get not run:\n%s", cmds)
 		}
 		for _, p := range []string{"bridge", "host-local", "loopback", "portmap", "vlan"} {
