@@ -51,7 +51,22 @@ func ReadOnlyCommand(args []string) bool {
 			return true
 		}
 		return len(rest) == 1 && oneOf(rest[0], "version", "--version")
-	case "kubelet", "containerd", "runc", "kubeadm", "crictl", "containerd-shim-runc-v2":
+	case "dpkg-query":
+		return len(rest) > 0 && oneOf(rest[0], "-W", "--show", "-l", "--list", "-s", "--status")
+	case "rpm":
+		return len(rest) > 0 && oneOf(rest[0], "-qa", "-q")
+	case "iptables-save", "ip6tables-save", "iptables-legacy-save", "ip6tables-legacy-save", "iptables-nft-save", "ip6tables-nft-save":
+		return true
+	case "nft":
+		return len(rest) >= 1 && rest[0] == "list"
+	case "ipset":
+		return len(rest) >= 1 && oneOf(rest[0], "list", "-L", "save")
+	case "ipvsadm":
+		return len(rest) >= 1 && oneOf(rest[0], "-Ln", "-Sn", "-L", "-S", "--list", "--save")
+	case "crictl":
+		rest = crictlSubcommand(rest)
+		return len(rest) >= 1 && oneOf(rest[0], "pods", "ps", "images", "version", "--version", "-v", "info", "inspectp", "inspect")
+	case "kubelet", "containerd", "runc", "kubeadm", "containerd-shim-runc-v2":
 		return len(rest) == 1 && oneOf(rest[0], "--version", "version", "-v")
 	case "kubectl":
 		return len(rest) == 2 && rest[0] == "version" && rest[1] == "--client"
@@ -59,6 +74,19 @@ func ReadOnlyCommand(args []string) bool {
 		return len(rest) >= 2 && rest[0] == "-c" && readOnlyScript(rest[1])
 	}
 	return false
+}
+
+// crictlSubcommand drops crictl's global flags (--runtime-endpoint X, -r X,
+// --timeout X).
+func crictlSubcommand(args []string) []string {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && !oneOf(args[0], "--version", "-v") {
+		if strings.Contains(args[0], "=") || len(args) == 1 {
+			args = args[1:]
+			continue
+		}
+		args = args[2:]
+	}
+	return args
 }
 
 // ctrSubcommand drops ctr's global flags (--address X, --namespace X, -a X,

@@ -56,6 +56,13 @@ func binariesFromBundle(ctx context.Context, d *Data, st *prepareState) error {
 		if d.DryRun {
 			verb = "Would install"
 		}
+		var dsts []string
+		for _, f := range outdated {
+			dsts = append(dsts, bundle.InstallPath(f))
+		}
+		if err := d.willWrite(ctx, dsts, nil); err != nil {
+			return err
+		}
 		for _, f := range outdated {
 			dst := bundle.InstallPath(f)
 			if err := InstallFile(ctx, h, path.Join(stagingDir, f.Path), dst, 0o755); err != nil {
@@ -81,7 +88,7 @@ func binariesFromBundle(ctx context.Context, d *Data, st *prepareState) error {
 	data := [][]byte{templates.ContainerdService(bundle.InstallPath(containerdBin)), templates.KubeletService()}
 	changed := false
 	for i, u := range units {
-		c, _, err := hostutil.WriteIfChanged(ctx, d.Host, u.file, data[i], 0o644)
+		c, err := d.writeIfChanged(ctx, u.file, data[i], 0o644)
 		if err != nil {
 			return err
 		}
@@ -151,6 +158,9 @@ func enableUnits(ctx context.Context, d *Data, reload bool, units ...string) err
 		if out, err := transport.Output(ctx, d.Host, "systemctl", "is-enabled", unit); err == nil && out == "enabled" {
 			continue
 		}
+		if err := d.note(ctx, func(r *Record) (changed bool) { r.Units, changed = addUnique(r.Units, unit); return }); err != nil {
+			return err
+		}
 		if _, err := d.Host.Run(ctx, transport.Cmd{Args: []string{"systemctl", "enable", unit}}); err != nil {
 			return fmt.Errorf("%w; see systemctl status %s", err, unit)
 		}
@@ -211,8 +221,36 @@ func detectDistro(ctx context.Context, h transport.Host) distro {
 
 // installPackages installs packages with the distribution's package manager.
 // apt-get's package lists are refreshed only when the first try fails.
-func installPackages(ctx context.Context, d *Data, dist distro, pkgs []string) error {
+func installPackages(ctx context.Context, d *Data, dist distro, pkgs []string) (err error) {
 	defer hostutil.ForgetPaths(ctx) // LookPath may find what they installed
+	if !d.DryRun {
+		// Record what the install adds (the packages and their
+		// dependencies), also when it fails half-way: reset --all
+		// removes exactly those.
+		before, lerr := installedPackages(ctx, d.Host, dist.manager)
+		if lerr != nil {
+			return lerr
+		}
+		defer func() {
+			after, lerr := installedPackages(ctx, d.Host, dist.manager)
+			if lerr != nil {
+				err = errors.Join(err, lerr)
+				return
+			}
+			var added []string
+			for p := range after {
+				if !before[p] {
+					added = append(added, p)
+				}
+			}
+			slices.Sort(added)
+			err = errors.Join(err, d.note(ctx, func(r *Record) (changed bool) {
+				r.Manager = dist.manager
+				r.Packages, changed = addUnique(r.Packages, added...)
+				return
+			}))
+		}()
+	}
 	var install [][]string
 	switch dist.manager {
 	case "apt-get":
@@ -232,6 +270,34 @@ func installPackages(ctx context.Context, d *Data, dist distro, pkgs []string) e
 		}
 	}
 	return nil
+}
+
+// installedPackages lists the names of the packages installed through
+// manager (dpkg's or rpm's database).
+func installedPackages(ctx context.Context, h transport.Host, manager string) (map[string]bool, error) {
+	args := []string{"rpm", "-qa", "--qf", "%{NAME}\\n"}
+	if manager == "apt-get" {
+		args = []string{"dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Package}\\n"}
+	}
+	out, err := transport.Output(ctx, h, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list the installed packages on %s: %w", h.Name(), err)
+	}
+	names := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		if manager == "apt-get" {
+			// "ii  name": installed; "rc  name": removed, configuration left
+			st, name, ok := strings.Cut(line, " ")
+			if !ok || !strings.HasPrefix(st, "i") {
+				continue
+			}
+			line = name
+		}
+		if name := strings.TrimSpace(line); name != "" {
+			names[name] = true
+		}
+	}
+	return names, nil
 }
 
 var (
@@ -442,6 +508,9 @@ func copyCNIPlugins(ctx context.Context, d *Data, dir string) (int, error) {
 		dst := path.Join(templates.CNIBinDir, e.Name())
 		if ok, _ := transport.Exists(ctx, d.Host, dst); ok || e.IsDir() {
 			continue
+		}
+		if err := d.willWrite(ctx, []string{dst}, map[string]bool{dst: false}); err != nil {
+			return n, err
 		}
 		if err := InstallFile(ctx, d.Host, path.Join(dir, e.Name()), dst, 0o755); err != nil {
 			return n, err

@@ -83,7 +83,7 @@ func Containerd(ctx context.Context, d *Data) (err error) {
 	}
 
 	opts := templates.ContainerdOptions{Major: major, RestrictOOMScoreAdj: !facts.NegativeOOMScoreAdj}
-	changed, _, err := hostutil.WriteIfChanged(ctx, d.Host, templates.ContainerdConfigFile, templates.ContainerdConfig(d.Cfg, opts), 0o644)
+	changed, err := d.writeIfChanged(ctx, templates.ContainerdConfigFile, templates.ContainerdConfig(d.Cfg, opts), 0o644)
 	if err != nil {
 		return err
 	}
@@ -255,6 +255,15 @@ func Images(ctx context.Context, d *Data) (err error) {
 		d.Out.Printf(tag, "Importing %s (%d image(s)) into containerd's k8s.io namespace", a.Path, len(a.Images))
 		if _, err := h.Run(ctx, transport.Cmd{Args: append(append([]string(nil), ctr...), "images", "import", path.Join(stagingDir, a.Path))}); err != nil {
 			return fmt.Errorf("import %s: %w", a.Path, err)
+		}
+		var refs []string
+		for _, im := range a.Images {
+			if _, ok := present[im.Ref]; !ok { // the host's own image stays
+				refs = append(refs, im.Ref)
+			}
+		}
+		if err := d.note(ctx, func(r *Record) (changed bool) { r.Images, changed = addUnique(r.Images, refs...); return }); err != nil {
+			return err
 		}
 	}
 	if d.DryRun {

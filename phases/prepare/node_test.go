@@ -93,9 +93,7 @@ func newNode(t testing.TB, o nodeOpts) *node {
 	f.Handle("uname -m", transporttest.Reply(arch+"\n"))
 	f.Handle("tar", n.tar)
 	f.Handle("sha256sum", n.sha256sum)
-	f.Handle("install -m", n.install)
-	f.Handle("mv -f -T", n.mv)
-	f.Handle("rm -rf", n.rm)
+	f.HandleCoreutils()
 	f.Handle("systemctl", n.systemctl)
 	f.Handle("ctr", n.ctr)
 	f.Handle("modprobe", func(c transport.Cmd) (transport.Result, error) {
@@ -211,57 +209,6 @@ func (n *node) sha256sum(c transport.Cmd) (transport.Result, error) {
 		return transport.Result{Stdout: []byte(out.String())}, exitErr(1, "%s", errs.String())
 	}
 	return transport.Result{Stdout: []byte(out.String())}, nil
-}
-
-// install -m MODE -T -- SRC DST
-func (n *node) install(c transport.Cmd) (transport.Result, error) {
-	var mode fs.FileMode
-	fmt.Sscanf(c.Args[2], "%o", &mode)
-	b, _, ok := n.File(c.Args[5])
-	if !ok {
-		return transport.Result{}, exitErr(1, "install: cannot stat '%s': No such file or directory", c.Args[5])
-	}
-	n.SetFile(c.Args[6], b, mode)
-	return transport.Result{}, nil
-}
-
-// mv -f -T -- SRC DST
-func (n *node) mv(c transport.Cmd) (transport.Result, error) {
-	b, mode, ok := n.File(c.Args[4])
-	if !ok {
-		return transport.Result{}, exitErr(1, "mv: cannot stat '%s'", c.Args[4])
-	}
-	n.SetFile(c.Args[5], b, mode)
-	n.Fake.Remove(bgCtx, c.Args[4])
-	return transport.Result{}, nil
-}
-
-// rm -rf -- PATH
-func (n *node) rm(c transport.Cmd) (transport.Result, error) {
-	root := c.Args[3]
-	var dirs []string
-	var walk func(p string)
-	walk = func(p string) {
-		entries, err := n.ReadDir(bgCtx, p)
-		if err != nil {
-			return
-		}
-		dirs = append(dirs, p)
-		for _, e := range entries {
-			if e.IsDir() {
-				walk(path.Join(p, e.Name()))
-			} else {
-				n.Fake.Remove(bgCtx, path.Join(p, e.Name()))
-			}
-		}
-	}
-	walk(root)
-	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
-	for _, d := range dirs {
-		n.Fake.Remove(bgCtx, d)
-	}
-	n.Fake.Remove(bgCtx, root)
-	return transport.Result{}, nil
 }
 
 func (n *node) systemctl(c transport.Cmd) (transport.Result, error) {

@@ -54,6 +54,8 @@ type prepareState struct {
 	// containerdChanged is set when containerd's binaries or unit changed,
 	// so the containerd sub-phase restarts it.
 	containerdChanged bool
+	// rec is the host's record of what prepare installed.
+	rec recorder
 }
 
 func (d *Data) state() *prepareState {
@@ -125,6 +127,9 @@ func Kernel(ctx context.Context, d *Data) error {
 			d.Out.Printf(tag, "Kernel module %s: not loaded; would run modprobe %s", m.Name, m.Name)
 		case err == nil || m.Present(ctx, h):
 			d.Out.Printf(tag, "Kernel module %s: loaded", m.Name)
+			if err := d.note(ctx, func(r *Record) (changed bool) { r.Modules, changed = addUnique(r.Modules, m.Name); return }); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("kernel module %s is missing on %s and cannot be loaded (%v): load it on the host (modprobe %s), or use a kernel that has it", m.Name, h.Name(), err, m.Name)
 		}
@@ -141,8 +146,23 @@ func Kernel(ctx context.Context, d *Data) error {
 	var set []string
 	for _, s := range prepareSysctls(d) {
 		file := "/proc/sys/" + strings.ReplaceAll(s.Key, ".", "/")
-		if cur, err := hostutil.ReadTrimmed(ctx, h, file); err == nil && cur == s.Value {
+		cur, err := hostutil.ReadTrimmed(ctx, h, file)
+		if err == nil && cur == s.Value {
 			continue
+		}
+		if err == nil {
+			if err := d.note(ctx, func(r *Record) bool {
+				if _, ok := r.Sysctls[s.Key]; ok {
+					return false
+				}
+				if r.Sysctls == nil {
+					r.Sysctls = map[string]string{}
+				}
+				r.Sysctls[s.Key] = cur
+				return true
+			}); err != nil {
+				return err
+			}
 		}
 		if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sysctl", "-w", s.Key + "=" + s.Value}}); err != nil {
 			return fmt.Errorf("set %s=%s: %w", s.Key, s.Value, err)
@@ -159,7 +179,7 @@ func Kernel(ctx context.Context, d *Data) error {
 
 // writeReport writes a file when its content differs and says which it was.
 func writeReport(ctx context.Context, d *Data, file, what string, data []byte, mode fs.FileMode) error {
-	changed, _, err := hostutil.WriteIfChanged(ctx, d.Host, file, data, mode)
+	changed, err := d.writeIfChanged(ctx, file, data, mode)
 	if err != nil {
 		return err
 	}
@@ -204,6 +224,9 @@ func Swap(ctx context.Context, d *Data) error {
 	mode := fs.FileMode(0o644)
 	if fi, err := h.Stat(ctx, fstabFile); err == nil {
 		mode = fi.Mode().Perm()
+	}
+	if err := d.note(ctx, func(r *Record) bool { changed := !r.FstabSwap; r.FstabSwap = true; return changed }); err != nil {
+		return err
 	}
 	if err := h.WriteFile(ctx, fstabFile, []byte(out), mode); err != nil {
 		return fmt.Errorf("write %s: %w", fstabFile, err)

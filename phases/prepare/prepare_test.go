@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -461,8 +462,18 @@ func TestPrepareFromPackages(t *testing.T) {
 			h.SetFile("/usr/bin/kubelet", []byte("ELF"), 0o755)
 			h.SetFile("/usr/bin/kubectl", []byte("ELF"), 0o755)
 		}
+		// dpkg's database: what the host had, and what apt-get adds (a
+		// dependency too).
+		dpkg := []string{"ii libc6", "rc oldpkg"}
+		h.Handle("dpkg-query -W", func(transport.Cmd) (transport.Result, error) {
+			return transport.Result{Stdout: []byte(strings.Join(dpkg, "\n") + "\n")}, nil
+		})
 		h.Handle("env DEBIAN_FRONTEND=noninteractive apt-get", func(c transport.Cmd) (transport.Result, error) {
 			for _, pkg := range c.Args[len(c.Args)-3:] {
+				dpkg = append(dpkg, "ii "+pkg)
+				if pkg == "containerd" {
+					dpkg = append(dpkg, "ii libseccomp2")
+				}
 				switch pkg {
 				case "containerd":
 					for _, b := range []string{"containerd", "containerd-shim-runc-v2", "ctr"} {
@@ -501,6 +512,23 @@ func TestPrepareFromPackages(t *testing.T) {
 			if b, mode, ok := h.File("/opt/cni/bin/" + p); !ok || mode.Perm() != 0o755 || string(b) != "ELF "+p {
 				t.Errorf("/opt/cni/bin/%s not copied from /usr/lib/cni", p)
 			}
+		}
+		// The record lists what the install added, dependencies too, and
+		// the plugins copied; not what the host had.
+		r, found, err := LoadRecord(bgCtx, h)
+		if err != nil || !found {
+			t.Fatalf("record: %v (found %v)", err, found)
+		}
+		if got, want := strings.Join(r.Packages, " "), "containerd containernetworking-plugins libseccomp2 runc"; r.Manager != "apt-get" || got != want {
+			t.Errorf("recorded packages %s %q, want apt-get %q", r.Manager, got, want)
+		}
+		for _, p := range []string{"/opt/cni/bin/bridge", "/opt/cni/bin/vlan", "/etc/sysctl.d/99-kubeboot.conf"} {
+			if !slices.Contains(r.Created, p) {
+				t.Errorf("record lacks %s in created: %v", p, r.Created)
+			}
+		}
+		if !slices.Contains(r.Units, "containerd") {
+			t.Errorf("record lacks the containerd unit enabled: %v", r.Units)
 		}
 	})
 
