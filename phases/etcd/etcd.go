@@ -1,7 +1,8 @@
 // Package etcd is what kubeboot does with a stacked etcd cluster through
 // the etcd API: find its members the way kubeadm does, connect with a
 // node's healthcheck-client certificate, wait until every member answers,
-// and add a member (as a learner, promoted once it caught up).
+// add a member (as a learner, promoted once it caught up), and remove one
+// without losing quorum.
 package etcd
 
 import (
@@ -36,6 +37,7 @@ type Client interface {
 	MemberList(ctx context.Context, opts ...clientv3.OpOption) (*clientv3.MemberListResponse, error)
 	MemberAddAsLearner(ctx context.Context, peerAddrs []string) (*clientv3.MemberAddResponse, error)
 	MemberPromote(ctx context.Context, id uint64) (*clientv3.MemberPromoteResponse, error)
+	MemberRemove(ctx context.Context, id uint64) (*clientv3.MemberRemoveResponse, error)
 	Status(ctx context.Context, endpoint string) (*clientv3.StatusResponse, error)
 	Close() error
 }

@@ -42,7 +42,7 @@ func (f *Fake) record(s string) { f.calls = append(f.calls, s) }
 // Calls is how many requests the cluster answered.
 func (f *Fake) Calls() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.calls) }
 
-// Log lists the requests that change the membership (add, promote).
+// Log lists the requests that change the membership (add, promote, remove).
 func (f *Fake) Log() string { return f.LogSince(0) }
 
 // LogSince is Log from the n-th call on.
@@ -95,6 +95,20 @@ func (f *Fake) MemberPromote(_ context.Context, id uint64) (*clientv3.MemberProm
 		}
 	}
 	return &clientv3.MemberPromoteResponse{}, nil
+}
+
+// MemberRemove implements etcd.Client.
+func (f *Fake) MemberRemove(_ context.Context, id uint64) (*clientv3.MemberRemoveResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record(fmt.Sprintf("remove %d", id))
+	for i, m := range f.members {
+		if m.ID == id {
+			f.members = append(f.members[:i:i], f.members[i+1:]...)
+			return &clientv3.MemberRemoveResponse{Members: append([]*etcdserverpb.Member(nil), f.members...)}, nil
+		}
+	}
+	return nil, errors.New("etcdserver: member not found")
 }
 
 // Status implements etcd.Client: an error for the client URLs in Down.
