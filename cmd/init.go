@@ -241,7 +241,7 @@ func newInitCommand(out io.Writer) *cobra.Command {
 // generic form `phase <name>/<sub>`. argsUse is what each phase command
 // takes after its name (join: " [api-server-endpoint]"), checked by args;
 // run runs the phase path with those arguments.
-func newPhaseCommand(runner *phases.Runner, argsUse string, args cobra.PositionalArgs, run func(c *cobra.Command, args []string, only string) error) *cobra.Command {
+func newPhaseCommand[D any](runner *workflow.Runner[D], argsUse string, args cobra.PositionalArgs, run func(c *cobra.Command, args []string, only string) error) *cobra.Command {
 	phaseCmd := &cobra.Command{
 		Use:   "phase <name>[/<sub>|/all] | phase <name> [<sub>|all]",
 		Short: "Use this command to invoke single phase of the " + runner.Command + " workflow",
@@ -254,8 +254,8 @@ func newPhaseCommand(runner *phases.Runner, argsUse string, args cobra.Positiona
 			return run(c, nil, strings.Join(a, "/"))
 		},
 	}
-	var add func(parent *cobra.Command, p *phases.Phase, prefix string)
-	add = func(parent *cobra.Command, p *phases.Phase, prefix string) {
+	var add func(parent *cobra.Command, p *workflow.Phase[D], prefix string)
+	add = func(parent *cobra.Command, p *workflow.Phase[D], prefix string) {
 		path := prefix + p.Name
 		runE := func(c *cobra.Command, a []string) error { return run(c, a, path) }
 		c := &cobra.Command{Use: p.Name + argsUse, Short: p.Short, Args: args, RunE: runE}
@@ -274,15 +274,15 @@ func newPhaseCommand(runner *phases.Runner, argsUse string, args cobra.Positiona
 }
 
 // phaseHelp lists the workflow's phases as kubeadm's help does.
-func phaseHelp(r *phases.Runner) string {
+func phaseHelp[D any](r *workflow.Runner[D]) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "The %q command executes the following phases:\n```\n", r.Command)
 	// One description column for every line, however deep.
 	type row struct{ name, short string }
 	var rows []row
 	w := 0
-	var walk func(ps []*phases.Phase, indent string)
-	walk = func(ps []*phases.Phase, indent string) {
+	var walk func(ps []*workflow.Phase[D], indent string)
+	walk = func(ps []*workflow.Phase[D], indent string) {
 		for _, p := range ps {
 			name := indent + p.Name
 			if indent != "" {

@@ -39,6 +39,7 @@ everything below a directory and changes nothing on the host.
 	root.AddCommand(newBundleCommand(out))
 	root.AddCommand(newPreflightCommand(out))
 	root.AddCommand(newApplyCommand(out), newPlanCommand(out))
+	root.AddCommand(newResetCommand(out))
 	return root
 }
 

@@ -227,12 +227,12 @@ func installPackages(ctx context.Context, d *Data, dist distro, pkgs []string) (
 		// Record what the install adds (the packages and their
 		// dependencies), also when it fails half-way: reset --all
 		// removes exactly those.
-		before, lerr := installedPackages(ctx, d.Host, dist.manager)
+		before, lerr := InstalledPackages(ctx, d.Host, dist.manager)
 		if lerr != nil {
 			return lerr
 		}
 		defer func() {
-			after, lerr := installedPackages(ctx, d.Host, dist.manager)
+			after, lerr := InstalledPackages(ctx, d.Host, dist.manager)
 			if lerr != nil {
 				err = errors.Join(err, lerr)
 				return
@@ -272,9 +272,9 @@ func installPackages(ctx context.Context, d *Data, dist distro, pkgs []string) (
 	return nil
 }
 
-// installedPackages lists the names of the packages installed through
+// InstalledPackages lists the names of the packages installed through
 // manager (dpkg's or rpm's database).
-func installedPackages(ctx context.Context, h transport.Host, manager string) (map[string]bool, error) {
+func InstalledPackages(ctx context.Context, h transport.Host, manager string) (map[string]bool, error) {
 	args := []string{"rpm", "-qa", "--qf", "%{NAME}\\n"}
 	if manager == "apt-get" {
 		args = []string{"dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Package}\\n"}
