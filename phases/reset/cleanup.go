@@ -233,7 +233,7 @@ func RemoveFiles(ctx context.Context, d *Data) error {
 	}
 	if !d.DryRun {
 		for _, dir := range []string{path.Dir(inventory.KubeletDropInFile), inventory.KubernetesDir} {
-			if err := d.removeIfEmpty(ctx, dir); err != nil {
+			if err := d.removeIfEmpty(ctx, dir, "not written by kubeboot's init or join"); err != nil {
 				return err
 			}
 		}
@@ -251,8 +251,9 @@ func RemoveFiles(ctx context.Context, d *Data) error {
 	return nil
 }
 
-// removeIfEmpty removes dir when nothing is left in it, and lists what is.
-func (d *Data) removeIfEmpty(ctx context.Context, dir string) error {
+// removeIfEmpty removes dir when nothing is left in it, and lists what is
+// with why (whose the files are not), unless why is empty.
+func (d *Data) removeIfEmpty(ctx context.Context, dir, why string) error {
 	entries, err := d.Host.ReadDir(ctx, dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -267,10 +268,13 @@ func (d *Data) removeIfEmpty(ctx context.Context, dir string) error {
 		d.removed("%s", dir)
 		return nil
 	}
+	if why == "" {
+		return nil
+	}
 	var names []string
 	for _, e := range entries {
 		names = append(names, path.Join(dir, e.Name()))
 	}
-	d.left("%s: not written by kubeboot's init or join, kept", strings.Join(names, ", "))
+	d.left("%s: %s, kept", strings.Join(names, ", "), why)
 	return nil
 }

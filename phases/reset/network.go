@@ -62,10 +62,11 @@ func CleanNetwork(ctx context.Context, d *Data) error {
 		return err
 	}
 	if !d.DryRun {
-		for _, dir := range []string{templates.CNIConfDir, path.Dir(templates.CNIConfDir)} {
-			if err := d.removeIfEmpty(ctx, dir); err != nil {
-				return err
-			}
+		if err := d.removeIfEmpty(ctx, templates.CNIConfDir, "not a file of the CNIs kubeboot installs"); err != nil {
+			return err
+		}
+		if err := d.removeIfEmpty(ctx, path.Dir(templates.CNIConfDir), ""); err != nil {
+			return err
 		}
 	}
 

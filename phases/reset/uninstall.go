@@ -64,7 +64,7 @@ func Uninstall(ctx context.Context, d *Data) error {
 				return fmt.Errorf("disable %s: %w", u, err)
 			}
 			d.Out.Printf(tag, "%s %s.service", d.verb("Stopped and disabled", "Would stop and disable"), u)
-			d.removed("unit %s enabled", u)
+			d.removed("%s.service enabled by prepare (stopped and disabled)", u)
 		}
 	}
 	if ownsContainerd {
@@ -101,7 +101,7 @@ func Uninstall(ctx context.Context, d *Data) error {
 	sort.Sort(sort.Reverse(sort.StringSlice(dirs))) // deepest first
 	if !d.DryRun {
 		for _, dir := range dirs {
-			if err := d.removeIfEmpty(ctx, dir); err != nil {
+			if err := d.removeIfEmpty(ctx, dir, "prepare made the directory; these are not prepare's"); err != nil {
 				return err
 			}
 		}
@@ -204,6 +204,6 @@ func (d *Data) restoreFstab(ctx context.Context) error {
 		return fmt.Errorf("write %s: %w", fstab, err)
 	}
 	d.Out.Printf(tag, "%s %d swap entr%s in %s (swap turns on at the next boot, or with swapon -a)", d.verb("Restored", "Would restore"), n, map[bool]string{true: "y", false: "ies"}[n == 1], fstab)
-	d.removed("prepare's swap change to %s (%d entries back)", fstab, n)
+	d.removed("prepare's change to %s (%d swap entries back)", fstab, n)
 	return nil
 }
