@@ -184,9 +184,9 @@ func newNode(t *testing.T, name string) *node {
 	f.SetFile(prepare.BackupDir+templates.ContainerdConfigFile, []byte("the host's"), 0o600)
 	f.SetFile("/etc/fstab", []byte("/dev/sda1 / ext4 defaults 0 1\n"+prepare.FstabSwapPrefix+"/dev/sda2 none swap sw 0 0\n"), 0o644)
 	rec := prepare.Record{
-		Created:   []string{"/etc/sysctl.d/99-kubeboot.conf", templates.ContainerdUnitFile, templates.KubeletUnitFile, "/usr/bin/containerd", "/usr/bin/kubelet"},
+		Created:   []string{"/etc/sysctl.d/99-kubeboot.conf", templates.ContainerdUnitFile, templates.KubeletUnitFile, "/opt/cni/bin/bridge", "/usr/bin/containerd", "/usr/bin/kubelet"},
 		Replaced:  []string{templates.ContainerdConfigFile},
-		Dirs:      []string{"/etc/containerd"},
+		Dirs:      []string{"/opt/cni", "/opt/cni/bin"},
 		Units:     []string{"containerd", "kubelet"},
 		Sysctls:   map[string]string{"net.ipv4.ip_forward": "0"},
 		Modules:   []string{"br_netfilter"},
