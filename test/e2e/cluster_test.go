@@ -162,6 +162,21 @@ func TestTwoNodeCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The machines before init, for reset's comparison (step 10).
+	before := map[*node]machineState{}
+	if err := st.run("snapshot (both nodes, before init)", func() error {
+		for _, n := range nodes {
+			s, err := takeMachineState(ctx, n, logDir, "before-init")
+			if err != nil {
+				return err
+			}
+			before[n] = s
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
 	// 4. init on machine 1.
 	initCmd := []string{kubebootPath, "init", "--bundle", bundlePath}
 	var initOut string
@@ -272,6 +287,13 @@ func TestTwoNodeCluster(t *testing.T) {
 	// 9. Certificate renewal that the running components use.
 	_ = st.run("kubeboot certs renew all (m1)", func() error {
 		checkRenewal(ctx, t, k, cp, logDir, st)
+		return nil
+	})
+
+	// 10. Reset the worker, then the control plane with --all: nothing is
+	// left that the snapshots before init do not explain; init again works.
+	_ = st.run("kubeboot reset (m2, then m1 --all) and init again", func() error {
+		checkReset(ctx, t, cp, worker, before, initCmd, b.kubectl, logDir, st)
 		return nil
 	})
 }
