@@ -70,10 +70,17 @@ func buildAll(ctx context.Context, st *stages, logf func(string, ...any), repo, 
 	var k8s string
 	var add components.Addons
 	var tools components.Tools
+	var crictl string
 	err := st.run("Kubernetes v1.34.3 + etcd v3.6.5 binaries", func() (err error) {
 		k8s, err = b.Kubernetes(ctx)
 		return err
 	})
+	if err == nil {
+		err = st.run("crictl "+components.CrictlVersion+" (cri-tools)", func() (err error) {
+			crictl, err = b.Crictl(ctx)
+			return err
+		})
+	}
 	if err == nil {
 		err = st.run("CoreDNS, flanneld, flannel CNI binaries", func() (err error) {
 			add, err = b.Addons(ctx)
@@ -143,6 +150,7 @@ binaries:
   - {name: containerd-shim-runc-v2, version: %[4]q, path: %[6]s}
   - {name: ctr, version: %[4]q, path: %[7]s}
   - {name: runc, version: %[8]q, path: %[9]s}
+  - {name: crictl, version: %[13]s, path: %[14]s}
 cniPlugins:
   version: %[10]q
   dir: %[11]s
@@ -151,7 +159,8 @@ images:
 `, components.KubernetesVersion, bin("kubelet"), bin("kubectl"),
 		containerd.Version, containerd.Path("usr/bin/containerd"), containerd.Path("usr/bin/containerd-shim-runc-v2"), containerd.Path("usr/bin/ctr"),
 		runc.Version, runc.Path("usr/sbin/runc"),
-		cni.Version, cni.Path("usr/lib/cni"), imagesTar)
+		cni.Version, cni.Path("usr/lib/cni"), imagesTar,
+		components.CrictlVersion, crictl)
 	specFile := filepath.Join(logDir, "bundle.yaml")
 	if err := os.WriteFile(specFile, []byte(spec), 0o644); err != nil {
 		return nil, err
@@ -169,7 +178,7 @@ images:
 		return nil, err
 	}
 	if fi, err := os.Stat(out.bundle); err == nil {
-		st.note("bundle %s: %d MiB (containerd %s, runc %s, CNI plugins %s)", filepath.Base(out.bundle), fi.Size()>>20, containerd.Version, runc.Version, cni.Version)
+		st.note("bundle %s: %d MiB (containerd %s, runc %s, CNI plugins %s, crictl %s)", filepath.Base(out.bundle), fi.Size()>>20, containerd.Version, runc.Version, cni.Version, components.CrictlVersion)
 	}
 	return out, nil
 }

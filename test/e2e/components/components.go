@@ -4,6 +4,8 @@
 //
 //   - Kubernetes v1.34.3 and etcd v3.6.5 from the Go module proxy
 //     (test/k8sbin/build.sh, version-stamped);
+//   - crictl from sigs.k8s.io/cri-tools (test/k8sbin/crictl, its own module,
+//     version-stamped);
 //   - CoreDNS, flanneld and the flannel CNI plugin from their Go modules
 //     (test/e2e/addons/*, each its own module);
 //   - containerd, runc and the CNI plugins from Debian packages
@@ -39,6 +41,10 @@ const (
 	// whose meta/flannel is the flannel CNI plugin (the flannel-cni-plugin
 	// image's /flannel).
 	FlannelCNIVersion = "v0.9.1"
+	// CrictlVersion is sigs.k8s.io/cri-tools' version: the crictl the bundle
+	// installs as /usr/bin/crictl, for reset to remove pod sandboxes and
+	// containers through the CRI as kubeadm does.
+	CrictlVersion = "v1.34.0"
 )
 
 // KubernetesComponents are the binaries built by test/k8sbin/build.sh.
@@ -78,6 +84,16 @@ func (b *Builder) Kubernetes(ctx context.Context) (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// Crictl builds (or finds) crictl, static, stamped with CrictlVersion as
+// cri-tools' release does (crictl --version: "crictl version v1.34.0").
+func (b *Builder) Crictl(ctx context.Context) (string, error) {
+	return b.goBuild(ctx, goBin{
+		module: "test/k8sbin/crictl", pkg: "sigs.k8s.io/cri-tools/cmd/crictl", out: "crictl",
+		version: CrictlVersion,
+		ldflags: "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=" + CrictlVersion,
+	})
 }
 
 // Addons are the add-on binaries.
