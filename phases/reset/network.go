@@ -22,6 +22,9 @@ var (
 	// cniStateDirs are the CNI plugins' and CNIs' state: host-local's
 	// addresses, the CNI result cache, flannel's subnet, Calico's node state.
 	cniStateDirs = []string{"/var/lib/cni", "/run/flannel", "/var/lib/calico", "/run/calico", "/var/log/calico", "/var/run/calico"}
+	// cniBinaries are the plugins the CNIs' DaemonSets copy to
+	// /opt/cni/bin (prepare's plugins stay, unless --all).
+	cniBinaries = []string{"flannel", "calico", "calico-ipam"}
 	// chainPrefixes are the iptables chains of kube-proxy and the kubelet
 	// (KUBE-), flannel (FLANNEL-), the CNI plugins (CNI-: bridge, portmap,
 	// firewall) and Calico (cali-).
@@ -58,6 +61,9 @@ func CleanNetwork(ctx context.Context, d *Data) error {
 	for _, f := range cniConfFiles {
 		conf = append(conf, path.Join(templates.CNIConfDir, f))
 	}
+	for _, f := range cniBinaries {
+		conf = append(conf, path.Join(templates.CNIBinDir, f))
+	}
 	if err := d.removePaths(ctx, append(conf, cniStateDirs...)...); err != nil {
 		return err
 	}
@@ -65,8 +71,11 @@ func CleanNetwork(ctx context.Context, d *Data) error {
 		if err := d.removeIfEmpty(ctx, templates.CNIConfDir, "not a file of the CNIs kubeboot installs"); err != nil {
 			return err
 		}
-		if err := d.removeIfEmpty(ctx, path.Dir(templates.CNIConfDir), ""); err != nil {
-			return err
+		// /etc/cni, and where the CNI kept the pods' network namespaces.
+		for _, dir := range []string{path.Dir(templates.CNIConfDir), "/run/netns"} {
+			if err := d.removeIfEmpty(ctx, dir, ""); err != nil {
+				return err
+			}
 		}
 	}
 

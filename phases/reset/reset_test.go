@@ -168,6 +168,8 @@ func newNode(t *testing.T, name string) *node {
 	// What the CNI and the kubelet wrote, and the host's own files.
 	f.SetFile("/etc/cni/net.d/10-flannel.conflist", []byte("{}"), 0o644)
 	f.SetFile("/etc/cni/net.d/99-host.conf", []byte("{}"), 0o644)
+	f.SetFile("/opt/cni/bin/flannel", []byte("ELF"), 0o755) // flannel's DaemonSet copies it
+	f.SetDir("/run/netns")
 	f.SetFile("/var/lib/cni/networks/cbr0/10.244.0.2", []byte("a1"), 0o644)
 	f.SetFile("/run/flannel/subnet.env", []byte("FLANNEL_NETWORK=10.244.0.0/16\n"), 0o644)
 	f.SetFile(inventory.KubeletConfigFile, []byte("kind: KubeletConfiguration\n"), 0o644)
@@ -302,7 +304,10 @@ func TestResetWorker(t *testing.T) {
 	if n.active["kubelet"] {
 		t.Errorf("the kubelet runs")
 	}
-	if got := n.left("/etc/kubernetes", "/var/lib/kubelet", "/etc/cni", "/var/lib/cni", "/run/flannel", "/etc/systemd/system/kubelet.service.d"); !slices.Equal(got, []string{"/etc/cni/net.d/99-host.conf", "/etc/kubernetes/README.host"}) {
+	if ok, _ := transport.Exists(ctx, n, "/run/netns"); ok {
+		t.Errorf("/run/netns is still there")
+	}
+	if got := n.left("/etc/kubernetes", "/var/lib/kubelet", "/etc/cni", "/var/lib/cni", "/run/flannel", "/etc/systemd/system/kubelet.service.d", "/opt/cni/bin/flannel"); !slices.Equal(got, []string{"/etc/cni/net.d/99-host.conf", "/etc/kubernetes/README.host"}) {
 		t.Errorf("left: %v", got)
 	}
 	if len(n.mounts) != 1 {
