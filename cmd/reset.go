@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubeboot/kubeboot/cluster"
 	"github.com/kubeboot/kubeboot/phases/reset"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 )
@@ -26,6 +27,9 @@ type resetOptions struct {
 	certDir    string
 	criSocket  string
 	skipPhases []string
+	file       string // -f: every host of an inventory
+	host       string // --host: that one
+	parallel   int
 }
 
 func newResetCommand(out io.Writer) *cobra.Command {
@@ -47,6 +51,9 @@ func newResetCommand(out io.Writer) *cobra.Command {
 	fs.StringVar(&o.certDir, "cert-dir", "/etc/kubernetes/pki", "The path to the directory where the certificates are stored. If specified, clean this directory")
 	fs.StringVar(&o.criSocket, "cri-socket", "", "Path to the CRI socket to connect. If empty kubeboot uses containerd's default socket")
 	fs.StringSliceVar(&o.skipPhases, "skip-phases", nil, "List of phases to be skipped")
+	cmd.Flags().StringVarP(&o.file, "file", "f", "", "The cluster file (kind: Cluster with hosts): reset every host over SSH, the workers first, the control planes one at a time (kubeadm's -f is --force here)")
+	cmd.Flags().StringVar(&o.host, "host", "", "With -f: reset only this host, after draining its Node, and delete the Node")
+	cmd.Flags().IntVar(&o.parallel, "parallel", 20, "With -f: how many workers are reset at once")
 	cmd.AddCommand(newPhaseCommand(runner, "", cobra.NoArgs, func(c *cobra.Command, _ []string, only string) error {
 		return o.run(c, out, runner, only)
 	}))
@@ -56,6 +63,12 @@ func newResetCommand(out io.Writer) *cobra.Command {
 func (o *resetOptions) run(c *cobra.Command, out io.Writer, runner *workflow.Runner[*reset.Data], only string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.file != "" {
+		return o.runCluster(ctx, c, out, only)
+	}
+	if o.host != "" {
+		return fmt.Errorf("--host needs -f cluster.yaml: it names a host of the inventory")
+	}
 	printer := workflow.NewPrinter(out)
 	host, dry, err := localHost(o.dryRun, "", printer, "")
 	if err != nil {
@@ -91,6 +104,35 @@ func (o *resetOptions) run(c *cobra.Command, out io.Writer, runner *workflow.Run
 		printDryRun(printer, dry)
 	case err == nil:
 		printer.Printf("reset", "Done in %s", workflow.RoundDuration(time.Since(start)))
+	}
+	return err
+}
+
+// runCluster is reset -f: every host of the inventory, or --host's.
+func (o *resetOptions) runCluster(ctx context.Context, c *cobra.Command, out io.Writer, only string) error {
+	if only != "" || len(o.skipPhases) > 0 || c.Flags().Changed("cert-dir") || c.Flags().Changed("cri-socket") {
+		return fmt.Errorf("-f resets whole hosts as the cluster file configures them: --skip-phases, phase, --cert-dir and --cri-socket go with reset on a node itself")
+	}
+	inv, err := loadInventory(c, o.file)
+	if err != nil {
+		return err
+	}
+	if !o.force && !o.dryRun {
+		what := fmt.Sprintf("every host of %s (%d)", o.file, len(inv.Hosts))
+		if o.host != "" {
+			what = fmt.Sprintf("%s of %s (drained, reset, its Node deleted)", o.host, o.file)
+		}
+		fmt.Fprintf(out, "[reset] WARNING: this resets %s.\n[reset] Are you sure you want to proceed? [y/N]: ", what)
+		line, _ := bufio.NewReader(o.stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+			return fmt.Errorf("reset aborted: nothing was changed; give --force to reset without asking")
+		}
+	}
+	d := &cluster.SSHDialer{}
+	start := time.Now()
+	err = cluster.Reset(ctx, inv, d.Connect, cluster.ResetOptions{Host: o.host, All: o.all, Force: o.force, DryRun: o.dryRun, Out: out, Parallel: o.parallel})
+	if err == nil {
+		fmt.Fprintf(out, "[reset] Done in %s\n", workflow.RoundDuration(time.Since(start)))
 	}
 	return err
 }

@@ -21,6 +21,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -55,6 +56,23 @@ func New(endpoints []string, tlsConfig *tls.Config) (Client, error) {
 		// The client's own retry warnings say less than join's messages.
 		Logger: zap.NewNop(),
 	})
+}
+
+// NewVia is New with every connection opened by dial: from a node's side
+// of an SSH connection, so that https://127.0.0.1:2379 is that node's
+// member and the operator's machine needs no route to etcd.
+func NewVia(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func([]string, *tls.Config) (Client, error) {
+	return func(endpoints []string, tlsConfig *tls.Config) (Client, error) {
+		return clientv3.New(clientv3.Config{
+			Endpoints:   endpoints,
+			DialTimeout: etcdCallTimeout,
+			TLS:         tlsConfig,
+			Logger:      zap.NewNop(),
+			DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				return dial(ctx, "tcp", addr)
+			})},
+		})
+	}
 }
 
 // Conn says how to reach a cluster's etcd from one of its nodes.
