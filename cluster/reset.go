@@ -38,6 +38,8 @@ type NodeRemover interface {
 	DeleteNode(ctx context.Context, name string) error
 }
 
+var _ NodeRemover = (*kubeAPI)(nil)
+
 // ResetOptions are `kubeboot reset -f`'s.
 type ResetOptions struct {
 	// Host resets only this host of the inventory, drained and its Node
