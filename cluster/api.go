@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,6 +28,15 @@ type API interface {
 	ReusableToken(ctx context.Context) (string, error)
 	// EnsureLabels sets labels on Node name; it says whether it changed any.
 	EnsureLabels(ctx context.Context, name string, labels map[string]string) (bool, error)
+	// StrayNodes are the Nodes labelled ManagedLabel whose names are not
+	// in keep.
+	StrayNodes(ctx context.Context, keep []string) ([]StrayNode, error)
+}
+
+// StrayNode is a Node kubeboot made whose host left the inventory.
+type StrayNode struct {
+	Name, Address string
+	ControlPlane  bool
 }
 
 // Dialer is a Host that can open TCP connections from its side (an SSH
@@ -95,6 +105,28 @@ func (a *kubeAPI) Nodes(ctx context.Context) (map[string]bool, error) {
 			}
 		}
 		out[n.Name] = ready
+	}
+	return out, nil
+}
+
+func (a *kubeAPI) StrayNodes(ctx context.Context, keep []string) ([]StrayNode, error) {
+	list, err := a.c.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: ManagedLabel + "=true"})
+	if err != nil {
+		return nil, fmt.Errorf("list Nodes: %w", err)
+	}
+	var out []StrayNode
+	for _, n := range list.Items {
+		if slices.Contains(keep, n.Name) {
+			continue
+		}
+		s := StrayNode{Name: n.Name}
+		_, s.ControlPlane = n.Labels["node-role.kubernetes.io/control-plane"]
+		for _, addr := range n.Status.Addresses {
+			if addr.Type == corev1.NodeInternalIP && s.Address == "" {
+				s.Address = addr.Address
+			}
+		}
+		out = append(out, s)
 	}
 	return out, nil
 }

@@ -56,6 +56,9 @@ type Options struct {
 	// host the whole bundle instead.
 	CacheDir    string
 	WholeBundle bool
+	// Prune drains, resets and deletes the Nodes kubeboot made
+	// (ManagedLabel) whose hosts are no longer in the file.
+	Prune bool
 }
 
 // HostResult is what apply did on one host.
@@ -233,6 +236,7 @@ func (a *applier) run(ctx context.Context) error {
 		{StepJoin, a.joinWorkers},
 		{StepWait, a.wait},
 		{StepLabel, a.label},
+		{StepPrune, a.prune},
 		{StepKubeconfig, a.kubeconfig},
 		{StepCerts, a.certs},
 	}
@@ -901,17 +905,18 @@ func (a *applier) wait(ctx context.Context) error {
 func (a *applier) label(ctx context.Context) error {
 	var errs []error
 	for _, hr := range a.hosts {
-		if len(hr.h.Labels) == 0 {
-			continue
+		labels := map[string]string{ManagedLabel: "true"}
+		for k, v := range hr.h.Labels {
+			labels[k] = v
 		}
-		changed, err := a.api.EnsureLabels(ctx, hr.h.Name, hr.h.Labels)
+		changed, err := a.api.EnsureLabels(ctx, hr.h.Name, labels)
 		if err != nil {
 			hr.res.Err = fmt.Errorf("label Node %s: %w", hr.h.Name, err)
 			errs = append(errs, hr.res.Err)
 			continue
 		}
-		keys := make([]string, 0, len(hr.h.Labels))
-		for k, v := range hr.h.Labels {
+		keys := make([]string, 0, len(labels))
+		for k, v := range labels {
 			keys = append(keys, k+"="+v)
 		}
 		sort.Strings(keys)

@@ -32,6 +32,7 @@ const (
 	StepJoin         = "join"
 	StepWait         = "wait"
 	StepLabel        = "label"
+	StepPrune        = "prune"
 	StepKubeconfig   = "kubeconfig"
 	defaultParallel  = 20
 	remoteBinDir     = "/usr/local/lib/kubeboot"
@@ -193,7 +194,8 @@ func NewPlan(inv *Inventory, parallel int) *Plan {
 	add(Step{Name: StepJoin, Hosts: joinWorkers, Order: "parallel", Command: "kubeboot join --config - --skip-phases prepare",
 		Does: "the workers, " + par(len(joinWorkers)) + "; a host that is already a Ready Node is skipped"})
 	add(Step{Name: StepWait, Hosts: all, Order: "api", Does: "wait until every host's Node is Ready (through the first control plane's SSH connection)"})
-	add(Step{Name: StepLabel, Hosts: all, Order: "api", Does: "set the inventory's labels on each Node; nothing when they are set"})
+	add(Step{Name: StepLabel, Hosts: all, Order: "api", Does: "set the inventory's labels and " + ManagedLabel + "=true on each Node; nothing when they are set"})
+	add(Step{Name: StepPrune, Order: "api", Does: "list the Nodes labelled " + ManagedLabel + " that are not in the file; with --prune drain, reset (over SSH to the Node's address) and delete each"})
 	add(Step{Name: StepKubeconfig, Hosts: p.ControlPlanes[:min(1, len(cps))], Order: "local",
 		Does: "write the admin kubeconfig (--kubeconfig-out, 0600), server " + p.Endpoint})
 	add(Step{Name: StepCerts, Hosts: all, Order: "parallel", Command: "kubeboot certs check-expiration --config - -o json",

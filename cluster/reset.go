@@ -341,3 +341,66 @@ func (a *kubeAPI) DeleteNode(ctx context.Context, name string) error {
 	}
 	return err
 }
+
+// prune is apply's prune step: the Nodes kubeboot made whose hosts left
+// the file are listed; with Prune each is drained, its host reset over
+// SSH (to the Node's InternalIP, with the file's ssh defaults and
+// known_hosts) and the Node deleted.
+func (a *applier) prune(ctx context.Context) error {
+	var keep []string
+	for i := range a.inv.Hosts {
+		keep = append(keep, a.inv.Hosts[i].Name)
+	}
+	stray, err := a.api.StrayNodes(ctx, keep)
+	if err != nil {
+		return err
+	}
+	if len(stray) == 0 {
+		return nil
+	}
+	if !a.o.Prune {
+		for _, n := range stray {
+			a.p.line(StepPrune, n.Name, "Node %s (%s) is not in %s: left alone; apply --prune drains, resets and deletes it", n.Name, n.Address, a.inv.Path)
+		}
+		return nil
+	}
+	rm, ok := a.api.(NodeRemover)
+	if !ok {
+		return fmt.Errorf("this API cannot remove Nodes")
+	}
+	var errs []error
+	for _, n := range stray {
+		if err := a.pruneNode(ctx, rm, n); err != nil {
+			a.p.line(StepPrune, n.Name, "failed: %v", err)
+			errs = append(errs, fmt.Errorf("%s: %w", n.Name, err))
+			continue
+		}
+		a.p.line(StepPrune, n.Name, "drained, reset and deleted")
+	}
+	return errors.Join(errs...)
+}
+
+func (a *applier) pruneNode(ctx context.Context, rm NodeRemover, n StrayNode) error {
+	if n.Address == "" {
+		return fmt.Errorf("Node %s has no InternalIP to reach its host at: reset it there (kubeboot reset), then kubectl delete node %s", n.Name, n.Name)
+	}
+	// The removed host, as the file would have listed it: the ssh
+	// defaults, the Node's address.
+	c := *a.inv.Cluster
+	role := inventory.RoleWorker
+	if n.ControlPlane {
+		role = inventory.RoleControlPlane
+	}
+	c.Hosts = append(append([]inventory.Host(nil), a.inv.Hosts...), inventory.Host{Name: n.Name, Address: n.Address, Roles: []string{role}})
+	inv := &Inventory{Cluster: &c, Path: a.inv.Path, Dir: a.inv.Dir, Home: a.inv.Home}
+	timeout := 2 * time.Minute
+	if _, err := rm.Drain(ctx, n.Name, timeout, func(f string, args ...any) { a.p.line(StepPrune, n.Name, f, args...) }); err != nil {
+		return fmt.Errorf("drain: %w; nothing was reset", err)
+	}
+	out := &prefixWriter{w: a.o.Out, prefix: n.Name + ": "}
+	defer out.flush()
+	if err := resetHost(ctx, inv, a.o.Connect, len(c.Hosts)-1, ResetOptions{Out: out}); err != nil {
+		return fmt.Errorf("reset: %w (drained, its Node is cordoned)", err)
+	}
+	return rm.DeleteNode(ctx, n.Name)
+}

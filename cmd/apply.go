@@ -46,9 +46,9 @@ func newPlanCommand(out io.Writer) *cobra.Command {
 
 func newApplyCommand(out io.Writer) *cobra.Command {
 	var (
-		file, kubeconfigOut, logFile, binary string
-		parallel                             int
-		acceptNew, dryRun, wholeBundle       bool
+		file, kubeconfigOut, logFile, binary  string
+		parallel                              int
+		acceptNew, dryRun, wholeBundle, prune bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f cluster.yaml",
@@ -100,6 +100,7 @@ host added to the file is joined.
 				Log:           log,
 				Connect:       d.Connect,
 				WholeBundle:   wholeBundle,
+				Prune:         prune,
 			})
 			cluster.WriteSummary(out, res)
 			if logFile != "" {
@@ -115,6 +116,7 @@ host added to the file is joined.
 	fs.BoolVar(&dryRun, "dry-run", false, "Connect and probe every host; print every file each would get (mode, unified diff against its copy; secrets by size) and every command; change nothing")
 	fs.StringVar(&kubeconfigOut, "kubeconfig-out", "admin.conf", "Where to write the cluster's admin kubeconfig (0600)")
 	fs.StringVar(&logFile, "log-file", "kubeboot-apply.log", "A debug log (0600) with every command, its duration, exit code and stderr; secrets redacted; empty: none")
+	fs.BoolVar(&prune, "prune", false, "Drain, reset (over SSH, at the Node's address) and delete the Nodes kubeboot made whose hosts are no longer in the file; without it apply lists them and leaves them alone")
 	fs.BoolVar(&wholeBundle, "whole-bundle", false, "Send the whole bundle to every host; by default the hosts that are only workers get its worker part (no control-plane images), cut once and cached in ~/.cache/kubeboot/bundles")
 	fs.StringVar(&binary, "kubeboot-binary", "", "The kubeboot binary to copy to the hosts, for hosts of another architecture (default: this one)")
 	return cmd
