@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -485,6 +486,18 @@ func TestApplyCluster(t *testing.T) {
 	// 6. Certificate renewal of the whole cluster from this machine.
 	_ = st.run("certs renew all -f", func() error {
 		checkClusterRenewal(ctx, t, apply, k, m1, st)
+		return nil
+	})
+
+	// 7. Removing a node: reset -f --host m3, apply joins it back, then
+	// out of the file apply lists it and apply --prune removes it.
+	_ = st.run("reset -f --host m3, apply, apply --prune", func() error {
+		rejoin := func() *applyRun { return runApply("apply #7 (m3 back after reset --host)", "apply-7", nil, false) }
+		drop := func() {
+			inv.Hosts = slices.DeleteFunc(inv.Hosts, func(h applyHost) bool { return h.Name == m3.m.Name })
+			writeInventory()
+		}
+		checkNodeRemoval(ctx, t, apply, k, m3, st, rejoin, drop)
 		return nil
 	})
 }

@@ -184,3 +184,93 @@ func checkReset(ctx context.Context, t *testing.T, cp, worker *node, before map[
 	}
 	t.Logf("PASS init after reset --all: a new cluster, %s Ready in %s", cp.m.Name, time.Since(initStart).Round(time.Second))
 }
+
+// checkNodeRemoval is issue 12's node removal on the apply cluster:
+// `reset -f --host` drains, resets and deletes one worker; apply joins it
+// back; once it is out of the file, apply lists it, and apply --prune
+// removes it.
+func checkNodeRemoval(ctx context.Context, t *testing.T, a *applyCmd, k *kubectl, n *node, st *stages, rejoin func() *applyRun, dropFromFile func()) {
+	name := n.m.Name
+	gone := func(what string) bool {
+		err := eventually(ctx, 30*time.Second, time.Second, func() error {
+			var l corev1.NodeList
+			if err := k.get(ctx, &l, "nodes"); err != nil {
+				return err
+			}
+			for _, x := range l.Items {
+				if x.Name == name {
+					return fmt.Errorf("Node %s is still there", name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("FAIL %s: %v", what, err)
+			return false
+		}
+		clean := `test ! -e /etc/kubernetes/kubelet.conf && test ! -e /var/lib/kubelet && ! ip link show flannel.1 >/dev/null 2>&1 && ! ip link show cni0 >/dev/null 2>&1 && ! iptables-save | grep -q -e KUBE- -e FLANNEL- && test -z "$(crictl pods -q 2>/dev/null)"`
+		if _, err := n.run(ctx, "", "", "sh", "-c", clean); err != nil {
+			t.Errorf("FAIL %s: %s is not clean (kubelet.conf, /var/lib/kubelet, flannel.1, cni0, KUBE-/FLANNEL- chains or pods are left): %v", what, name, err)
+			return false
+		}
+		t.Logf("PASS %s: Node %s gone, the host clean (no kubelet files, CNI interfaces, kube-proxy or flannel chains, pods)", what, name)
+		return true
+	}
+
+	// 1. reset -f --host.
+	start := time.Now()
+	out, err := a.command(ctx, "reset", "-f", a.file, "--host", name, "--force").CombinedOutput()
+	took := time.Since(start)
+	_ = os.WriteFile(filepath.Join(a.logDir, "reset-host.out"), out, 0o644)
+	st.note("reset -f --host %s (drain, reset over SSH, delete): %s", name, took.Round(100*time.Millisecond))
+	if err != nil || !strings.Contains(string(out), name+": [drain] Deleted Node "+name) {
+		t.Errorf("FAIL reset -f --host %s: %v\n%s", name, err, tailString(string(out), 30))
+		return
+	}
+	if !gone("reset -f --host " + name) {
+		return
+	}
+
+	// 2. apply joins it back.
+	start = time.Now()
+	if r := rejoin(); r.err != nil {
+		t.Errorf("FAIL apply after reset --host: %v\n%s", r.err, r.tail(30))
+		return
+	}
+	if err := eventually(ctx, 3*time.Minute, time.Second, func() error {
+		var l corev1.NodeList
+		if err := k.get(ctx, &l, "nodes"); err != nil {
+			return err
+		}
+		for _, x := range l.Items {
+			if x.Name == name && nodeReady(&x) {
+				if x.Labels["kubeboot.io/managed"] != "true" {
+					return fmt.Errorf("Node %s lacks kubeboot.io/managed=true: %v", name, x.Labels)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("Node %s is not Ready", name)
+	}); err != nil {
+		t.Errorf("FAIL apply after reset --host: %v", err)
+		return
+	}
+	st.note("apply after reset --host -> %s Ready again: %s", name, time.Since(start).Round(100*time.Millisecond))
+	t.Logf("PASS apply joined %s back after reset --host (Ready, labelled kubeboot.io/managed)", name)
+
+	// 3. Out of the file: apply lists it and leaves it; --prune removes it.
+	dropFromFile()
+	r := a.run(ctx, "apply-prune-list", nil)
+	if r.err != nil || !strings.Contains(r.out(), "[prune] "+name+": Node "+name) || !strings.Contains(r.out(), "left alone; apply --prune drains, resets and deletes it") {
+		t.Errorf("FAIL apply without --prune does not list %s: %v\n%s", name, r.err, r.tail(20))
+	} else {
+		t.Logf("PASS apply without --prune lists %s and leaves it alone", name)
+	}
+	r = a.run(ctx, "apply-prune", nil, "--prune")
+	st.note("apply --prune (%s drained, reset, deleted): %s", name, r.took.Round(100*time.Millisecond))
+	if r.err != nil || !strings.Contains(r.out(), "[prune] "+name+": drained, reset and deleted") {
+		t.Errorf("FAIL apply --prune: %v\n%s", r.err, r.tail(30))
+		return
+	}
+	gone("apply --prune")
+}
