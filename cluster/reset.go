@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -210,7 +211,14 @@ func resetHost(ctx context.Context, inv *Inventory, connect func(context.Context
 	}
 	var dry *transport.DryRun
 	if o.DryRun {
-		dry = transport.NewDryRun(h, "")
+		// What a dry run would write goes below a directory of this
+		// machine's, removed after.
+		dir, err := os.MkdirTemp("", "kubeboot-reset-dry-run-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		dry = transport.NewDryRun(h, dir)
 		h = dry
 	}
 	pw := &prefixWriter{w: o.Out, prefix: hh.Name + ": "}
