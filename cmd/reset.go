@@ -20,7 +20,6 @@ import (
 
 // resetOptions are the flags of `kubeboot reset`: kubeadm's, and --all.
 type resetOptions struct {
-	stdin      io.Reader // the confirmation
 	force      bool
 	all        bool
 	dryRun     bool
@@ -33,7 +32,7 @@ type resetOptions struct {
 }
 
 func newResetCommand(out io.Writer) *cobra.Command {
-	o := &resetOptions{stdin: os.Stdin}
+	o := &resetOptions{}
 	runner := reset.Runner()
 	cmd := &cobra.Command{
 		Use:   "reset",
@@ -74,7 +73,7 @@ func (o *resetOptions) run(c *cobra.Command, out io.Writer, runner *workflow.Run
 	if err != nil {
 		return err
 	}
-	in := bufio.NewReader(o.stdin)
+	in := bufio.NewReader(c.InOrStdin())
 	d := &reset.Data{
 		Host: host, Out: printer, DryRun: o.dryRun, Force: o.force, All: o.all,
 		CertDir: o.certDir, CRISocket: o.criSocket,
@@ -123,7 +122,7 @@ func (o *resetOptions) runCluster(ctx context.Context, c *cobra.Command, out io.
 			what = fmt.Sprintf("%s of %s (drained, reset, its Node deleted)", o.host, o.file)
 		}
 		fmt.Fprintf(out, "[reset] WARNING: this resets %s.\n[reset] Are you sure you want to proceed? [y/N]: ", what)
-		line, _ := bufio.NewReader(o.stdin).ReadString('\n')
+		line, _ := bufio.NewReader(c.InOrStdin()).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 			return fmt.Errorf("reset aborted: nothing was changed; give --force to reset without asking")
 		}
