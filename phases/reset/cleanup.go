@@ -251,6 +251,23 @@ func RemoveFiles(ctx context.Context, d *Data) error {
 	return nil
 }
 
+// listForeign reports what is left in dir, with why.
+func (d *Data) listForeign(ctx context.Context, dir, why string) error {
+	entries, err := d.Host.ReadDir(ctx, dir)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && len(entries) == 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, path.Join(dir, e.Name()))
+	}
+	d.left("%s: %s, kept", strings.Join(names, ", "), why)
+	return nil
+}
+
 // removeIfEmpty removes dir when nothing is left in it, and lists what is
 // with why (whose the files are not), unless why is empty.
 func (d *Data) removeIfEmpty(ctx context.Context, dir, why string) error {

@@ -68,14 +68,15 @@ func CleanNetwork(ctx context.Context, d *Data) error {
 		return err
 	}
 	if !d.DryRun {
-		if err := d.removeIfEmpty(ctx, templates.CNIConfDir, "not a file of the CNIs kubeboot installs"); err != nil {
+		// The directory stays: a running containerd watches it, and would
+		// not see the next CNI's configuration in a new one until
+		// restarted ("cni plugin not initialized"). --all removes it with
+		// the containerd prepare installed.
+		if err := d.listForeign(ctx, templates.CNIConfDir, "not a file of the CNIs kubeboot installs"); err != nil {
 			return err
 		}
-		// /etc/cni, and where the CNI kept the pods' network namespaces.
-		for _, dir := range []string{path.Dir(templates.CNIConfDir), "/run/netns"} {
-			if err := d.removeIfEmpty(ctx, dir, ""); err != nil {
-				return err
-			}
+		if err := d.removeIfEmpty(ctx, "/run/netns", ""); err != nil {
+			return err
 		}
 	}
 

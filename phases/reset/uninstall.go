@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kubeboot/kubeboot/phases/prepare"
+	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -74,6 +75,17 @@ func Uninstall(ctx context.Context, d *Data) error {
 		if err := d.removePaths(ctx, containerdState...); err != nil {
 			return err
 		}
+		// With its containerd gone, the CNI configuration directory
+		// cleanup-node/network keeps for it goes too, when empty.
+		if !d.DryRun {
+			for _, dir := range []string{templates.CNIConfDir, path.Dir(templates.CNIConfDir)} {
+				if err := d.removeIfEmpty(ctx, dir, ""); err != nil {
+					return err
+				}
+			}
+		}
+	} else if ok, _ := transport.Exists(ctx, h, templates.CNIConfDir); ok {
+		d.left("%s: the host's containerd, still running, watches it", templates.CNIConfDir)
 	}
 
 	if len(r.Packages) > 0 {

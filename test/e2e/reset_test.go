@@ -73,6 +73,7 @@ func preparesExpected(ctx context.Context, n *node) ([]expected, error) {
 	out := pathsExpected(why, paths...)
 	out = append(out, pathsExpected("containerd's state (prepare installed containerd; kept without --all)", "/var/lib/containerd", "/run/containerd", "/opt/containerd")...)
 	out = append(out, pathsExpected("kubeboot's state: prepare's record and backups (kept without --all)", "/var/lib/kubeboot")...)
+	out = append(out, pathsExpected("the empty CNI configuration directory: the running containerd watches it (kept without --all)", "/etc/cni")...)
 	return out, nil
 }
 
