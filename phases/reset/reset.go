@@ -183,13 +183,17 @@ func Preflight(ctx context.Context, d *Data) error {
 	if err := d.inspect(ctx); err != nil {
 		return err
 	}
+	who := d.Host.Name()
+	if who == "local" {
+		who = "This host"
+	}
 	switch {
 	case d.st.etcdManifest != "":
-		d.Out.Printf(tag, "%s is a control-plane node with a stacked etcd member (data in %s)", d.Host.Name(), d.st.etcdDataDir)
+		d.Out.Printf(tag, "%s is a control-plane node with a stacked etcd member (data in %s)", who, d.st.etcdDataDir)
 	case d.st.controlPlane:
-		d.Out.Printf(tag, "%s is a control-plane node (external etcd: its data is not touched)", d.Host.Name())
+		d.Out.Printf(tag, "%s is a control-plane node (external etcd: its data is not touched)", who)
 	default:
-		d.Out.Printf(tag, "%s is not a control-plane node (no static pod manifests in %s)", d.Host.Name(), inventory.ManifestsDir)
+		d.Out.Printf(tag, "%s is not a control-plane node (no static pod manifests in %s)", who, inventory.ManifestsDir)
 	}
 	if d.Force || d.DryRun {
 		return nil
