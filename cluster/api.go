@@ -28,6 +28,9 @@ type API interface {
 	ReusableToken(ctx context.Context) (string, error)
 	// EnsureLabels sets labels on Node name; it says whether it changed any.
 	EnsureLabels(ctx context.Context, name string, labels map[string]string) (bool, error)
+	// EnsureAnnotation sets annotation key to value on Node name; it says
+	// whether it changed it.
+	EnsureAnnotation(ctx context.Context, name, key, value string) (bool, error)
 	// StrayNodes are the Nodes labelled ManagedLabel whose names are not
 	// in keep.
 	StrayNodes(ctx context.Context, keep []string) ([]StrayNode, error)
@@ -37,6 +40,9 @@ type API interface {
 type StrayNode struct {
 	Name, Address string
 	ControlPlane  bool
+	// Host is the inventory's entry for it, as apply recorded it on the
+	// Node (HostAnnotation), or nil.
+	Host *inventory.Host
 }
 
 // Dialer is a Host that can open TCP connections from its side (an SSH
@@ -126,9 +132,32 @@ func (a *kubeAPI) StrayNodes(ctx context.Context, keep []string) ([]StrayNode, e
 				s.Address = addr.Address
 			}
 		}
+		if rec := n.Annotations[HostAnnotation]; rec != "" {
+			var h inventory.Host
+			if err := json.Unmarshal([]byte(rec), &h); err == nil && h.Address != "" {
+				h.Name = n.Name
+				s.Host = &h
+			}
+		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+func (a *kubeAPI) EnsureAnnotation(ctx context.Context, name, key, value string) (bool, error) {
+	n, err := a.c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	if n.Annotations[key] == value {
+		return false, nil
+	}
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{key: value}}})
+	if err != nil {
+		return false, err
+	}
+	_, err = a.c.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, body, metav1.PatchOptions{})
+	return err == nil, err
 }
 
 func (a *kubeAPI) ReusableToken(ctx context.Context) (string, error) {

@@ -910,6 +910,14 @@ func (a *applier) label(ctx context.Context) error {
 			labels[k] = v
 		}
 		changed, err := a.api.EnsureLabels(ctx, hr.h.Name, labels)
+		if err == nil {
+			var rec bool
+			rec, err = a.api.EnsureAnnotation(ctx, hr.h.Name, HostAnnotation, hostRecord(hr.h))
+			if rec && !changed {
+				a.p.line(StepLabel, hr.h.Name, "recorded its SSH settings in %s", HostAnnotation)
+				hr.did("labelled")
+			}
+		}
 		if err != nil {
 			hr.res.Err = fmt.Errorf("label Node %s: %w", hr.h.Name, err)
 			errs = append(errs, hr.res.Err)

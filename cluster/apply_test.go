@@ -272,6 +272,10 @@ func (a *fakeAPI) Nodes(context.Context) (map[string]bool, error) {
 
 func (a *fakeAPI) ReusableToken(context.Context) (string, error) { return "", nil }
 
+func (a *fakeAPI) EnsureAnnotation(context.Context, string, string, string) (bool, error) {
+	return false, nil
+}
+
 func (a *fakeAPI) StrayNodes(context.Context, []string) ([]StrayNode, error) { return nil, nil }
 
 func (a *fakeAPI) EnsureLabels(_ context.Context, name string, l map[string]string) (bool, error) {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,24 @@ import (
 // ManagedLabel marks the Nodes kubeboot made (apply sets it on every
 // host's Node): only those are candidates for apply --prune.
 const ManagedLabel = "kubeboot.io/managed"
+
+// HostAnnotation records on each Node the inventory's entry for its host
+// (without an inline password), so that apply --prune reaches a host
+// removed from the file as the file did (bastion, user, sudo, port).
+const HostAnnotation = "kubeboot.io/host"
+
+// hostRecord is h as HostAnnotation holds it.
+func hostRecord(h *inventory.Host) string {
+	c := *h
+	c.Labels, c.Taints = nil, nil
+	if c.SSH != nil {
+		ssh := *c.SSH
+		ssh.Password = "" // a secret: never in the cluster
+		c.SSH = &ssh
+	}
+	b, _ := json.Marshal(c)
+	return string(b)
+}
 
 // NodeRemover is what removing one node asks the cluster.
 type NodeRemover interface {
@@ -389,7 +408,7 @@ func (a *applier) prune(ctx context.Context) error {
 }
 
 func (a *applier) pruneNode(ctx context.Context, rm NodeRemover, n StrayNode) error {
-	if n.Address == "" {
+	if n.Address == "" && n.Host == nil {
 		return fmt.Errorf("Node %s has no InternalIP to reach its host at: reset it there (kubeboot reset), then kubectl delete node %s", n.Name, n.Name)
 	}
 	// The removed host, as the file would have listed it: the ssh
@@ -399,7 +418,11 @@ func (a *applier) pruneNode(ctx context.Context, rm NodeRemover, n StrayNode) er
 	if n.ControlPlane {
 		role = inventory.RoleControlPlane
 	}
-	c.Hosts = append(append([]inventory.Host(nil), a.inv.Hosts...), inventory.Host{Name: n.Name, Address: n.Address, Roles: []string{role}})
+	host := inventory.Host{Name: n.Name, Address: n.Address, Roles: []string{role}}
+	if n.Host != nil {
+		host = *n.Host // as the file had it: bastion, user, sudo, port
+	}
+	c.Hosts = append(append([]inventory.Host(nil), a.inv.Hosts...), host)
 	inv := &Inventory{Cluster: &c, Path: a.inv.Path, Dir: a.inv.Dir, Home: a.inv.Home}
 	timeout := 2 * time.Minute
 	if _, err := rm.Drain(ctx, n.Name, timeout, func(f string, args ...any) { a.p.line(StepPrune, n.Name, f, args...) }); err != nil {

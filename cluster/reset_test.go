@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -206,5 +208,20 @@ func TestDrain(t *testing.T) {
 	}
 	if found, err := (&kubeAPI{c: c}).Drain(context.Background(), "w9", time.Second, func(string, ...any) {}); found || err != nil {
 		t.Errorf("no Node: %v %v", found, err)
+	}
+}
+
+// TestHostRecord: the Node's record of its host keeps how to reach it and
+// never an inline password.
+func TestHostRecord(t *testing.T) {
+	h := &inventory.Host{Name: "w3", Address: "10.0.0.23", Port: 2222, Roles: []string{"worker"}, Labels: map[string]string{"a": "b"},
+		SSH: &inventory.SSH{User: "ops", Password: "hunter2", Bastion: &inventory.Bastion{Address: "jump", User: "ops"}}}
+	rec := hostRecord(h)
+	if strings.Contains(rec, "hunter2") || h.SSH.Password != "hunter2" {
+		t.Errorf("record %s (the host's password %q)", rec, h.SSH.Password)
+	}
+	var back inventory.Host
+	if err := json.Unmarshal([]byte(rec), &back); err != nil || back.Address != "10.0.0.23" || back.Port != 2222 || back.SSH.User != "ops" || back.SSH.Bastion.Address != "jump" || back.Labels != nil {
+		t.Errorf("record %s: %+v, %v", rec, back, err)
 	}
 }
