@@ -421,6 +421,35 @@ func joinSecondControlPlane(ctx context.Context, t *testing.T, e env, root strin
 			t.Errorf("second join changed files: %v", diffMaps(before, after))
 		}
 	})
+
+	// Last, as it takes the second member away: reset's remove-etcd-member
+	// on the second control plane leaves the real etcd cluster through its
+	// API (the quorum check passes: the first member answers), and the
+	// first control plane keeps its etcd.
+	t.Run("reset's remove-etcd-member leaves etcd through its API", func(t *testing.T) {
+		stdout, stderr, err := ns.kubeboot(e, dir, "reset", "phase", "remove-etcd-member")
+		if err != nil {
+			t.Fatalf("reset phase remove-etcd-member: %v\n%s%s", err, stdout, stderr)
+		}
+		t.Logf("reset phase remove-etcd-member:\n%s", stdout)
+		if !strings.Contains(stdout, "[reset] Removed etcd member "+cp2Name+" (") || !strings.Contains(stdout, "1 voting member(s) left, 1 answering") {
+			t.Errorf("reset does not say it removed %s with one member left answering", cp2Name)
+		}
+		cli := etcdClient(t, []string{"https://" + e.addr + ":2379"}, etcdTLS(t, filepath.Join(root, "etc/kubernetes/pki")))
+		defer cli.Close()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		resp, err := cli.MemberList(cctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Members) != 1 || resp.Members[0].Name != nodeName {
+			t.Errorf("members after the reset: %v", resp.Members)
+		}
+		if _, err := cli.Get(cctx, "/registry/namespaces/default"); err != nil {
+			t.Errorf("linearizable read on the first member after the second left: %v", err)
+		}
+	})
 	t.Logf("join test took %s", time.Since(start).Round(time.Second))
 }
 
