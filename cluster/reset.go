@@ -99,6 +99,8 @@ func ResetOrder(inv *Inventory) (workers, controlPlanes []int) {
 // through another control plane. It stops at the first control plane
 // that fails, naming it.
 func Reset(ctx context.Context, inv *Inventory, connect func(context.Context, *Inventory, int) (transport.Host, error), o ResetOptions) error {
+	// The hosts' printers write their whole lines to one writer.
+	o.Out = &lockedWriter{w: o.Out}
 	if o.Host != "" {
 		return resetOne(ctx, inv, connect, o)
 	}
@@ -135,6 +137,21 @@ func Reset(ctx context.Context, inv *Inventory, connect func(context.Context, *I
 		}
 	}
 	return nil
+}
+
+// lockedWriter lets several hosts' printers share one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		return len(b), nil
+	}
+	return l.w.Write(b)
 }
 
 // resetOne is --host: drain the Node, reset the host (a control plane
