@@ -199,17 +199,11 @@ func RenewCertificates(ctx context.Context, inv *Inventory, connect func(context
 
 func renewOn(ctx context.Context, inv *Inventory, connect func(context.Context, *Inventory, int) (transport.Host, error), i int, o RenewOptions) error {
 	hh := &inv.Hosts[i]
-	h, err := connect(ctx, inv, i)
+	h, cfg, closeHost, err := openHost(ctx, inv, connect, i)
 	if err != nil {
 		return err
 	}
-	if c, ok := h.(io.Closer); ok {
-		defer c.Close()
-	}
-	cfg, err := NodeConfig(inv, hh, "", Secrets{})
-	if err != nil {
-		return err
-	}
+	defer closeHost()
 	pw := &prefixWriter{w: o.Out, prefix: hh.Name + ": "}
 	defer pw.flush()
 	p := workflow.NewPrinter(pw)
@@ -233,6 +227,24 @@ func renewOn(ctx context.Context, inv *Inventory, connect func(context.Context, 
 		}
 	}
 	return nil
+}
+
+// openHost connects to host i of inv and makes its node configuration;
+// closeHost closes the connection.
+func openHost(ctx context.Context, inv *Inventory, connect func(context.Context, *Inventory, int) (transport.Host, error), i int) (h transport.Host, cfg *inventory.Cluster, closeHost func(), err error) {
+	cfg, err = NodeConfig(inv, &inv.Hosts[i], "", Secrets{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if h, err = connect(ctx, inv, i); err != nil {
+		return nil, nil, nil, err
+	}
+	closeHost = func() {
+		if c, ok := h.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	return h, cfg, closeHost, nil
 }
 
 // prefixWriter starts every line with prefix.

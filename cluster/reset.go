@@ -238,13 +238,11 @@ func resetOne(ctx context.Context, inv *Inventory, connect func(context.Context,
 // resetHost runs reset's phases on host i over its connection.
 func resetHost(ctx context.Context, inv *Inventory, connect func(context.Context, *Inventory, int) (transport.Host, error), i int, o ResetOptions) error {
 	hh := &inv.Hosts[i]
-	h, err := connect(ctx, inv, i)
+	h, cfg, closeHost, err := openHost(ctx, inv, connect, i)
 	if err != nil {
 		return err
 	}
-	if c, ok := h.(io.Closer); ok {
-		defer c.Close()
-	}
+	defer closeHost()
 	var dry *transport.DryRun
 	if o.DryRun {
 		// What a dry run would write goes below a directory of this
@@ -260,10 +258,6 @@ func resetHost(ctx context.Context, inv *Inventory, connect func(context.Context
 	pw := &prefixWriter{w: o.Out, prefix: hh.Name + ": "}
 	defer pw.flush()
 	p := workflow.NewPrinter(pw)
-	cfg, err := NodeConfig(inv, hh, "", Secrets{})
-	if err != nil {
-		return err
-	}
 	d := &reset.Data{Host: h, Out: p, DryRun: o.DryRun, Force: o.Force, All: o.All,
 		CertDir: cfg.CertificatesDir, CRISocket: cfg.Node.CRISocket,
 		// The operator confirmed once for every host.

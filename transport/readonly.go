@@ -64,7 +64,7 @@ func ReadOnlyCommand(args []string) bool {
 	case "ipvsadm":
 		return len(rest) >= 1 && oneOf(rest[0], "-Ln", "-Sn", "-L", "-S", "--list", "--save")
 	case "crictl":
-		rest = crictlSubcommand(rest)
+		rest = ctrSubcommand(rest)
 		return len(rest) >= 1 && oneOf(rest[0], "pods", "ps", "images", "version", "--version", "-v", "info", "inspectp", "inspect")
 	case "kubelet", "containerd", "runc", "kubeadm", "containerd-shim-runc-v2":
 		return len(rest) == 1 && oneOf(rest[0], "--version", "version", "-v")
@@ -76,21 +76,8 @@ func ReadOnlyCommand(args []string) bool {
 	return false
 }
 
-// crictlSubcommand drops crictl's global flags (--runtime-endpoint X, -r X,
-// --timeout X).
-func crictlSubcommand(args []string) []string {
-	for len(args) > 0 && strings.HasPrefix(args[0], "-") && !oneOf(args[0], "--version", "-v") {
-		if strings.Contains(args[0], "=") || len(args) == 1 {
-			args = args[1:]
-			continue
-		}
-		args = args[2:]
-	}
-	return args
-}
-
-// ctrSubcommand drops ctr's global flags (--address X, --namespace X, -a X,
-// -n X).
+// ctrSubcommand drops ctr's and crictl's global flags (--address X,
+// --namespace X, -a X, -n X; --runtime-endpoint X, -r X, --timeout X).
 func ctrSubcommand(args []string) []string {
 	for len(args) > 0 && strings.HasPrefix(args[0], "-") && !oneOf(args[0], "--version", "-v") {
 		if strings.Contains(args[0], "=") || len(args) == 1 {
