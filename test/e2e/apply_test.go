@@ -357,7 +357,23 @@ func TestApplyCluster(t *testing.T) {
 	st.note("apply #1 start -> all system pods Ready: %s", time.Since(r1.start).Round(100*time.Millisecond))
 
 	// 3. m3 joins through the bastion, rebooting in the middle of its
-	// join; m1 and m2 are left alone.
+	// join; m1 and m2 are left alone. Their flannel must be settled first:
+	// a flannel that started before kube-proxy's rules were there times
+	// out on the kubernetes Service after 30 s and restarts, which would
+	// look like a restart caused by m3's join. It writes subnet.env once
+	// it has its lease from the API server.
+	if err := st.run("-> flannel has its lease on m1, m2", func() error {
+		return eventually(ctx, 2*time.Minute, time.Second, func() error {
+			for _, n := range nodes[:2] {
+				if _, err := n.run(ctx, "", "", "test", "-s", "/run/flannel/subnet.env"); err != nil {
+					return fmt.Errorf("%s: no /run/flannel/subnet.env yet", n.m.Name)
+				}
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	before, err := takeSnapshot(ctx, k, nodes[:2])
 	if err != nil {
 		t.Fatal(err)
