@@ -19,6 +19,13 @@ import (
 // WriteIfChanged writes data to file unless the file already holds exactly
 // that. It reports whether it wrote and whether a file was there before.
 func WriteIfChanged(ctx context.Context, h transport.Host, file string, data []byte, mode fs.FileMode) (changed, existed bool, err error) {
+	return WriteIfChangedAfter(ctx, h, file, data, mode, nil)
+}
+
+// WriteIfChangedAfter is WriteIfChanged that, when the file is about to be
+// written, first calls before with whether it is there (prepare records
+// it); an error from before stops the write.
+func WriteIfChangedAfter(ctx context.Context, h transport.Host, file string, data []byte, mode fs.FileMode, before func(existed bool) error) (changed, existed bool, err error) {
 	old, err := h.ReadFile(ctx, file)
 	switch {
 	case err == nil:
@@ -28,6 +35,11 @@ func WriteIfChanged(ctx context.Context, h transport.Host, file string, data []b
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return false, false, fmt.Errorf("read %s: %w", file, err)
+	}
+	if before != nil {
+		if err := before(existed); err != nil {
+			return false, existed, err
+		}
 	}
 	if err := h.WriteFile(ctx, file, data, mode); err != nil {
 		return false, existed, fmt.Errorf("write %s: %w", file, err)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -202,19 +203,8 @@ func (d *Data) willWrite(ctx context.Context, files []string, existed map[string
 // writeIfChanged is hostutil.WriteIfChanged for prepare's files: a file
 // prepare is about to write is recorded first.
 func (d *Data) writeIfChanged(ctx context.Context, file string, data []byte, mode fs.FileMode) (bool, error) {
-	old, err := d.Host.ReadFile(ctx, file)
-	existed := err == nil
-	switch {
-	case existed && string(old) == string(data):
-		return false, nil
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return false, fmt.Errorf("read %s: %w", file, err)
-	}
-	if err := d.willWrite(ctx, []string{file}, map[string]bool{file: existed}); err != nil {
-		return false, err
-	}
-	if err := d.Host.WriteFile(ctx, file, data, mode); err != nil {
-		return false, fmt.Errorf("write %s: %w", file, err)
-	}
-	return true, nil
+	changed, _, err := hostutil.WriteIfChangedAfter(ctx, d.Host, file, data, mode, func(existed bool) error {
+		return d.willWrite(ctx, []string{file}, map[string]bool{file: existed})
+	})
+	return changed, err
 }
