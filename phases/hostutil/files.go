@@ -19,13 +19,13 @@ import (
 // WriteIfChanged writes data to file unless the file already holds exactly
 // that. It reports whether it wrote and whether a file was there before.
 func WriteIfChanged(ctx context.Context, h transport.Host, file string, data []byte, mode fs.FileMode) (changed, existed bool, err error) {
-	return WriteIfChangedAfter(ctx, h, file, data, mode, nil)
+	return WriteIfChangedHook(ctx, h, file, data, mode, nil)
 }
 
-// WriteIfChangedAfter is WriteIfChanged that, when the file is about to be
+// WriteIfChangedHook is WriteIfChanged that, when the file is about to be
 // written, first calls before with whether it is there (prepare records
 // it); an error from before stops the write.
-func WriteIfChangedAfter(ctx context.Context, h transport.Host, file string, data []byte, mode fs.FileMode, before func(existed bool) error) (changed, existed bool, err error) {
+func WriteIfChangedHook(ctx context.Context, h transport.Host, file string, data []byte, mode fs.FileMode, before func(existed bool) error) (changed, existed bool, err error) {
 	old, err := h.ReadFile(ctx, file)
 	switch {
 	case err == nil:

@@ -203,7 +203,7 @@ func (d *Data) willWrite(ctx context.Context, files []string, existed map[string
 // writeIfChanged is hostutil.WriteIfChanged for prepare's files: a file
 // prepare is about to write is recorded first.
 func (d *Data) writeIfChanged(ctx context.Context, file string, data []byte, mode fs.FileMode) (bool, error) {
-	changed, _, err := hostutil.WriteIfChangedAfter(ctx, d.Host, file, data, mode, func(existed bool) error {
+	changed, _, err := hostutil.WriteIfChangedHook(ctx, d.Host, file, data, mode, func(existed bool) error {
 		return d.willWrite(ctx, []string{file}, map[string]bool{file: existed})
 	})
 	return changed, err
