@@ -214,7 +214,7 @@ func Images(ctx context.Context, d *Data) (err error) {
 	}
 	h := d.Host
 	socket := criSocketPath(d.Cfg)
-	ctr := []string{"ctr", "--address", socket, "--namespace", "k8s.io"}
+	ctr := Ctr(socket)
 	if ok, _ := isSocket(ctx, h, socket); !ok {
 		facts, _ := d.facts(ctx)
 		if !facts.SystemdPID1 || d.DryRun {
@@ -281,6 +281,12 @@ func Images(ctx context.Context, d *Data) (err error) {
 		}
 	}
 	return nil
+}
+
+// Ctr is containerd's client on socket, in the CRI's k8s.io namespace,
+// with args.
+func Ctr(socket string, args ...string) []string {
+	return append([]string{"ctr", "--address", socket, "--namespace", "k8s.io"}, args...)
 }
 
 // presentImages lists containerd's images: reference → target digest.

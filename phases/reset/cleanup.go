@@ -13,6 +13,7 @@ import (
 	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/pki"
+	"github.com/kubeboot/kubeboot/phases/prepare"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -55,31 +56,32 @@ func StopKubelet(ctx context.Context, d *Data) error {
 // containers of its k8s.io namespace.
 func RemoveContainers(ctx context.Context, d *Data) error {
 	h := d.Host
-	endpoint := d.criSocket()
-	socket := strings.TrimPrefix(endpoint, "unix://")
+	endpoint, socket := d.criSocket(), d.socketPath()
 	if fi, err := h.Stat(ctx, socket); err != nil || fi.Mode()&fs.ModeSocket == 0 {
 		d.Out.Printf(tag, "The container runtime is not running (no %s): no pod sandboxes or containers to remove", socket)
 		d.left("containers and pod sandboxes, if any: the container runtime is not running (%s)", socket)
 		return nil
 	}
 	if crictl, err := hostutil.LookPath(ctx, h, "crictl"); err == nil {
-		cri := []string{crictl, "--runtime-endpoint", endpoint, "--timeout", "30s"}
-		pods, err := transport.Output(ctx, h, append(append([]string(nil), cri...), "pods", "-q")...)
+		cri := func(args ...string) []string {
+			return append([]string{crictl, "--runtime-endpoint", endpoint, "--timeout", "30s"}, args...)
+		}
+		pods, err := transport.Output(ctx, h, cri("pods", "-q")...)
 		if err != nil {
 			return fmt.Errorf("list the pod sandboxes: %w", err)
 		}
 		n := len(strings.Fields(pods))
 		if n > 0 {
-			if _, err := h.Run(ctx, transport.Cmd{Args: append(append([]string(nil), cri...), "rmp", "-a", "-f")}); err != nil {
+			if _, err := h.Run(ctx, transport.Cmd{Args: cri("rmp", "-a", "-f")}); err != nil {
 				return fmt.Errorf("remove the pod sandboxes: %w", err)
 			}
 		}
-		ctrs, err := transport.Output(ctx, h, append(append([]string(nil), cri...), "ps", "-a", "-q")...)
+		ctrs, err := transport.Output(ctx, h, cri("ps", "-a", "-q")...)
 		if err != nil {
 			return fmt.Errorf("list the containers: %w", err)
 		}
 		if len(strings.Fields(ctrs)) > 0 {
-			if _, err := h.Run(ctx, transport.Cmd{Args: append(append([]string(nil), cri...), "rm", "-a", "-f")}); err != nil {
+			if _, err := h.Run(ctx, transport.Cmd{Args: cri("rm", "-a", "-f")}); err != nil {
 				return fmt.Errorf("remove the containers: %w", err)
 			}
 		}
@@ -89,19 +91,19 @@ func RemoveContainers(ctx context.Context, d *Data) error {
 		}
 		return nil
 	}
-	ctr := []string{"ctr", "--address", socket, "--namespace", "k8s.io"}
-	out, err := transport.Output(ctx, h, append(append([]string(nil), ctr...), "containers", "ls", "-q")...)
+	ctr := func(args ...string) []string { return prepare.Ctr(socket, args...) }
+	out, err := transport.Output(ctx, h, ctr("containers", "ls", "-q")...)
 	if err != nil {
 		return fmt.Errorf("crictl is not installed, and containerd's client cannot list the containers: %w", err)
 	}
 	ids := strings.Fields(out)
 	for _, id := range ids {
 		// A container without a task has nothing to kill.
-		_, _ = h.Run(ctx, transport.Cmd{Args: append(append([]string(nil), ctr...), "tasks", "kill", "--all", "--signal", "SIGKILL", id)})
-		_, _ = h.Run(ctx, transport.Cmd{Args: append(append([]string(nil), ctr...), "tasks", "delete", "--force", id)})
+		_, _ = h.Run(ctx, transport.Cmd{Args: ctr("tasks", "kill", "--all", "--signal", "SIGKILL", id)})
+		_, _ = h.Run(ctx, transport.Cmd{Args: ctr("tasks", "delete", "--force", id)})
 	}
 	if len(ids) > 0 {
-		if _, err := h.Run(ctx, transport.Cmd{Args: append(append(append([]string(nil), ctr...), "containers", "delete"), ids...)}); err != nil {
+		if _, err := h.Run(ctx, transport.Cmd{Args: ctr(append([]string{"containers", "delete"}, ids...)...)}); err != nil {
 			return fmt.Errorf("remove the containers: %w", err)
 		}
 		d.removed("%d containers", len(ids))
@@ -254,18 +256,27 @@ func RemoveFiles(ctx context.Context, d *Data) error {
 // listForeign reports what is left in dir, with why.
 func (d *Data) listForeign(ctx context.Context, dir, why string) error {
 	entries, err := d.Host.ReadDir(ctx, dir)
-	if errors.Is(err, fs.ErrNotExist) || err == nil && len(entries) == 0 {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
+	}
+	d.leftIn(dir, entries, why)
+	return nil
+}
+
+// leftIn reports entries of dir as left, with why; nothing when there
+// are none or why is empty.
+func (d *Data) leftIn(dir string, entries []fs.DirEntry, why string) {
+	if len(entries) == 0 || why == "" {
+		return
 	}
 	var names []string
 	for _, e := range entries {
 		names = append(names, path.Join(dir, e.Name()))
 	}
 	d.left("%s: %s, kept", strings.Join(names, ", "), why)
-	return nil
 }
 
 // removeIfEmpty removes dir when nothing is left in it, and lists what is
@@ -278,20 +289,13 @@ func (d *Data) removeIfEmpty(ctx context.Context, dir, why string) error {
 	if err != nil {
 		return err
 	}
-	if len(entries) == 0 {
-		if err := d.Host.Remove(ctx, dir); err != nil {
-			return err
-		}
-		d.removed("%s", dir)
+	if len(entries) > 0 {
+		d.leftIn(dir, entries, why)
 		return nil
 	}
-	if why == "" {
-		return nil
+	if err := d.Host.Remove(ctx, dir); err != nil {
+		return err
 	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, path.Join(dir, e.Name()))
-	}
-	d.left("%s: %s, kept", strings.Join(names, ", "), why)
+	d.removed("%s", dir)
 	return nil
 }

@@ -101,6 +101,9 @@ func (d *Data) criSocket() string {
 	return s
 }
 
+// socketPath is the CRI endpoint's socket file.
+func (d *Data) socketPath() string { return strings.TrimPrefix(d.criSocket(), "unix://") }
+
 func (d *Data) facts(ctx context.Context) (hostutil.HostFacts, error) {
 	if d.Facts != nil {
 		return d.Facts(ctx)

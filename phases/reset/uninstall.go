@@ -46,14 +46,12 @@ func Uninstall(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	socket := strings.TrimPrefix(d.criSocket(), "unix://")
 	ownsContainerd := slices.ContainsFunc(r.Created, func(p string) bool { return path.Base(p) == "containerd" })
 
 	// Images first, while containerd runs: a containerd prepare did not
 	// install stays, without the images prepare imported into it.
 	if !ownsContainerd && len(r.Images) > 0 {
-		ctr := []string{"ctr", "--address", socket, "--namespace", "k8s.io", "images", "rm"}
-		if _, err := h.Run(ctx, transport.Cmd{Args: append(ctr, r.Images...)}); err != nil {
+		if _, err := h.Run(ctx, transport.Cmd{Args: prepare.Ctr(d.socketPath(), append([]string{"images", "rm"}, r.Images...)...)}); err != nil {
 			d.left("the images prepare imported into the host's containerd: %v", err)
 		} else {
 			d.removed("%d images from containerd's k8s.io namespace", len(r.Images))
