@@ -78,14 +78,12 @@ func (o *resetOptions) run(c *cobra.Command, out io.Writer, runner *workflow.Run
 		Host: host, Out: printer, DryRun: o.dryRun, Force: o.force, All: o.all,
 		CertDir: o.certDir, CRISocket: o.criSocket,
 		Confirm: func(q string) (bool, error) {
-			fmt.Fprintf(out, "[reset] %s", q)
-			line, err := in.ReadString('\n')
-			if err != nil && line == "" {
+			yes, answered := askYes(in, out, "[reset] "+q)
+			if !answered {
 				fmt.Fprintln(out)
 				return false, fmt.Errorf("no answer on standard input: reset aborted, nothing was changed; give --force to reset without asking")
 			}
-			a := strings.ToLower(strings.TrimSpace(line))
-			return a == "y" || a == "yes", nil
+			return yes, nil
 		},
 	}
 	if dry == nil {
@@ -121,9 +119,8 @@ func (o *resetOptions) runCluster(ctx context.Context, c *cobra.Command, out io.
 		if o.host != "" {
 			what = fmt.Sprintf("%s of %s (drained, reset, its Node deleted)", o.host, o.file)
 		}
-		fmt.Fprintf(out, "[reset] WARNING: this resets %s.\n[reset] Are you sure you want to proceed? [y/N]: ", what)
-		line, _ := bufio.NewReader(c.InOrStdin()).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		q := fmt.Sprintf("[reset] WARNING: this resets %s.\n[reset] Are you sure you want to proceed? [y/N]: ", what)
+		if yes, _ := askYes(bufio.NewReader(c.InOrStdin()), out, q); !yes {
 			return fmt.Errorf("reset aborted: nothing was changed; give --force to reset without asking")
 		}
 	}
@@ -134,6 +131,18 @@ func (o *resetOptions) runCluster(ctx context.Context, c *cobra.Command, out io.
 		fmt.Fprintf(out, "[reset] Done in %s\n", workflow.RoundDuration(time.Since(start)))
 	}
 	return err
+}
+
+// askYes prints question and reads one line: yes for y or yes; answered
+// is false when the input ended without a line.
+func askYes(in *bufio.Reader, out io.Writer, question string) (yes, answered bool) {
+	fmt.Fprint(out, question)
+	line, err := in.ReadString('\n')
+	if err != nil && line == "" {
+		return false, false
+	}
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes", true
 }
 
 // printResetReport lists what a reset removed, and what it left and why.

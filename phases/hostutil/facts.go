@@ -26,6 +26,23 @@ type HostFacts struct {
 	ConntrackMaxReadOnly bool
 }
 
+// FactsOnce probes a host's facts on the first Get and keeps them (a
+// probe cut short by its context is not kept).
+type FactsOnce struct {
+	probed bool
+	facts  HostFacts
+	err    error
+}
+
+// Get returns h's facts, probing them the first time.
+func (f *FactsOnce) Get(ctx context.Context, h transport.Host) (HostFacts, error) {
+	if !f.probed {
+		f.facts, f.err = ProbeHostFacts(ctx, h)
+		f.probed = ctx.Err() == nil
+	}
+	return f.facts, f.err
+}
+
 // ProbeHostFacts reads HostFacts through the transport, so it works the same
 // locally and over SSH.
 func ProbeHostFacts(ctx context.Context, h transport.Host) (HostFacts, error) {

@@ -43,9 +43,7 @@ type Data struct {
 // prepareState is what prepare's sub-phases share within one run.
 type prepareState struct {
 	// the host's facts when Data.Facts is nil
-	probed   bool
-	facts    hostutil.HostFacts
-	factsErr error
+	facts hostutil.FactsOnce
 	// manifest is the bundle's, read by the parent phase.
 	manifest *bundle.Manifest
 	// staged is the set of bundle paths unpacked and verified below
@@ -293,10 +291,5 @@ func (d *Data) facts(ctx context.Context) (hostutil.HostFacts, error) {
 	if d.Facts != nil {
 		return d.Facts(ctx)
 	}
-	st := d.state()
-	if !st.probed {
-		st.facts, st.factsErr = hostutil.ProbeHostFacts(ctx, d.Host)
-		st.probed = ctx.Err() == nil
-	}
-	return st.facts, st.factsErr
+	return d.state().facts.Get(ctx, d.Host)
 }

@@ -51,9 +51,7 @@ type Data struct {
 }
 
 type state struct {
-	probed   bool
-	facts    hostutil.HostFacts
-	factsErr error
+	facts hostutil.FactsOnce
 
 	// what preflight found
 	inspected    bool
@@ -108,11 +106,7 @@ func (d *Data) facts(ctx context.Context) (hostutil.HostFacts, error) {
 	if d.Facts != nil {
 		return d.Facts(ctx)
 	}
-	if !d.st.probed {
-		d.st.facts, d.st.factsErr = hostutil.ProbeHostFacts(ctx, d.Host)
-		d.st.probed = ctx.Err() == nil
-	}
-	return d.st.facts, d.st.factsErr
+	return d.st.facts.Get(ctx, d.Host)
 }
 
 // Runner is the reset workflow in kubeadm's order, with kubeadm's phase
