@@ -439,8 +439,10 @@ func (a *applier) pruneNode(ctx context.Context, rm NodeRemover, n StrayNode) er
 	if _, err := rm.Drain(ctx, n.Name, timeout, func(f string, args ...any) { a.p.line(StepPrune, n.Name, f, args...) }); err != nil {
 		return fmt.Errorf("drain: %w; nothing was reset", err)
 	}
-	out := &prefixWriter{w: a.o.Out, prefix: n.Name + ": "}
-	defer out.flush()
+	// reset's lines ("m3: [reset] ...") go through apply's printer: on the
+	// screen as "[prune] m3: [reset] ...", and in the log file, redacted.
+	out := &lineWriter{p: a.p, step: StepPrune}
+	defer out.Close()
 	if err := resetHost(ctx, inv, a.o.Connect, len(c.Hosts)-1, ResetOptions{Out: out}); err != nil {
 		return fmt.Errorf("reset: %w (drained, its Node is cordoned)", err)
 	}
