@@ -712,12 +712,7 @@ func (a *applier) first() *hostRun {
 	return nil
 }
 
-func (a *applier) bindPort() int {
-	if p := a.inv.Node.BindPort; p != 0 {
-		return p
-	}
-	return inventory.DefaultBindPort
-}
+func (a *applier) bindPort() int { return a.inv.BindPort() }
 
 func (a *applier) init(ctx context.Context) error {
 	cp := a.first()

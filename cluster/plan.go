@@ -82,6 +82,14 @@ type Inventory struct {
 	Path, Dir, Home string
 }
 
+// BindPort is the API server's port on the control planes.
+func (inv *Inventory) BindPort() int {
+	if p := inv.Node.BindPort; p != 0 {
+		return p
+	}
+	return inventory.DefaultBindPort
+}
+
 // BundlePath is the bundle on the operator's machine, or "".
 func (inv *Inventory) BundlePath() string {
 	if inv.Bundle == "" {

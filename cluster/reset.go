@@ -195,11 +195,7 @@ func resetOne(ctx context.Context, inv *Inventory, connect func(context.Context,
 			return a.(NodeRemover), nil
 		}
 	}
-	port := inv.Node.BindPort
-	if port == 0 {
-		port = inventory.DefaultBindPort
-	}
-	rm, err := newRemover(ctx, h, port)
+	rm, err := newRemover(ctx, h, inv.BindPort())
 	if err != nil {
 		return fmt.Errorf("reach the API server through %s: %w", inv.Hosts[api].Name, err)
 	}
