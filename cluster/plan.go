@@ -112,10 +112,7 @@ func expand(p, dir, home string) string {
 // controlPlaneEndpoint (port: the bind port), else the first control
 // plane's node IP or address.
 func (inv *Inventory) Endpoint() string {
-	port := inv.Node.BindPort
-	if port == 0 {
-		port = inventory.DefaultBindPort
-	}
+	port := inv.BindPort()
 	if ep := inv.ControlPlaneEndpoint; ep != "" {
 		if _, _, err := net.SplitHostPort(ep); err == nil {
 			return ep
