@@ -77,6 +77,7 @@ func SetDefaults(c *Cluster) {
 	}
 	def(&c.Node.CRISocket, DefaultCRISocket)
 	def(&c.CNI.Plugin, DefaultCNI)
+	setSecurityDefaults(c)
 	for _, t := range []struct {
 		d *Duration
 		v time.Duration

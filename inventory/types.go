@@ -54,6 +54,15 @@ type Cluster struct {
 	// Containerd configures the container runtime the prepare phase sets up.
 	Containerd Containerd `yaml:"containerd,omitempty" json:"containerd,omitempty"`
 
+	// EncryptionAtRest encrypts Secrets in etcd (on by default).
+	EncryptionAtRest EncryptionAtRest `yaml:"encryptionAtRest,omitempty" json:"encryptionAtRest,omitempty"`
+	// PodSecurity is Pod Security Admission's cluster-wide default.
+	PodSecurity PodSecurity `yaml:"podSecurity,omitempty" json:"podSecurity,omitempty"`
+	// Hardening is "cis" (the default: the CIS Kubernetes Benchmark's
+	// settings an installer can make without breaking a cluster) or "none"
+	// (kubeadm's defaults).
+	Hardening string `yaml:"hardening,omitempty" json:"hardening,omitempty"`
+
 	// Join is how `kubeboot join` reaches and trusts the cluster it joins
 	// (kubeadm's JoinConfiguration discovery and controlPlane). Nil for init.
 	Join *Join `yaml:"join,omitempty" json:"join,omitempty"`
@@ -199,6 +208,8 @@ type APIServer struct {
 	// CertSANs are extra subject alternative names (IPs or DNS names) for
 	// the API server's serving certificate.
 	CertSANs []string `yaml:"certSANs,omitempty" json:"certSANs,omitempty"`
+	// Audit is the API server's audit log (on by default).
+	Audit Audit `yaml:"audit,omitempty" json:"audit,omitempty"`
 }
 
 // ControlPlane configures kube-controller-manager or kube-scheduler.

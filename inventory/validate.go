@@ -61,6 +61,7 @@ func Validate(c *Cluster) error {
 	v.cniAndTimeouts(c)
 	v.join(c)
 	v.containerd(&c.Containerd)
+	v.security(c)
 	if len(v.errs) == 0 {
 		return nil
 	}

@@ -38,11 +38,19 @@ func ControlPlanePhase() *Phase {
 			},
 		}
 	}
+	apiserver := comp("apiserver", "kube-apiserver", templates.APIServerPod)
+	writeManifest := apiserver.Run
+	apiserver.Run = func(ctx context.Context, d *Data) error {
+		if err := controlplane.WriteAPIServerFiles(ctx, d.Host, d.Cfg, d.Out, d.Join != nil); err != nil {
+			return err
+		}
+		return writeManifest(ctx, d)
+	}
 	return &Phase{
 		Name:  "control-plane",
 		Short: "Generate all static Pod manifest files necessary to establish the control plane",
 		Phases: []*Phase{
-			comp("apiserver", "kube-apiserver", templates.APIServerPod),
+			apiserver,
 			comp("controller-manager", "kube-controller-manager", templates.ControllerManagerPod),
 			comp("scheduler", "kube-scheduler", templates.SchedulerPod),
 		},

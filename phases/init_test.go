@@ -96,9 +96,14 @@ func TestInitWritesKubeadmFiles(t *testing.T) {
 				"/etc/kubernetes/manifests/kube-apiserver.yaml":          0o600,
 				"/etc/kubernetes/manifests/kube-controller-manager.yaml": 0o600,
 				"/etc/kubernetes/manifests/kube-scheduler.yaml":          0o600,
-				"/var/lib/kubelet/config.yaml":                           0o644,
-				"/var/lib/kubelet/kubeadm-flags.env":                     0o644,
-				inventory.KubeletDropInFile:                              0o644,
+				// kubeadm writes these 0644; the CIS settings (4.1.1, 4.1.9) 0600
+				"/var/lib/kubelet/config.yaml":       0o600,
+				"/var/lib/kubelet/kubeadm-flags.env": 0o600,
+				inventory.KubeletDropInFile:          0o600,
+				// kubeboot's own, for the API server
+				inventory.EncryptionConfigPath: 0o600,
+				inventory.AuditPolicyPath:      0o600,
+				inventory.AdmissionConfigPath:  0o600,
 			}
 			for p, mode := range want {
 				_, m, ok := h.File(p)
@@ -346,7 +351,8 @@ func TestDryRunWritesBelowDir(t *testing.T) {
 			runs = append(runs, transport.Quote(a.Args))
 		}
 	}
-	if strings.Join(runs, ";") != "systemctl daemon-reload;systemctl enable kubelet;systemctl restart kubelet" {
+	// etcd's data directory to the etcd user (CIS), then the kubelet
+	if len(runs) == 0 || !strings.Contains(runs[0], "chown etcd:etcd") || strings.Join(runs[1:], ";") != "systemctl daemon-reload;systemctl enable kubelet;systemctl restart kubelet" {
 		t.Errorf("recorded commands %q", runs)
 	}
 }

@@ -181,6 +181,8 @@ func APIServerPod(cfg *inventory.Cluster) (*corev1.Pod, error) {
 			}
 		}
 	}
+	args = apiServerSecurity(cfg, args, m)
+	args = cisArgs(cfg, KubeAPIServer, args)
 	if _, ok := cfg.APIServer.ExtraArgs["authorization-config"]; !ok {
 		args = setArg(args, "authorization-mode", "Node,RBAC")
 	}
@@ -273,6 +275,7 @@ func ControllerManagerPod(cfg *inventory.Cluster) (*corev1.Pod, error) {
 	if cfg.ClusterName != "" {
 		args = setArg(args, "cluster-name", cfg.ClusterName)
 	}
+	args = cisArgs(cfg, KubeControllerManager, args)
 	extra := cfg.ControllerManager.ExtraArgs
 	m := newMounts()
 	m.add(k8sCertsVolume, d, true, corev1.HostPathDirectoryOrCreate)
@@ -314,6 +317,7 @@ func SchedulerPod(cfg *inventory.Cluster) (*corev1.Pod, error) {
 		{"authentication-kubeconfig", schedulerKubeconfig},
 		{"authorization-kubeconfig", schedulerKubeconfig},
 	}
+	args = cisArgs(cfg, KubeScheduler, args)
 	extra := cfg.Scheduler.ExtraArgs
 	m := newMounts()
 	m.add(kubeconfigVolume, schedulerKubeconfig, true, corev1.HostPathFileOrCreate)

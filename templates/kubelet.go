@@ -62,6 +62,9 @@ func KubeletConfig(cfg *inventory.Cluster, opts KubeletOptions) ([]byte, error) 
 	if !opts.FailCgroupV1 {
 		kc.FailCgroupV1 = ptrTo(false)
 	}
+	if cfg.CIS() {
+		kc.TLSCipherSuites = CISCipherSuites
+	}
 	return yaml.Marshal(&kc)
 }
 

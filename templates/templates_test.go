@@ -23,8 +23,12 @@ type testCase struct {
 	hostname string
 }
 
+// baseConfig is kubeadm's defaults: kubeboot's additions (encryption at
+// rest, audit, Pod Security, CIS settings) off, so that the golden files
+// are kubeadm's own output (templates/testdata/kubeadmref).
 func baseConfig() *inventory.Cluster {
 	c := inventory.Default()
+	inventory.KubeadmDefaults(c)
 	c.Node.Name = "node1"
 	c.Node.AdvertiseAddress = "192.168.1.10"
 	return c
@@ -61,6 +65,7 @@ func testCases() []testCase {
 		},
 	}
 	inventory.SetDefaults(mirror)
+	inventory.KubeadmDefaults(mirror)
 
 	ext := baseConfig()
 	ext.Etcd = inventory.Etcd{External: &inventory.ExternalEtcd{
@@ -71,6 +76,7 @@ func testCases() []testCase {
 	}}
 
 	v6 := inventory.Default()
+	inventory.KubeadmDefaults(v6)
 	v6.Node.Name = "vm"
 	v6.Node.AdvertiseAddress = "fd00::10"
 	v6.Networking.PodSubnet = "fd00:10:244::/56"
@@ -82,7 +88,17 @@ func testCases() []testCase {
 		{name: "mirror", cfg: mirror, kubelet: KubeletOptions{ResolvConf: "/run/systemd/resolve/resolv.conf"}, hostname: "host1"},
 		{name: "external-etcd", cfg: ext, kubelet: KubeletOptions{FailCgroupV1: true}, hostname: "host1"},
 		{name: "ipv6", cfg: v6, kubelet: KubeletOptions{FailCgroupV1: true}, hostname: "VM"},
+		// kubeboot's defaults: kubeadm's plus its security settings
+		{name: "secure", cfg: secureConfig(), kubelet: KubeletOptions{FailCgroupV1: true}, hostname: "host1"},
 	}
+}
+
+// secureConfig is kubeboot's own defaults on the default node.
+func secureConfig() *inventory.Cluster {
+	c := inventory.Default()
+	c.Node.Name = "node1"
+	c.Node.AdvertiseAddress = "192.168.1.10"
+	return c
 }
 
 func TestGolden(t *testing.T) {

@@ -69,7 +69,14 @@ type File struct {
 	// treats every file so; kubeboot requires the others, since a control
 	// plane cannot join without them.
 	Optional bool
+	// Mode is the file's mode when it is neither a certificate nor a key
+	// (the encryption configuration, 0600); 0 decides by content.
+	Mode fs.FileMode
 }
+
+// EncryptionConfigName is the Secret's entry for the encryption
+// configuration, kubeboot's addition to kubeadm's certificates.
+const EncryptionConfigName = "encryption-config.yaml"
 
 // Files returns the files the kubeadm-certs Secret carries for cfg, in the
 // order of kubeadm's certsToTransfer: the cluster CA, the front-proxy CA and
@@ -89,13 +96,23 @@ func Files(cfg *inventory.Cluster) []File {
 		inDir("sa.key"),
 	}
 	if ext := cfg.Etcd.External; ext != nil {
-		return append(files,
+		return withEncryptionConfig(cfg, append(files,
 			File{Name: externalEtcdCA, Path: ext.CAFile, Optional: true},
 			File{Name: externalEtcdCert, Path: ext.CertFile, Optional: true},
 			File{Name: externalEtcdKey, Path: ext.KeyFile, Optional: true},
-		)
+		))
 	}
-	return append(files, inDir("etcd/ca.crt"), inDir("etcd/ca.key"))
+	files = append(files, inDir("etcd/ca.crt"), inDir("etcd/ca.key"))
+	return withEncryptionConfig(cfg, files)
+}
+
+// withEncryptionConfig adds the encryption configuration (its key
+// encrypts every Secret, so every control plane needs the same one).
+func withEncryptionConfig(cfg *inventory.Cluster, files []File) []File {
+	if !cfg.EncryptionAtRest.Enabled() {
+		return files
+	}
+	return append(files, File{Name: EncryptionConfigName, Path: inventory.EncryptionConfigPath, Mode: 0o600})
 }
 
 // secretName is kubeadm's certOrKeyNameToSecretName: a Secret's data keys
@@ -124,7 +141,11 @@ func SecretData(ctx context.Context, h transport.Host, cfg *inventory.Cluster, k
 			data[f.Name] = []byte{}
 			continue
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("upload-certs: %s does not exist on %s; a joining control-plane node needs it (run the certs phase first)", f.Path, h.Name())
+			phase := "certs"
+			if f.Name == EncryptionConfigName {
+				phase = "control-plane"
+			}
+			return nil, fmt.Errorf("upload-certs: %s does not exist on %s; a joining control-plane node needs it (run the %s phase first)", f.Path, h.Name(), phase)
 		case err != nil:
 			return nil, fmt.Errorf("upload-certs: read %s on %s: %w", f.Path, h.Name(), err)
 		}
@@ -203,7 +224,10 @@ func WriteFiles(ctx context.Context, h transport.Host, cfg *inventory.Cluster, k
 		if f.Path == "" {
 			return fmt.Errorf("download-certs: the %s Secret carries %q, but etcd.external does not say where to write it", SecretName, f.Name)
 		}
-		mode, err := fileMode(plain)
+		mode, err := f.Mode, error(nil)
+		if mode == 0 {
+			mode, err = fileMode(plain)
+		}
 		if err != nil {
 			return fmt.Errorf("download-certs: the %s Secret's %q entry: %w", SecretName, f.Name, err)
 		}

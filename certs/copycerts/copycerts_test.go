@@ -35,6 +35,12 @@ func externalConfig() *inventory.Cluster {
 	return cfg
 }
 
+func kubeadmDefaults() *inventory.Cluster {
+	c := inventory.Default()
+	inventory.KubeadmDefaults(c)
+	return c
+}
+
 func TestFiles(t *testing.T) {
 	pki := "/etc/kubernetes/pki"
 	common := []copycerts.File{
@@ -45,6 +51,7 @@ func TestFiles(t *testing.T) {
 		{Name: "sa.pub", Path: pki + "/sa.pub"},
 		{Name: "sa.key", Path: pki + "/sa.key"},
 	}
+	encryption := copycerts.File{Name: "encryption-config.yaml", Path: "/etc/kubernetes/encryption-config.yaml", Mode: 0o600}
 	tests := []struct {
 		name string
 		cfg  *inventory.Cluster
@@ -53,6 +60,15 @@ func TestFiles(t *testing.T) {
 		{
 			name: "local etcd",
 			cfg:  inventory.Default(),
+			want: append(append([]copycerts.File(nil), common...),
+				copycerts.File{Name: "etcd-ca.crt", Path: pki + "/etcd/ca.crt"},
+				copycerts.File{Name: "etcd-ca.key", Path: pki + "/etcd/ca.key"},
+				encryption,
+			),
+		},
+		{
+			name: "kubeadm's: no encryption configuration",
+			cfg:  kubeadmDefaults(),
 			want: append(append([]copycerts.File(nil), common...),
 				copycerts.File{Name: "etcd-ca.crt", Path: pki + "/etcd/ca.crt"},
 				copycerts.File{Name: "etcd-ca.key", Path: pki + "/etcd/ca.key"},
@@ -65,6 +81,7 @@ func TestFiles(t *testing.T) {
 				copycerts.File{Name: "external-etcd-ca.crt", Path: "/etc/etcd/ca.pem", Optional: true},
 				copycerts.File{Name: "external-etcd.crt", Path: "/etc/etcd/client.pem", Optional: true},
 				copycerts.File{Name: "external-etcd.key", Path: "/etc/etcd/client-key.pem", Optional: true},
+				encryption,
 			),
 		},
 	}
@@ -135,6 +152,9 @@ func controlPlane(t *testing.T, cfg *inventory.Cluster) (*transporttest.Fake, ma
 	}
 	put(cfg.CertificatesDir+"/sa.key", saKey, 0o600)
 	put(cfg.CertificatesDir+"/sa.pub", saPub, 0o644)
+	if cfg.EncryptionAtRest.Enabled() {
+		put(inventory.EncryptionConfigPath, []byte("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"), 0o600)
+	}
 	return h, want
 }
 
@@ -161,8 +181,8 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(data) != 8 {
-		t.Errorf("SecretData has %d entries, want 8", len(data))
+	if len(data) != 9 {
+		t.Errorf("SecretData has %d entries, want 9 (with the encryption configuration)", len(data))
 	}
 	for _, f := range copycerts.Files(cfg) {
 		sealed := data[f.Name]
@@ -195,7 +215,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("%s differs from the uploaded file", p)
 		}
 		wantMode := fs.FileMode(0o644)
-		if strings.HasSuffix(p, ".key") {
+		if strings.HasSuffix(p, ".key") || p == inventory.EncryptionConfigPath {
 			wantMode = 0o600
 		}
 		if mode != wantMode {

@@ -53,3 +53,24 @@ func ReadTrimmed(ctx context.Context, h transport.Host, p string) (string, error
 	b, err := h.ReadFile(ctx, p)
 	return strings.TrimSpace(string(b)), err
 }
+
+// EnsureMode gives file mode if it has another one (rewriting it in place
+// with the same content, atomically: transport.Host has no chmod). It
+// reports whether it changed anything.
+func EnsureMode(ctx context.Context, h transport.Host, file string, mode fs.FileMode) (bool, error) {
+	fi, err := h.Stat(ctx, file)
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", file, err)
+	}
+	if fi.Mode().Perm() == mode.Perm() {
+		return false, nil
+	}
+	data, err := h.ReadFile(ctx, file)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", file, err)
+	}
+	if err := h.WriteFile(ctx, file, data, mode); err != nil {
+		return false, fmt.Errorf("write %s: %w", file, err)
+	}
+	return true, nil
+}

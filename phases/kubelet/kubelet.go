@@ -6,6 +6,7 @@ package kubelet
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/kubeboot/kubeboot/inventory"
@@ -56,11 +57,21 @@ func WriteFilesAndStart(ctx context.Context, h transport.Host, cfg *inventory.Cl
 		{templates.KubeletInstanceConfigFile, "kubelet instance configuration", templates.KubeletInstanceConfig(cfg)},
 		{inventory.KubeletDropInFile, "kubelet systemd drop-in", templates.KubeletDropIn(kubeletBin)},
 	}
+	// kubeadm's 0644; the CIS Benchmark (4.1.1, 4.1.9) asks for 0600.
+	mode := fs.FileMode(0o644)
+	if cfg.CIS() {
+		mode = 0o600
+	}
 	anyChanged := false
 	for _, f := range files {
-		changed, _, err := hostutil.WriteIfChanged(ctx, h, f.path, f.data, 0o644)
+		changed, _, err := hostutil.WriteIfChanged(ctx, h, f.path, f.data, mode)
 		if err != nil {
 			return err
+		}
+		if !changed {
+			if _, err := hostutil.EnsureMode(ctx, h, f.path, mode); err != nil {
+				return err
+			}
 		}
 		if changed {
 			anyChanged = true
