@@ -64,6 +64,15 @@ func (r *recorder) Unwrap() transport.Host { return r.Host }
 // kubeconfig gives, which the serving certificate carries). A host that
 // cannot dial (the local machine) connects directly.
 func NewAPI(ctx context.Context, h transport.Host, bindPort int) (API, error) {
+	c, err := KubeClient(ctx, h, bindPort)
+	if err != nil {
+		return nil, err
+	}
+	return &kubeAPI{c: c}, nil
+}
+
+// KubeClient is NewAPI's client-go client.
+func KubeClient(ctx context.Context, h transport.Host, bindPort int) (kubernetes.Interface, error) {
 	data, err := h.ReadFile(ctx, inventory.AdminKubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", inventory.AdminKubeconfig, err)
@@ -88,11 +97,7 @@ func NewAPI(ctx context.Context, h transport.Host, bindPort int) (API, error) {
 			return d.DialContext(ctx, "tcp", target)
 		}
 	}
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &kubeAPI{c: c}, nil
+	return kubernetes.NewForConfig(cfg)
 }
 
 type kubeAPI struct{ c kubernetes.Interface }

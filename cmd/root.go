@@ -40,6 +40,7 @@ everything below a directory and changes nothing on the host.
 	root.AddCommand(newPreflightCommand(out))
 	root.AddCommand(newApplyCommand(out), newPlanCommand(out))
 	root.AddCommand(newResetCommand(out))
+	root.AddCommand(newSecretsCommand(out))
 	return root
 }
 

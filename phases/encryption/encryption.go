@@ -97,10 +97,20 @@ func nextName(keys ...[]templates.EncryptionKey) string {
 	n := 0
 	for _, ks := range keys {
 		for _, k := range ks {
-			if i, err := strconv.Atoi(strings.TrimPrefix(k.Name, "key")); err == nil && strings.HasPrefix(k.Name, "key") && i > n {
-				n = i
-			}
+			n = max(n, keyNumber(k.Name))
 		}
 	}
 	return "key" + strconv.Itoa(n+1)
+}
+
+// keyNumber is N of a name keyN, else 0.
+func keyNumber(name string) int {
+	if !strings.HasPrefix(name, "key") {
+		return 0
+	}
+	i, err := strconv.Atoi(strings.TrimPrefix(name, "key"))
+	if err != nil || i < 0 {
+		return 0
+	}
+	return i
 }
