@@ -34,3 +34,26 @@ func TestREADMEInventoryExamples(t *testing.T) {
 		}
 	}
 }
+
+// docs/configuration.md's example is a valid cluster file.
+func TestConfigurationDocExample(t *testing.T) {
+	b, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "```yaml\n")
+	if i < 0 {
+		t.Fatal("no example")
+	}
+	s = s[i+len("```yaml\n"):]
+	s = s[:strings.Index(s, "```")]
+	c, err := Parse("docs/configuration.md", []byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	SetDefaults(c)
+	if err := Validate(c); err != nil {
+		t.Error(err)
+	}
+}

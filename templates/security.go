@@ -159,15 +159,24 @@ func contains(s []string, v string) bool {
 
 // AuditPolicy is the audit policy kubeboot writes: metadata (who, what,
 // when, the response code) for every request; never a request or response
-// body. The first rule pins Secrets, ConfigMaps and TokenReviews to
-// Metadata so that an operator who raises the catch-all rule to Request
-// still never logs their contents; the RequestReceived stage is left out
-// (every request is logged again when its response starts).
+// body. Not logged at all: the health endpoints (the kubelet probes the API
+// server every second) and the renewals of the node and leader-election
+// leases (every few seconds, per node): the noise of an idle cluster, as
+// in Kubernetes' own cluster/gce policy. The Secrets, ConfigMaps and
+// TokenReviews rule pins them to Metadata so that an operator who raises
+// the catch-all rule to Request still never logs their contents; the
+// RequestReceived stage is left out (every request is logged again when
+// its response starts).
 func AuditPolicy() ([]byte, error) {
+	leases := []auditv1.GroupResources{{Group: "coordination.k8s.io", Resources: []string{"leases"}}}
+	renew := []string{"get", "update"}
 	p := auditv1.Policy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: auditv1.SchemeGroupVersion.String(), Kind: "Policy"},
 		OmitStages: []auditv1.Stage{auditv1.StageRequestReceived},
 		Rules: []auditv1.PolicyRule{
+			{Level: auditv1.LevelNone, NonResourceURLs: []string{"/healthz*", "/livez*", "/readyz*", "/version"}},
+			{Level: auditv1.LevelNone, UserGroups: []string{"system:nodes"}, Verbs: renew, Resources: leases},
+			{Level: auditv1.LevelNone, Users: []string{"system:kube-controller-manager", "system:kube-scheduler"}, Verbs: renew, Resources: leases},
 			{
 				Level: auditv1.LevelMetadata,
 				Resources: []auditv1.GroupResources{

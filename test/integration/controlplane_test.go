@@ -241,6 +241,23 @@ func TestInitDryRunControlPlane(t *testing.T) {
 		})
 	})
 
+	t.Run("Secrets are encrypted at rest, and the audit log has no Secret data", func(t *testing.T) {
+		secretsAtRest(ctx, t, e, root, superAdmin)
+		// init again keeps the key: the Secret stays readable.
+		cfgFile := filepath.Join(root, "etc/kubernetes/encryption-config.yaml")
+		before, _ := os.ReadFile(cfgFile)
+		out := runKubeboot(t, e, root, "init", "--dry-run", "--dry-run-dir", root, "--node-name", nodeName)
+		if after, _ := os.ReadFile(cfgFile); len(before) == 0 || !bytes.Equal(before, after) {
+			t.Errorf("init again changed %s", cfgFile)
+		}
+		if !strings.Contains(out, "Using the existing encryption configuration") {
+			t.Errorf("init again did not say it kept the key:\n%s", out)
+		}
+		if s, err := superAdmin.CoreV1().Secrets("default").Get(ctx, secretName, metav1.GetOptions{}); err != nil || string(s.Data["password"]) != secretValue {
+			t.Errorf("%s after init again: %v", secretName, err)
+		}
+	})
+
 	// The same control plane serves the online phases and join's side of
 	// them (online_test.go).
 	controlPlaneOK := !t.Failed()
@@ -251,6 +268,10 @@ func TestInitDryRunControlPlane(t *testing.T) {
 	// online phases set up, not every one of their checks to pass.
 	if controlPlaneOK {
 		t.Run("join a second control plane", func(t *testing.T) { joinSecondControlPlane(ctx, t, e, root) })
+	}
+	// Last: it restarts the API server three times.
+	if controlPlaneOK {
+		t.Run("rotate-key: every Secret re-encrypted under a new key", func(t *testing.T) { rotateKey(ctx, t, e, root, procs, superAdmin) })
 	}
 }
 
@@ -537,7 +558,9 @@ func httpGet(ctx context.Context, t *testing.T, c *http.Client, url string) []by
 	return b
 }
 
-// assertModes checks kubeadm's file modes: private keys and kubeconfigs 0600.
+// assertModes checks kubeadm's file modes: private keys and kubeconfigs
+// 0600; and kubeboot's API server files (encryption, audit, admission)
+// 0600 too.
 func assertModes(t *testing.T, root string) {
 	t.Helper()
 	_ = filepath.WalkDir(filepath.Join(root, "etc/kubernetes"), func(p string, d fs.DirEntry, err error) error {
@@ -546,7 +569,7 @@ func assertModes(t *testing.T, root string) {
 		}
 		info, _ := d.Info()
 		want := fs.FileMode(0o644)
-		if strings.HasSuffix(p, ".key") || strings.HasSuffix(p, ".conf") || strings.Contains(p, "/manifests/") {
+		if strings.HasSuffix(p, ".key") || strings.HasSuffix(p, ".conf") || strings.Contains(p, "/manifests/") || strings.HasSuffix(p, "/etc/kubernetes/"+filepath.Base(p)) && strings.HasSuffix(p, ".yaml") {
 			want = 0o600
 		}
 		if info.Mode().Perm() != want {

@@ -342,6 +342,11 @@ func joinSecondControlPlane(ctx context.Context, t *testing.T, e env, root strin
 		if _, ok := node.Labels["node-role.kubernetes.io/control-plane"]; !ok {
 			t.Errorf("node labels %v", node.Labels)
 		}
+		// It decrypts the first API server's Secrets: the key came in
+		// kubeadm-certs.
+		if s, err := c.CoreV1().Secrets("default").Get(ctx, secretName, metav1.GetOptions{}); err != nil || string(s.Data["password"]) != secretValue {
+			t.Errorf("the second API server cannot read %s (encrypted by the first): %v", secretName, err)
+		}
 		tainted := false
 		for _, taint := range node.Spec.Taints {
 			tainted = tainted || taint.Key == "node-role.kubernetes.io/control-plane" && taint.Effect == corev1.TaintEffectNoSchedule
@@ -369,9 +374,9 @@ func joinSecondControlPlane(ctx context.Context, t *testing.T, e env, root strin
 	})
 
 	t.Run("the node's files: the cluster's shared PKI, its own leaves, no bootstrap token", func(t *testing.T) {
-		for _, f := range []string{"ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key"} {
-			mine, _ := os.ReadFile(filepath.Join(dir, "etc/kubernetes/pki", f))
-			theirs, _ := os.ReadFile(filepath.Join(root, "etc/kubernetes/pki", f))
+		for _, f := range []string{"pki/ca.crt", "pki/ca.key", "pki/sa.key", "pki/sa.pub", "pki/front-proxy-ca.crt", "pki/front-proxy-ca.key", "pki/etcd/ca.crt", "pki/etcd/ca.key", "encryption-config.yaml"} {
+			mine, _ := os.ReadFile(filepath.Join(dir, "etc/kubernetes", f))
+			theirs, _ := os.ReadFile(filepath.Join(root, "etc/kubernetes", f))
 			if len(mine) == 0 || !bytes.Equal(mine, theirs) {
 				t.Errorf("%s is not the cluster's", f)
 			}
