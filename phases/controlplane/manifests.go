@@ -49,14 +49,23 @@ func LocalEtcd(ctx context.Context, h transport.Host, cfg *inventory.Cluster, ou
 // otherwise): the CIS Benchmark's 1.1.11 and 1.1.12. etcd itself runs as
 // root in its Pod, as kubeadm's does, so it reads the directory anyway;
 // the user owns the files no one else should. One round trip.
+// When it makes the user it leaves EtcdUserMarker, so that `reset --all`
+// removes the user kubeboot made and never one the host had.
 func ownEtcdDataDir(ctx context.Context, h transport.Host, dir string) error {
-	const script = `id -u etcd >/dev/null 2>&1 || useradd --system --user-group --no-create-home --home-dir "$1" --shell /usr/sbin/nologin etcd || exit 1
+	const script = `if ! id -u etcd >/dev/null 2>&1; then
+  useradd --system --user-group --no-create-home --home-dir "$1" --shell /usr/sbin/nologin etcd || exit 1
+  mkdir -p "$(dirname "$2")" && : > "$2"
+fi
 chown etcd:etcd "$1" && chmod 0700 "$1"`
-	if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", script, "sh", dir}}); err != nil {
+	if _, err := h.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", script, "sh", dir, EtcdUserMarker}}); err != nil {
 		return fmt.Errorf("give %s to the user etcd (CIS 1.1.12; hardening: none leaves it to root): %w", dir, err)
 	}
 	return nil
 }
+
+// EtcdUserMarker says that kubeboot made the user etcd (in kubeboot's
+// state directory, /var/lib/kubeboot, which reset --all removes last).
+const EtcdUserMarker = "/var/lib/kubeboot/etcd-user-created"
 
 // WriteManifest writes a static pod manifest, leaving an identical one
 // untouched so that a re-run restarts nothing.

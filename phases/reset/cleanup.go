@@ -226,6 +226,8 @@ func RemoveFiles(ctx context.Context, d *Data) error {
 	}
 	paths := []string{inventory.ManifestsDir, d.certDir(), path.Dir(controlplane.RestartDir)}
 	paths = append(paths, kubeconfigs...)
+	// the API server's encryption key, audit policy and admission configuration
+	paths = append(paths, inventory.EncryptionConfigPath, inventory.AuditPolicyPath, inventory.AdmissionConfigPath)
 	paths = append(paths, inventory.KubeletDir, inventory.KubeletDropInFile, "/run/kubernetes", pki.RenewService, pki.RenewTimer)
 	if d.st.etcdManifest != "" {
 		paths = append(paths, d.st.etcdDataDir)
@@ -249,8 +251,32 @@ func RemoveFiles(ctx context.Context, d *Data) error {
 	if d.st.controlPlane && d.st.etcdManifest == "" {
 		d.left("the external etcd's data: reset does not touch an external etcd cluster")
 	}
+	if err := d.auditLog(ctx); err != nil {
+		return err
+	}
 	d.left("$HOME/.kube/config and other copies of admin.conf: reset does not know where they are; check and remove them")
 	return nil
+}
+
+// auditLog removes the API server's audit log with --all; a plain reset
+// keeps it (a record of what happened, which a reset should not erase)
+// and says so.
+func (d *Data) auditLog(ctx context.Context) error {
+	ok, err := transport.Exists(ctx, d.Host, inventory.AuditLogDir)
+	if err != nil || !ok {
+		return err
+	}
+	if !d.All {
+		d.left("%s: the API server's audit log, a record of what happened; reset --all removes it", inventory.AuditLogDir)
+		return nil
+	}
+	if err := d.removePaths(ctx, inventory.AuditLogDir); err != nil {
+		return err
+	}
+	if d.DryRun {
+		return nil
+	}
+	return d.removeIfEmpty(ctx, path.Dir(inventory.AuditLogDir), "not written by kubeboot's API server")
 }
 
 // listForeign reports what is left in dir, with why.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/inventory/inventorytest"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/etcd"
 	"github.com/kubeboot/kubeboot/phases/etcd/etcdtest"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
@@ -269,6 +270,12 @@ func (n *node) controlPlane(t *testing.T) *inventory.Cluster {
 		n.SetFile(inventory.ManifestPath(name), b, 0o600)
 	}
 	n.SetFile("/var/lib/etcd/member/snap/db", []byte("etcd"), 0o600)
+	// kubeboot's API server files (encryption, audit, admission) and
+	// the audit log
+	for _, f := range []string{inventory.EncryptionConfigPath, inventory.AuditPolicyPath, inventory.AdmissionConfigPath, inventory.AuditLogPath} {
+		n.SetFile(f, []byte("kubeboot's"), 0o600)
+	}
+	n.SetFile(controlplane.EtcdUserMarker, nil, 0o644)
 	return cfg
 }
 
@@ -410,6 +417,27 @@ func TestResetControlPlane(t *testing.T) {
 		}
 		if got := n.left("/etc/kubernetes", "/var/lib/etcd"); !slices.Equal(got, []string{"/etc/kubernetes/README.host"}) {
 			t.Errorf("left: %v", got)
+		}
+		// the audit log stays without --all, and the report says so
+		if got := n.left("/var/log/kubernetes"); !slices.Equal(got, []string{inventory.AuditLogPath}) || !strings.Contains(report(d.Report()), "the API server's audit log") {
+			t.Errorf("audit log left: %v", got)
+		}
+	})
+	t.Run("--all also removes the audit log and the etcd user kubeboot made", func(t *testing.T) {
+		n := newNode(t, "cp1")
+		n.controlPlane(t)
+		var out bytes.Buffer
+		d := data(n, &out)
+		d.All = true
+		d.EtcdConnect = connectTo(three())
+		if err := reset.Runner().Run(ctx, d, workflow.Options{}); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		if got := n.left("/var/log/kubernetes", controlplane.EtcdUserMarker); len(got) != 0 {
+			t.Errorf("left: %v", got)
+		}
+		if !slices.Contains(n.Commands(), "userdel etcd") {
+			t.Errorf("the etcd user was not removed: %v", n.Commands())
 		}
 	})
 	t.Run("refuses to break quorum", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/prepare"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
@@ -36,6 +37,9 @@ func Uninstall(ctx context.Context, d *Data) error {
 			d.left("what prepare installed (%d files, %d packages, %d units enabled, %d images, kernel settings; listed in %s): needed to init or join again; reset --all removes it", len(r.Created)+len(r.Replaced), len(r.Packages), len(r.Units), len(r.Images), prepare.RecordFile)
 		}
 		return nil
+	}
+	if err := d.removeEtcdUser(ctx); err != nil {
+		return err
 	}
 	if !found {
 		d.Out.Printf(tag, "No record of what prepare installed (%s): nothing of prepare's is removed", prepare.RecordFile)
@@ -150,6 +154,26 @@ func Uninstall(ctx context.Context, d *Data) error {
 		return err
 	}
 	d.left("the kubeboot binary that ran this reset")
+	return nil
+}
+
+// removeEtcdUser removes the user etcd when kubeboot made it (the CIS
+// settings give it etcd's data directory; controlplane.EtcdUserMarker).
+func (d *Data) removeEtcdUser(ctx context.Context) error {
+	ok, err := transport.Exists(ctx, d.Host, controlplane.EtcdUserMarker)
+	if err != nil || !ok {
+		return err
+	}
+	if !d.DryRun {
+		if _, err := d.Host.Run(ctx, transport.Cmd{Args: []string{"userdel", "etcd"}}); err != nil {
+			d.left("the user etcd kubeboot made: %v", err)
+			return nil
+		}
+		if err := d.Host.Remove(ctx, controlplane.EtcdUserMarker); err != nil {
+			return err
+		}
+	}
+	d.removed("the user and group etcd (made by kubeboot for etcd's data directory)")
 	return nil
 }
 
