@@ -291,13 +291,14 @@ func splitLines(b []byte) []string {
 }
 
 // secretFile says whether a file's content must not be shown: private
-// keys, kubeconfigs (they embed client keys or tokens) and anything that
+// keys, kubeconfigs (they embed client keys or tokens), the API server's
+// encryption configuration (the key of every Secret) and anything that
 // looks like one.
 func secretFile(p string, data []byte) bool {
-	if ext := path.Ext(p); ext == ".key" || ext == ".kubeconfig" || (ext == ".conf" && path.Dir(p) == "/etc/kubernetes") {
+	if ext := path.Ext(p); ext == ".key" || ext == ".kubeconfig" || (ext == ".conf" && path.Dir(p) == "/etc/kubernetes") || p == inventory.EncryptionConfigPath {
 		return true
 	}
-	for _, s := range []string{"PRIVATE KEY", "client-key-data", "token:", "password"} {
+	for _, s := range []string{"PRIVATE KEY", "client-key-data", "token:", "password", "kind: EncryptionConfiguration", "secret:"} {
 		if bytes.Contains(data, []byte(s)) {
 			return true
 		}

@@ -102,6 +102,8 @@ func TestFileChange(t *testing.T) {
 			want: []string{"would write /etc/kubernetes/pki/sa.key (0600, new file, 28 bytes; a secret: content not shown)"}},
 		{name: "a kubeconfig", path: inventory.AdminKubeconfig, data: "apiVersion: v1\n", old: "x\n", mode: 0o600, oldMode: 0o600, exists: true,
 			want: []string{"would write " + inventory.AdminKubeconfig + " (0600, changed, 15 bytes; a secret: content not shown)"}},
+		{name: "the encryption key", path: inventory.EncryptionConfigPath, data: "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n", mode: 0o600,
+			want: []string{"would write " + inventory.EncryptionConfigPath + " (0600, new file, 69 bytes; a secret: content not shown)"}},
 		{name: "sysctl is no secret", path: "/etc/sysctl.d/k8s.conf", data: "net.ipv4.ip_forward = 1\n", mode: 0o644,
 			want: []string{"would write /etc/sysctl.d/k8s.conf (0644, new file, 1 lines):", "  --- /dev/null", "  +++ b/etc/sysctl.d/k8s.conf", "  @@ -0,0 +1 @@", "  +net.ipv4.ip_forward = 1"}},
 		{name: "binary", path: "/usr/bin/x", data: "\x7fELF\x00", mode: 0o755,
