@@ -28,20 +28,27 @@ func LocalEtcd(ctx context.Context, h transport.Host, cfg *inventory.Cluster, ou
 		out.Printf("etcd", "External etcd mode: Skipping the creation of a manifest for local etcd")
 		return nil
 	}
-	// etcd's data directory holds the whole cluster state: owner only.
-	if err := h.MkdirAll(ctx, cfg.Etcd.Local.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", cfg.Etcd.Local.DataDir, err)
-	}
-	if cfg.CIS() {
-		if err := ownEtcdDataDir(ctx, h, cfg.Etcd.Local.DataDir); err != nil {
-			return err
-		}
+	if err := EtcdDataDir(ctx, h, cfg); err != nil {
+		return err
 	}
 	pod, err := templates.EtcdPod(cfg)
 	if err != nil {
 		return err
 	}
 	return WriteManifest(ctx, h, out, "etcd", "etcd", pod)
+}
+
+// EtcdDataDir makes local etcd's data directory (init's and join's): it
+// holds the whole cluster state, so owner only; with the CIS settings,
+// owned by the user etcd.
+func EtcdDataDir(ctx context.Context, h transport.Host, cfg *inventory.Cluster) error {
+	if err := h.MkdirAll(ctx, cfg.Etcd.Local.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", cfg.Etcd.Local.DataDir, err)
+	}
+	if cfg.CIS() {
+		return ownEtcdDataDir(ctx, h, cfg.Etcd.Local.DataDir)
+	}
+	return nil
 }
 
 // ownEtcdDataDir gives etcd's data directory to a system user etcd, made

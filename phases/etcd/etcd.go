@@ -139,9 +139,8 @@ func Join(ctx context.Context, c Conn, cfg *inventory.Cluster, dryRun bool) erro
 	name := strings.ToLower(cfg.Node.Name)
 	peerURL := URL(cfg.Node.AdvertiseAddress, templates.EtcdListenPeerPort)
 	clientURL := URL(cfg.Node.AdvertiseAddress, templates.EtcdListenClientPort)
-	// etcd's data directory holds the whole cluster state: owner only.
-	if err := h.MkdirAll(ctx, cfg.Etcd.Local.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", cfg.Etcd.Local.DataDir, err)
+	if err := controlplane.EtcdDataDir(ctx, h, cfg); err != nil {
+		return err
 	}
 	if dryRun {
 		out.Printf(phase, "Would add etcd member %s as a learner", peerURL)

@@ -22,6 +22,7 @@ import (
 	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/templates"
+	"github.com/kubeboot/kubeboot/transport"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
 
@@ -31,6 +32,8 @@ func node(t *testing.T) (*transporttest.Fake, *inventory.Cluster) {
 	t.Helper()
 	cfg := inventorytest.Node("cp2", "192.168.10.12")
 	h := transporttest.New("cp2")
+	// the CIS settings give etcd's data directory to the user etcd
+	h.Handle("sh", func(transport.Cmd) (transport.Result, error) { return transport.Result{}, nil })
 	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 	d := &pki.Data{Host: h, Cfg: cfg, Out: workflow.NewPrinter(&bytes.Buffer{}), Now: func() time.Time { return now },
 		Keys: certstest.Keys(t, cfg.EncryptionAlgorithm)}
@@ -146,6 +149,9 @@ func TestJoin(t *testing.T) {
 	}
 	if got := f.Log(); got != "add https://192.168.10.12:2380 learner; promote 2 (not yet); promote 2" {
 		t.Errorf("etcd requests: %s", got)
+	}
+	if cmds := strings.Join(h.Commands(), "\n"); !strings.Contains(cmds, "chown etcd:etcd") {
+		t.Errorf("the data directory was not given to the user etcd: %s", cmds)
 	}
 	manifest, mode, ok := h.File(inventory.ManifestPath("etcd"))
 	if !ok || mode != 0o600 || !strings.Contains(string(manifest), "--initial-cluster=cp1=https://192.168.10.11:2380,cp2=https://192.168.10.12:2380") ||

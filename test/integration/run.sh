@@ -22,8 +22,20 @@ logs=${KUBEBOOT_IT_LOGS:-$(mktemp -d /tmp/kubeboot-it-logs.XXXXXX)}
 echo "component logs: $logs"
 export KUBEBOOT_BIN=$PWD/bin/kubeboot K8S_BIN_DIR=$bindir KUBEBOOT_IT_NETNS=1 KUBEBOOT_IT_ADDR=10.250.0.2 KUBEBOOT_IT_LOGS=$logs
 # --mount too, so /proc/net and /sys/class/net are the namespace's own;
-# --pid --kill-child so nothing outlives the run.
-exec unshare --net --mount --pid --fork --kill-child --mount-proc -- sh -ec '
+# --pid --kill-child so nothing outlives the run. /etc and /var/lib are
+# overlays in that namespace, their changes kept in a scratch directory
+# removed afterwards: a real join there gives etcd's data directory to a
+# new user etcd (useradd writes /etc/passwd, kubeboot its marker in
+# /var/lib/kubeboot), which must not reach this machine.
+scratch=$(mktemp -d /tmp/kubeboot-it-etc.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
+export KUBEBOOT_IT_SCRATCH=$scratch
+unshare --net --mount --pid --fork --kill-child --mount-proc -- sh -ec '
+  for d in /etc /var/lib; do
+    s="$KUBEBOOT_IT_SCRATCH/$(echo "$d" | tr / _)"
+    mkdir -p "$s/upper" "$s/work"
+    mount -t overlay overlay -o "lowerdir=$d,upperdir=$s/upper,workdir=$s/work" "$d"
+  done
   ip link set lo up
   ip link add kb0 type veth peer name kb1
   ip addr add "$KUBEBOOT_IT_ADDR/24" dev kb0
