@@ -61,12 +61,12 @@ func RotateEncryptionKey(ctx context.Context, inv *Inventory, connect func(conte
 	return encryption.Rotate(ctx, nodes, encryption.RotateOptions{Provider: prov, Client: client, Out: p})
 }
 
-// APIServerRestart restarts kube-apiserver on h with w (Wait.Restart); an
-// API server that is not running is an error: it would not have read the
-// new configuration when rotate-key goes on.
+// APIServerRestart restarts kube-apiserver on h with w (Wait.Reload: a
+// new Pod for its changed files); one without a manifest is an error: it
+// would not have read the new configuration when rotate-key goes on.
 func APIServerRestart(w controlplane.Wait, h transport.Host, cfg *inventory.Cluster) func(context.Context) error {
 	return func(ctx context.Context) error {
-		restarted, err := w.Restart(ctx, h, cfg, "kube-apiserver")
+		restarted, err := w.Reload(ctx, h, cfg)
 		if err != nil {
 			return err
 		}

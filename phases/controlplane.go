@@ -39,12 +39,8 @@ func ControlPlanePhase() *Phase {
 		}
 	}
 	apiserver := comp("apiserver", "kube-apiserver", templates.APIServerPod)
-	writeManifest := apiserver.Run
 	apiserver.Run = func(ctx context.Context, d *Data) error {
-		if err := controlplane.WriteAPIServerFiles(ctx, d.Host, d.Cfg, d.Out, d.Join != nil); err != nil {
-			return err
-		}
-		return writeManifest(ctx, d)
+		return controlplane.WriteAPIServer(ctx, d.Host, d.Cfg, d.Out, d.Join != nil)
 	}
 	return &Phase{
 		Name:  "control-plane",

@@ -38,14 +38,16 @@ func initNode(t *testing.T) (*onlineNode, *transporttest.Counter) {
 // Before the run-wide caches (issue 9) a no-op re-run made 183 calls
 // (ReadFile 92, Stat 79, Run 11, MkdirAll 1) and read ca.crt 11 times and
 // ca.key 9 times; a first run read /proc/net/tcp and tcp6 6 times each.
-// Issue 14 added 12: the encryption configuration, audit policy and
+// Issue 14 added 18: the encryption configuration, audit policy and
 // admission configuration read (4, the encryption one by upload-certs
-// too), the modes of those and of the kubelet's 4 files checked (7 Stat),
-// and etcd's data directory given to its user (1 Run).
+// too) and read again for their hash in the API server's manifest (6:
+// preflight's comparison and the phase), the modes of those and of the
+// kubelet's 4 files checked (7 Stat), and etcd's data directory given to
+// its user (1 Run).
 var (
 	rerunCallCap = map[string]int{
-		"total":                     169,
-		transporttest.KindReadFile:  70,
+		"total":                     175,
+		transporttest.KindReadFile:  76,
 		transporttest.KindStat:      86,
 		transporttest.KindRun:       12,
 		transporttest.KindWriteFile: 0,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
 	"github.com/kubeboot/kubeboot/phases/preflight"
 	"github.com/kubeboot/kubeboot/templates"
@@ -383,7 +384,7 @@ func manifestOrigin(ctx context.Context, d *Data, component string) (fileState, 
 	var pod *corev1.Pod
 	switch component {
 	case "kube-apiserver":
-		pod, err = templates.APIServerPod(d.Cfg)
+		pod, err = controlplane.APIServerPod(ctx, d.Host, d.Cfg)
 	case "kube-controller-manager":
 		pod, err = templates.ControllerManagerPod(d.Cfg)
 	case "kube-scheduler":

@@ -22,6 +22,11 @@ import (
 // encrypted at rest, the audit log, and Pod Security Admission's
 // cluster-wide default.
 
+// ConfigHashAnnotation is on kube-apiserver when kubeboot wrote files it
+// reads (encryption, audit, admission configurations): their sha256, so
+// that a change of one changes the static Pod (controlplane.APIServerConfigHash).
+const ConfigHashAnnotation = "kubeboot.io/config-hash"
+
 // EncryptionKey is one key of an EncryptionConfiguration: Provider is one
 // of inventory's encryption providers (none: the identity provider, which
 // has no key).

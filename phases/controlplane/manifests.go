@@ -8,7 +8,11 @@ package controlplane
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -97,6 +101,36 @@ func WriteManifest(ctx context.Context, h transport.Host, out *workflow.Printer,
 	return nil
 }
 
+// WriteAPIServer is the control-plane phase's apiserver part: the files
+// it reads (WriteAPIServerFiles), then its manifest with their hash.
+func WriteAPIServer(ctx context.Context, h transport.Host, cfg *inventory.Cluster, out *workflow.Printer, join bool) error {
+	if err := WriteAPIServerFiles(ctx, h, cfg, out, join); err != nil {
+		return err
+	}
+	pod, err := APIServerPod(ctx, h, cfg)
+	if err != nil {
+		return err
+	}
+	return WriteManifest(ctx, h, out, "control-plane", templates.KubeAPIServer, pod)
+}
+
+// APIServerPod is kube-apiserver's static Pod as kubeboot writes it on h:
+// templates.APIServerPod with the hash of the files on h it reads.
+// Everything that compares a manifest on disk with kubeboot's (preflight
+// on a re-run, a joining node's checks) renders it here.
+func APIServerPod(ctx context.Context, h transport.Host, cfg *inventory.Cluster) (*corev1.Pod, error) {
+	pod, err := templates.APIServerPod(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := APIServerConfigHash(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	WithConfigHash(pod, hash)
+	return pod, nil
+}
+
 // WriteAPIServerFiles writes what kube-apiserver reads besides its
 // certificates, before its manifest: the encryption configuration (made
 // once, by init; join must have the cluster's), the audit policy and the
@@ -129,6 +163,48 @@ func WriteAPIServerFiles(ctx context.Context, h transport.Host, cfg *inventory.C
 		}
 	}
 	return nil
+}
+
+// APIServerConfigHash is the sha256 of the files WriteAPIServerFiles
+// writes that are on h (path and content), "" when there is none: the API
+// server's manifest carries it (templates.ConfigHashAnnotation), so that
+// a change of one of them (a new encryption key) changes the manifest,
+// and the kubelet runs a new Pod. (Moving an unchanged manifest out and
+// back restarts the same Pod, whose container restarts with the
+// kubelet's growing back-off: 1m16s, 1m56s then 3m25s for three restarts
+// in a row, measured.)
+func APIServerConfigHash(ctx context.Context, h transport.Host) (string, error) {
+	sum := sha256.New()
+	found := false
+	for _, p := range []string{inventory.EncryptionConfigPath, inventory.AuditPolicyPath, inventory.AdmissionConfigPath} {
+		b, err := h.ReadFile(ctx, p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", p, err)
+		}
+		found = true
+		fmt.Fprintf(sum, "%s\n%d\n", p, len(b))
+		sum.Write(b)
+	}
+	if !found {
+		return "", nil
+	}
+	return hex.EncodeToString(sum.Sum(nil)), nil
+}
+
+// WithConfigHash sets pod's templates.ConfigHashAnnotation to hash (none
+// when hash is "").
+func WithConfigHash(pod *corev1.Pod, hash string) {
+	if hash == "" {
+		delete(pod.Annotations, templates.ConfigHashAnnotation)
+		return
+	}
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[templates.ConfigHashAnnotation] = hash
 }
 
 func sortedPaths(m map[string][]byte) []string {

@@ -94,6 +94,69 @@ func (w Wait) Restart(ctx context.Context, h transport.Host, cfg *inventory.Clus
 	return true, nil
 }
 
+// Reload makes kube-apiserver on h read its files again by giving its
+// manifest the current APIServerConfigHash: the kubelet replaces the Pod
+// with a new one (no restart back-off, unlike Restart's same Pod), and
+// Reload waits until the old one stopped answering and the new one is
+// healthy. The files must have changed (else the manifest stays the same
+// and nothing restarts: an error). reloaded is false when there is no
+// manifest.
+func (w Wait) Reload(ctx context.Context, h transport.Host, cfg *inventory.Cluster) (reloaded bool, err error) {
+	const tag, component = "restart", templates.KubeAPIServer
+	manifest := inventory.ManifestPath(component)
+	b, err := h.ReadFile(ctx, manifest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", manifest, err)
+	}
+	var pod corev1.Pod
+	if err := yaml.Unmarshal(b, &pod); err != nil {
+		return false, fmt.Errorf("%s: %w", manifest, err)
+	}
+	hash, err := APIServerConfigHash(ctx, h)
+	if err != nil {
+		return false, err
+	}
+	if hash == "" || pod.Annotations[templates.ConfigHashAnnotation] == hash {
+		return false, fmt.Errorf("%s already carries the hash of the API server's files (%q): nothing changed to reload", manifest, hash)
+	}
+	WithConfigHash(&pod, hash)
+	data, err := templates.MarshalPod(&pod)
+	if err != nil {
+		return false, err
+	}
+	var urls []string
+	for _, c := range HealthChecks(cfg) {
+		if c.Component == component {
+			urls = append(urls, c.URL)
+		}
+	}
+	start := w.now()
+	w.Out.Printf(tag, "Restarting %s: its files changed (%s %s)", component, templates.ConfigHashAnnotation, hash[:12])
+	if err := h.WriteFile(ctx, manifest, data, 0o600); err != nil {
+		return false, fmt.Errorf("write %s: %w", manifest, err)
+	}
+	timeout := HealthTimeout(cfg)
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	derr := w.waitDown(dctx, urls)
+	cancel()
+	if derr != nil {
+		return true, fmt.Errorf("%s did not stop within %s after its manifest changed (%v); look at `journalctl -xeu kubelet` on %s", component, timeout, derr, w.Host)
+	}
+	w.Out.Printf(tag, "%s stopped after %s", component, w.now().Sub(start).Round(time.Millisecond))
+	uctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, u := range urls {
+		if err := pollHealthy(uctx, w.Health, u); err != nil {
+			return true, fmt.Errorf("%s is not healthy within %s after its restart (%s: %v); look at `journalctl -xeu kubelet` and its container's log on %s", component, timeout, u, err, w.Host)
+		}
+	}
+	w.Out.Printf(tag, "%s is healthy again after %s", component, w.now().Sub(start).Round(time.Millisecond))
+	return true, nil
+}
+
 // waitDown waits until no URL answers at all (its process is gone).
 func (w Wait) waitDown(ctx context.Context, urls []string) error {
 	for {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/inventory/inventorytest"
+	"github.com/kubeboot/kubeboot/phases/encryption"
+	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
@@ -95,5 +97,80 @@ func TestAdvertisedEndpoint(t *testing.T) {
 	h.SetFile(inventory.ManifestPath("kube-apiserver"), []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: '[fd00::11]:6443'\n"), 0o600)
 	if a, p, ok, err := AdvertisedEndpoint(ctx, h); a != "fd00::11" || p != 6443 || !ok || err != nil {
 		t.Errorf("got %q %d %v %v", a, p, ok, err)
+	}
+}
+
+// podKubelet runs the API server of whatever manifest is in place: a
+// changed manifest is a new Pod, down for the first answers after the
+// change (the old one stopping, the new one starting).
+type podKubelet struct {
+	h       *transporttest.Fake
+	running []byte
+	down    int
+	seen    []string
+}
+
+func (k *podKubelet) Get(context.Context, string) (int, []byte, error) {
+	b, _, _ := k.h.File(inventory.ManifestPath("kube-apiserver"))
+	if !bytes.Equal(b, k.running) {
+		k.running, k.down = b, 2
+	}
+	state := "up"
+	if k.down > 0 {
+		k.down--
+		state = "down"
+	}
+	if n := len(k.seen); n == 0 || k.seen[n-1] != state {
+		k.seen = append(k.seen, state)
+	}
+	if state == "down" {
+		return 0, nil, errors.New("connection refused")
+	}
+	return 200, []byte("ok"), nil
+}
+
+func TestReload(t *testing.T) {
+	ctx := context.Background()
+	cfg := inventorytest.CP1()
+	cfg.Timeouts.ControlPlaneComponentHealthCheck.Duration = 2 * time.Second
+	h := transporttest.New("cp1")
+	config := func(name string) []byte {
+		k, err := encryption.NewKey("secretbox", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := templates.EncryptionConfig([]templates.EncryptionKey{k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	h.SetFile(inventory.EncryptionConfigPath, config("key1"), 0o600)
+	var out bytes.Buffer
+	p := workflow.NewPrinter(&out)
+	if err := WriteAPIServer(ctx, h, cfg, p, false); err != nil {
+		t.Fatal(err)
+	}
+	manifest := inventory.ManifestPath("kube-apiserver")
+	before, _, _ := h.File(manifest)
+	k := &podKubelet{h: h, running: before}
+	w := Wait{Health: k, Out: p, Host: "cp1"}
+	// Nothing changed: nothing to reload.
+	if _, err := w.Reload(ctx, h, cfg); err == nil || !strings.Contains(err.Error(), "nothing changed") {
+		t.Errorf("unchanged files: %v", err)
+	}
+	// A new key: a new Pod, and the manifest is what init would write now.
+	h.SetFile(inventory.EncryptionConfigPath, config("key2"), 0o600)
+	reloaded, err := w.Reload(ctx, h, cfg)
+	if err != nil || !reloaded || strings.Join(k.seen, ",") != "down,up" {
+		t.Fatalf("reload: %v %v, answers %v\n%s", reloaded, err, k.seen, out.String())
+	}
+	after, mode, _ := h.File(manifest)
+	want, err := APIServerPod(ctx, h, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := templates.MarshalPod(want); !bytes.Equal(after, b) || bytes.Equal(after, before) || mode != 0o600 {
+		t.Errorf("manifest after the reload is not the one init writes for the new files (mode %o)", mode)
 	}
 }

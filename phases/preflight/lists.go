@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/controlplane"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 	corev1 "k8s.io/api/core/v1"
@@ -27,7 +28,9 @@ import (
 // refusal.
 func OwnControlPlane(ctx context.Context, h transport.Host, cfg *inventory.Cluster) (bool, error) {
 	builds := map[string]func(*inventory.Cluster) (*corev1.Pod, error){
-		"kube-apiserver":          templates.APIServerPod,
+		"kube-apiserver": func(cfg *inventory.Cluster) (*corev1.Pod, error) {
+			return controlplane.APIServerPod(ctx, h, cfg)
+		},
 		"kube-controller-manager": templates.ControllerManagerPod,
 		"kube-scheduler":          templates.SchedulerPod,
 	}

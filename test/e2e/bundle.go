@@ -28,11 +28,15 @@ type built struct {
 	kubectl    string // the kubectl the checks run on the host
 	bundle     string // kubeboot's offline bundle
 	testImages string // the test application's image archive
+	// Not in the bundle: what the scenario copies into machines itself.
+	kubeadm   string // the real kubeadm, for the kubeadm reference
+	kubeBench string // kube-bench; its cfg/ (the benchmarks) is beside it
 }
 
 // buildAll builds (or finds in the cache) every input: the rootfs, the
 // Kubernetes, add-on and Debian components, the images, and packs the
-// bundle with `kubeboot bundle create` into workDir. On 2 cores the
+// bundle with `kubeboot bundle create` into workDir; and, outside the
+// bundle, the real kubeadm and kube-bench. On 2 cores the
 // downloads (debootstrap, apt) run beside the compiles, nothing else does.
 func buildAll(ctx context.Context, st *stages, logf func(string, ...any), repo, kubeboot, workDir, logDir string) (*built, error) {
 	b := &components.Builder{Repo: repo, Cache: nspawn.CacheDir(), Logf: logf}
@@ -78,6 +82,18 @@ func buildAll(ctx context.Context, st *stages, logf func(string, ...any), repo, 
 	if err == nil {
 		err = st.run("crictl "+components.CrictlVersion+" (cri-tools)", func() (err error) {
 			crictl, err = b.Crictl(ctx)
+			return err
+		})
+	}
+	if err == nil {
+		err = st.run("kubeadm "+components.KubernetesVersion+" (the reference, not in the bundle)", func() (err error) {
+			out.kubeadm, err = b.Kubeadm(ctx)
+			return err
+		})
+	}
+	if err == nil {
+		err = st.run("kube-bench "+components.KubeBenchVersion+" (CIS benchmark, not in the bundle)", func() (err error) {
+			out.kubeBench, err = b.KubeBench(ctx)
 			return err
 		})
 	}

@@ -63,7 +63,9 @@ func tailString(s string, n int) string {
 // TestTwoNodeCluster is issue 4's scenario: on machine 1, copy kubeboot
 // and the bundle in over SSH and run `kubeboot init --bundle`; on machine 2,
 // the `kubeboot join` command init printed; check the cluster from the host
-// with kubectl; run init again and check that nothing changed.
+// with kubectl; benchmark it with kube-bench (CIS); run init again and check
+// that nothing changed; renew, reset; then benchmark a cluster the real
+// kubeadm makes on the same machines, for reference.
 func TestTwoNodeCluster(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the e2e scenario needs root (machines, bridge, cgroups): run `make e2e` as root")
@@ -237,27 +239,7 @@ func TestTwoNodeCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := st.run("-> all kube-system, kube-flannel pods Ready", func() error {
-		err := eventually(ctx, 5*time.Minute, time.Second, func() error {
-			var notReady []string
-			for _, ns := range []string{"kube-system", "kube-flannel"} {
-				pods, err := k.pods(ctx, "-n", ns)
-				if err != nil {
-					return err
-				}
-				if len(pods) == 0 {
-					return fmt.Errorf("no pods in %s", ns)
-				}
-				for i := range pods {
-					if !podReady(&pods[i]) {
-						notReady = append(notReady, ns+"/"+pods[i].Name)
-					}
-				}
-			}
-			if len(notReady) > 0 {
-				return fmt.Errorf("not Ready: %v", notReady)
-			}
-			return nil
-		})
+		err := waitSystemPodsReady(ctx, k, 5*time.Minute)
 		st.note("init start -> all system pods Ready: %s", time.Since(initStart).Round(100*time.Millisecond))
 		return err
 	}); err != nil {
@@ -278,6 +260,14 @@ func TestTwoNodeCluster(t *testing.T) {
 		}
 	}
 
+	// 7b. The CIS Kubernetes Benchmark (kube-bench): every FAIL must be in
+	// kubeBenchAccepted.
+	var bench []*benchReport
+	_ = st.run("kube-bench "+kubeBenchmark+" (m1 control plane, m2 node)", func() error {
+		bench = checkKubeBench(ctx, t, st, nodes, b.kubeBench, logDir)
+		return nil
+	})
+
 	// 8. init again on machine 1: nothing changes.
 	_ = st.run("kubeboot init again (m1): nothing changes", func() error {
 		checkReinit(ctx, t, k, cp, initCmd, logDir)
@@ -290,10 +280,23 @@ func TestTwoNodeCluster(t *testing.T) {
 		return nil
 	})
 
+	// 9b. Secrets at rest, the audit log, and a key rotation (issue 14).
+	_ = st.run("secrets at rest, audit log, secrets rotate-key (m1)", func() error {
+		checkSecurity(ctx, t, k, cp, logDir, st)
+		return nil
+	})
+
 	// 10. Reset the worker, then the control plane with --all: nothing is
 	// left that the snapshots before init do not explain; init again works.
 	_ = st.run("kubeboot reset (m2, then m1 --all) and init again", func() error {
 		checkReset(ctx, t, cp, worker, before, initCmd, b.kubectl, logDir, st)
+		return nil
+	})
+
+	// 11. The reference: the same benchmark of a cluster the real kubeadm
+	// makes on the same machines, after kubeboot reset.
+	_ = st.run("kubeadm reference (init, join, kube-bench, reset)", func() error {
+		kubeadmReference(ctx, t, st, cp, worker, b, logDir, bench)
 		return nil
 	})
 }

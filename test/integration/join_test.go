@@ -664,9 +664,15 @@ func (n *netns) httpClient() *http.Client {
 	}}
 }
 
-func etcdTLS(t *testing.T, pki string) *tls.Config {
+// etcdTLS is an etcd client's TLS with the healthcheck-client
+// certificate, or the one client names (below pki, without .crt/.key).
+func etcdTLS(t *testing.T, pki string, client ...string) *tls.Config {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(filepath.Join(pki, "etcd/healthcheck-client.crt"), filepath.Join(pki, "etcd/healthcheck-client.key"))
+	name := "etcd/healthcheck-client"
+	if len(client) > 0 {
+		name = client[0]
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(pki, name+".crt"), filepath.Join(pki, name+".key"))
 	if err != nil {
 		t.Fatal(err)
 	}

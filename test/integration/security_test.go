@@ -6,8 +6,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -40,26 +38,10 @@ var secretValue = func() string {
 	return "kubeboot-it-" + hex.EncodeToString(b)
 }()
 
-// apiserverEtcdTLS is kube-apiserver's own etcd client identity.
-func apiserverEtcdTLS(t *testing.T, pki string) *tls.Config {
-	t.Helper()
-	pair, err := tls.LoadX509KeyPair(filepath.Join(pki, "apiserver-etcd-client.crt"), filepath.Join(pki, "apiserver-etcd-client.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(filepath.Join(pki, "etcd/ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}
-}
-
 // storedSecrets reads every Secret straight from etcd, by key.
 func storedSecrets(ctx context.Context, t *testing.T, e env, root string) map[string][]byte {
 	t.Helper()
-	cli := etcdClient(t, []string{"https://127.0.0.1:2379"}, apiserverEtcdTLS(t, filepath.Join(root, "etc/kubernetes/pki")))
+	cli := etcdClient(t, []string{"https://127.0.0.1:2379"}, etcdTLS(t, filepath.Join(root, "etc/kubernetes/pki"), "apiserver-etcd-client"))
 	defer cli.Close()
 	resp, err := cli.Get(ctx, "/registry/secrets/", clientv3.WithPrefix())
 	if err != nil {

@@ -6,6 +6,9 @@
 //     (test/k8sbin/build.sh, version-stamped);
 //   - crictl from sigs.k8s.io/cri-tools (test/k8sbin/crictl, its own module,
 //     version-stamped);
+//   - outside the bundle, for the scenario to copy into machines itself: the
+//     real kubeadm (test/k8sbin/build.sh) and kube-bench with its benchmark
+//     definitions (test/k8sbin/kube-bench, its own module, version-stamped);
 //   - CoreDNS, flanneld and the flannel CNI plugin from their Go modules
 //     (test/e2e/addons/*, each its own module);
 //   - containerd, runc and the CNI plugins from Debian packages
@@ -45,6 +48,10 @@ const (
 	// installs as /usr/bin/crictl, for reset to remove pod sandboxes and
 	// containers through the CRI as kubeadm does.
 	CrictlVersion = "v1.34.0"
+	// KubeBenchVersion is github.com/aquasecurity/kube-bench's version: the
+	// CIS Kubernetes Benchmark runner the scenario copies into its machines
+	// (not into the bundle).
+	KubeBenchVersion = "v0.14.0"
 )
 
 // KubernetesComponents are the binaries built by test/k8sbin/build.sh.
@@ -68,7 +75,25 @@ func (b *Builder) logf(format string, args ...any) {
 // Kubernetes returns the directory holding KubernetesComponents, building
 // the missing ones (≈12-15 minutes cold on 2 cores, nothing when cached).
 func (b *Builder) Kubernetes(ctx context.Context) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(b.Repo, "test/k8sbin/build.sh"), KubernetesComponents...)
+	return b.k8sbin(ctx, KubernetesComponents...)
+}
+
+// Kubeadm returns the real kubeadm KubernetesVersion, built by
+// test/k8sbin/build.sh into the same cache directory as Kubernetes (≈1
+// minute cold once Kubernetes' modules are downloaded). It is not in the
+// bundle: the scenario copies it in for its kubeadm reference.
+func (b *Builder) Kubeadm(ctx context.Context) (string, error) {
+	dir, err := b.k8sbin(ctx, "kubeadm")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "kubeadm"), nil
+}
+
+// k8sbin runs test/k8sbin/build.sh for components and returns its cache
+// directory.
+func (b *Builder) k8sbin(ctx context.Context, components ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(b.Repo, "test/k8sbin/build.sh"), components...)
 	cmd.Env = append(os.Environ(), "KUBEBOOT_CACHE="+b.Cache)
 	var stderr bytes.Buffer
 	cmd.Stderr = io.MultiWriter(&stderr, logWriter{b})
@@ -78,7 +103,7 @@ func (b *Builder) Kubernetes(ctx context.Context) (string, error) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	dir := lines[len(lines)-1]
-	for _, c := range KubernetesComponents {
+	for _, c := range components {
 		if _, err := os.Stat(filepath.Join(dir, c)); err != nil {
 			return "", fmt.Errorf("test/k8sbin/build.sh did not build %s: %w", c, err)
 		}
@@ -93,6 +118,76 @@ func (b *Builder) Crictl(ctx context.Context) (string, error) {
 		module: "test/k8sbin/crictl", pkg: "sigs.k8s.io/cri-tools/cmd/crictl", out: "crictl",
 		version: CrictlVersion,
 		ldflags: "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=" + CrictlVersion,
+	})
+}
+
+// KubeBench builds (or finds) kube-bench, static, stamped with
+// KubeBenchVersion as its release is (kube-bench version: "v0.14.0"), and
+// copies the module's cfg/ directory (cfg/config.yaml, where kube-bench
+// looks for the components' binaries and files, and the benchmarks'
+// definitions, cfg/<benchmark>/*.yaml) next to it. It returns the binary;
+// the definitions are in filepath.Join(filepath.Dir(bin), "cfg"). Not in
+// the bundle.
+func (b *Builder) KubeBench(ctx context.Context) (string, error) {
+	const module, pkg = "test/k8sbin/kube-bench", "github.com/aquasecurity/kube-bench"
+	bin, err := b.goBuild(ctx, goBin{
+		module: module, pkg: pkg, out: "kube-bench",
+		version: KubeBenchVersion,
+		ldflags: "-s -w -X github.com/aquasecurity/kube-bench/cmd.KubeBenchVersion=" + KubeBenchVersion,
+	})
+	if err != nil {
+		return "", err
+	}
+	cfg := filepath.Join(filepath.Dir(bin), "cfg")
+	if _, err := os.Stat(filepath.Join(cfg, "config.yaml")); err == nil {
+		return bin, nil
+	}
+	// The module's source, in the module cache since the build.
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", pkg)
+	cmd.Dir = filepath.Join(b.Repo, module)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly")
+	out, err := cmd.Output()
+	src := strings.TrimSpace(string(out))
+	if err != nil || src == "" {
+		return "", fmt.Errorf("go list -m %s (in %s): %q, %v", pkg, module, src, err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(bin), ".cfg-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := copyTree(filepath.Join(src, "cfg"), tmp); err != nil {
+		return "", fmt.Errorf("kube-bench's cfg: %w", err)
+	}
+	if err := os.Rename(tmp, cfg); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
+
+// copyTree copies the regular files below src into dst, files 0644 and
+// directories 0755 (the module cache's are read-only).
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
 	})
 }
 
