@@ -505,6 +505,12 @@ func TestApplyCluster(t *testing.T) {
 		return nil
 	})
 
+	// 6b. The encryption key of the whole cluster rotated from this machine.
+	_ = st.run("secrets rotate-key -f", func() error {
+		checkClusterRotateKey(ctx, t, apply, k, m1, st)
+		return nil
+	})
+
 	// 7. Removing a node: reset -f --host m3, apply joins it back, then
 	// out of the file apply lists it and apply --prune removes it.
 	_ = st.run("reset -f --host m3, apply, apply --prune", func() error {

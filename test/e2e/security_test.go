@@ -141,3 +141,33 @@ func checkSecurity(ctx context.Context, t *testing.T, k *kubectl, cp *node, logD
 		t.Errorf("FAIL delete %s: %v", name, err)
 	}
 }
+
+// checkClusterRotateKey: `kubeboot secrets rotate-key -f` from the
+// operator's machine: the control planes' files written and their API
+// servers restarted over SSH (health through the connection), the
+// Secrets rewritten through the first control plane's API, every one
+// under the new key afterwards.
+func checkClusterRotateKey(ctx context.Context, t *testing.T, a *applyCmd, k *kubectl, cp *node, st *stages) {
+	start := time.Now()
+	out, err := a.command(ctx, "secrets", "rotate-key", "-f", a.file).CombinedOutput()
+	took := time.Since(start)
+	_ = os.WriteFile(filepath.Join(a.logDir, "secrets-rotate-key-f.out"), out, 0o644)
+	if err != nil {
+		t.Errorf("FAIL secrets rotate-key -f: %v\n%s", err, tailString(string(out), 30))
+		return
+	}
+	st.note("secrets rotate-key -f (1 control plane over SSH): %s", took.Round(100*time.Millisecond))
+	secrets, err := etcdSecrets(ctx, cp)
+	if err == nil {
+		err = underKey(secrets, "key2", "\x00never")
+	}
+	if err != nil || !strings.Contains(string(out), `Secrets are encrypted with secretbox key "key2"`) {
+		t.Errorf("FAIL secrets rotate-key -f: %v\n%s", err, tailString(string(out), 20))
+		return
+	}
+	if err := waitSystemPodsReady(ctx, k, 3*time.Minute); err != nil {
+		t.Errorf("FAIL after secrets rotate-key -f: %v", err)
+		return
+	}
+	t.Logf("PASS secrets rotate-key -f: %d Secrets in %s's etcd under key2 after %s over SSH", len(secrets), cp.m.Name, took.Round(100*time.Millisecond))
+}
