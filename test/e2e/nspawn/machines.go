@@ -494,6 +494,9 @@ func (c *Cluster) prepare(ctx context.Context, m *Machine, hosts, authorizedKey 
 const launcher = `while [ "$1" != -- ]; do echo $$ > "$1" || exit 1; shift; done; shift; exec "$@"`
 
 func (c *Cluster) start(m *Machine, hs []hierarchy) error {
+	// The veth of an earlier machine of that name (a reboot, the previous
+	// scenario) may still be going.
+	removeLink(m.HostInterface(), 5*time.Second)
 	for _, h := range m.cgroups {
 		if err := makeCgroup(hierarchy{Name: h.Name, Dir: hierarchyRoot(hs, h.Name)}, h.Dir); err != nil {
 			return fmt.Errorf("cgroup: %w", err)
@@ -667,6 +670,12 @@ func (c *Cluster) down() error {
 			}
 		}
 	}
+	// A machine's veth goes with its network namespace, which can outlive
+	// nspawn by a moment (seen: the next scenario's m1 failed to boot with
+	// "Failed to add new veth interfaces (vb-m1:host0): File exists").
+	for _, m := range c.Machines {
+		removeLink(m.HostInterface(), 5*time.Second)
+	}
 	if c.bridgeCreated {
 		if err := run(context.Background(), "ip", "link", "del", c.cfg.Bridge); err != nil {
 			errs = append(errs, err)
@@ -676,6 +685,18 @@ func (c *Cluster) down() error {
 		return err
 	}
 	return os.RemoveAll(c.Dir)
+}
+
+// removeLink waits up to wait for the network interface name to go, then
+// deletes it.
+func removeLink(name string, wait time.Duration) {
+	exists := func() bool { _, err := net.InterfaceByName(name); return err == nil }
+	for end := time.Now().Add(wait); exists() && time.Now().Before(end); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if exists() {
+		_ = run(context.Background(), "ip", "link", "del", name)
+	}
 }
 
 // cleanupMachine removes a stopped machine's cgroups and directory. A
