@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/phases/encryption"
 	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
@@ -98,9 +99,9 @@ func (w Wait) Restart(ctx context.Context, h transport.Host, cfg *inventory.Clus
 // manifest the current APIServerConfigHash: the kubelet replaces the Pod
 // with a new one (no restart back-off, unlike Restart's same Pod), and
 // Reload waits until the old one stopped answering and the new one is
-// healthy. The files must have changed (else the manifest stays the same
-// and nothing restarts: an error). reloaded is false when there is no
-// manifest.
+// healthy. When the manifest already carries the files' hash, nothing
+// restarts and the error is encryption.ErrUpToDate. reloaded is false
+// when there is no manifest.
 func (w Wait) Reload(ctx context.Context, h transport.Host, cfg *inventory.Cluster) (reloaded bool, err error) {
 	const tag, component = "restart", templates.KubeAPIServer
 	manifest := inventory.ManifestPath(component)
@@ -120,7 +121,7 @@ func (w Wait) Reload(ctx context.Context, h transport.Host, cfg *inventory.Clust
 		return false, err
 	}
 	if hash == "" || pod.Annotations[templates.ConfigHashAnnotation] == hash {
-		return false, fmt.Errorf("%s already carries the hash of the API server's files (%q): nothing changed to reload", manifest, hash)
+		return false, fmt.Errorf("%s already carries the hash of the API server's files (%q): %w", manifest, hash, encryption.ErrUpToDate)
 	}
 	WithConfigHash(&pod, hash)
 	data, err := templates.MarshalPod(&pod)

@@ -156,7 +156,7 @@ func TestReload(t *testing.T) {
 	k := &podKubelet{h: h, running: before}
 	w := Wait{Health: k, Out: p, Host: "cp1"}
 	// Nothing changed: nothing to reload.
-	if _, err := w.Reload(ctx, h, cfg); err == nil || !strings.Contains(err.Error(), "nothing changed") {
+	if _, err := w.Reload(ctx, h, cfg); !errors.Is(err, encryption.ErrUpToDate) {
 		t.Errorf("unchanged files: %v", err)
 	}
 	// A new key: a new Pod, and the manifest is what init would write now.

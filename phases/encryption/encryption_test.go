@@ -106,17 +106,50 @@ func keysOn(t *testing.T, h *transporttest.Fake) string {
 	return strings.Join(s, ",")
 }
 
+// apiServer stands in for a node's API server: it runs with the
+// configuration it read when it last (re)started; a restart with the file
+// unchanged is ErrUpToDate, and fail makes one fail.
+type apiServer struct {
+	t       *testing.T
+	h       *transporttest.Fake
+	running []byte
+	fail    func() bool
+	log     func(string)
+}
+
+func (a *apiServer) restart(context.Context) error {
+	b, _, _ := a.h.File(inventory.EncryptionConfigPath)
+	if bytes.Equal(b, a.running) {
+		return ErrUpToDate
+	}
+	if a.fail != nil && a.fail() {
+		return errors.New("not healthy")
+	}
+	a.running = b
+	if a.log != nil {
+		a.log(a.h.Name() + ":" + keysOn(a.t, a.h))
+	}
+	return nil
+}
+
+func nodesOf(t *testing.T, hosts []*transporttest.Fake, log func(string), fail func(h *transporttest.Fake) bool) []Node {
+	var nodes []Node
+	for _, h := range hosts {
+		b, _, _ := h.File(inventory.EncryptionConfigPath)
+		a := &apiServer{t: t, h: h, running: b, log: log}
+		if fail != nil {
+			a.fail = func() bool { return fail(h) }
+		}
+		nodes = append(nodes, Node{Name: h.Name(), Host: h, Restart: a.restart})
+	}
+	return nodes
+}
+
 func TestRotate(t *testing.T) {
 	ctx := context.Background()
 	hosts, client := cluster(t, 3)
 	var events []string
-	var nodes []Node
-	for _, h := range hosts {
-		nodes = append(nodes, Node{Name: h.Name(), Host: h, Restart: func(context.Context) error {
-			events = append(events, h.Name()+":"+keysOn(t, h))
-			return nil
-		}})
-	}
+	nodes := nodesOf(t, hosts, func(e string) { events = append(events, e) }, nil)
 	var updates int
 	client.PrependReactor("update", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
 		updates++
@@ -165,17 +198,10 @@ func TestRotateResumes(t *testing.T) {
 	hosts, client := cluster(t, 3)
 	fail := "cp2"
 	restarts := 0
-	var nodes []Node
-	for _, h := range hosts {
-		nodes = append(nodes, Node{Name: h.Name(), Host: h, Restart: func(context.Context) error {
-			// cp2's API server does not come back on the second step
-			if h.Name() == fail && strings.HasPrefix(keysOn(t, h), "secretbox/key2") {
-				return errors.New("not healthy")
-			}
-			restarts++
-			return nil
-		}})
-	}
+	// cp2's API server does not come back on the second step
+	nodes := nodesOf(t, hosts, func(string) { restarts++ }, func(h *transporttest.Fake) bool {
+		return h.Name() == fail && strings.HasPrefix(keysOn(t, h), "secretbox/key2")
+	})
 	var out bytes.Buffer
 	o := RotateOptions{Provider: "secretbox", Client: client, Out: workflow.NewPrinter(&out)}
 	if _, err := Rotate(ctx, nodes, o); err == nil || !strings.Contains(err.Error(), "cp2") || !strings.Contains(err.Error(), "run rotate-key again") {
@@ -190,9 +216,9 @@ func TestRotateResumes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resume: %v\n%s", err, out.String())
 	}
-	// cp2 wrote its file before the failed restart: it is done; cp3 still
-	// needs "use"; then all three drop key1.
-	if rep.To != `secretbox key "key2"` || restarts != 4 || !strings.Contains(out.String(), "Resuming the rotation") {
+	// cp2 wrote its file before the failed restart: its API server is
+	// restarted now; cp3 still needs "use"; then all three drop key1.
+	if rep.To != `secretbox key "key2"` || restarts != 5 || !strings.Contains(out.String(), "Resuming the rotation") || !strings.Contains(out.String(), "cp2: add secretbox key \"key2\" to read with: done before, and its API server restarted now") {
 		t.Errorf("resume: %+v, %d restarts\n%s", rep, restarts, out.String())
 	}
 	for _, h := range hosts {

@@ -22,9 +22,14 @@ type Node struct {
 	Name string
 	Host transport.Host
 	// Restart restarts the node's API server, so that it reads the
-	// configuration again, and returns once it is healthy.
+	// configuration again, and returns once it is healthy; ErrUpToDate
+	// when its API server already runs with the file as it is.
 	Restart func(ctx context.Context) error
 }
+
+// ErrUpToDate is Node.Restart's when the API server already read the
+// configuration on disk: nothing to restart.
+var ErrUpToDate = errors.New("the API server already runs with this configuration")
 
 // RotateOptions are Rotate's.
 type RotateOptions struct {
@@ -101,7 +106,17 @@ func Rotate(ctx context.Context, nodes []Node, o RotateOptions) (RotateReport, e
 		for i, n := range nodes {
 			next := change(keys[i])
 			if sameKeys(next, keys[i]) {
-				o.Out.Printf(rotateTag, "%s: %s: already done", n.Name, what)
+				// The file may have been written by a rotation stopped
+				// before the restart: its API server must run with it.
+				switch err := n.Restart(ctx); {
+				case errors.Is(err, ErrUpToDate):
+					o.Out.Printf(rotateTag, "%s: %s: already done", n.Name, what)
+				case err != nil:
+					return fmt.Errorf("%s: restart the API server, which had not read its configuration: %w", n.Name, err)
+				default:
+					o.Out.Printf(rotateTag, "%s: %s: done before, and its API server restarted now (it had not read it)", n.Name, what)
+					rep.Restarts++
+				}
 				continue
 			}
 			data, err := templates.EncryptionConfig(next)
