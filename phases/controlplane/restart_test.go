@@ -12,8 +12,8 @@ import (
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/inventory/inventorytest"
 	"github.com/kubeboot/kubeboot/phases/encryption"
-	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/phases/workflow"
+	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport/transporttest"
 )
 
