@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/vagrant"
 )
 
 // Version is kubeboot's version, set at build time with
@@ -79,7 +80,35 @@ func newConfigCommand(out io.Writer) *cobra.Command {
 			return nil
 		},
 	})
+	c.AddCommand(newVagrantInventoryCommand(out))
 	return c
+}
+
+// newVagrantInventoryCommand is what vagrant/Vagrantfile calls once every
+// machine is up: machines.json in, the cluster file and known_hosts out.
+func newVagrantInventoryCommand(out io.Writer) *cobra.Command {
+	var machines, dir string
+	cmd := &cobra.Command{
+		Use:   "vagrant-inventory --machines machines.json -o DIR",
+		Short: "Write the cluster file and known_hosts for a Vagrant cluster's machines (called by vagrant/Vagrantfile)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			m, err := vagrant.ReadMachines(machines)
+			if err != nil {
+				return err
+			}
+			p, err := vagrant.Write(m, dir)
+			if err != nil {
+				return fmt.Errorf("%s: %w", machines, err)
+			}
+			fmt.Fprintf(out, "wrote %s and %s\n", p, filepath.Join(filepath.Dir(p), vagrant.KnownHostsFile))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&machines, "machines", "", "The machines file the Vagrantfile wrote")
+	cmd.Flags().StringVarP(&dir, "output-dir", "o", ".", "Where to write cluster.yaml and known_hosts")
+	_ = cmd.MarkFlagRequired("machines")
+	return cmd
 }
 
 func newVersionCommand(out io.Writer) *cobra.Command {
