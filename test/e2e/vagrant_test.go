@@ -146,6 +146,13 @@ func TestVagrantCluster(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// apply returns once the Nodes are Ready; the add-ons' second replicas
+	// may still be starting (CoreDNS 1 of 2 was seen).
+	if err := st.run("kube-system pods Ready", func() error {
+		return eventually(ctx, 3*time.Minute, time.Second, func() error { return kubeSystemReady(ctx, k) })
+	}); err != nil {
+		t.Fatal(err)
+	}
 	st.note("vagrant up -> all 3 Nodes Ready: %s (goal 2m, warm bundle, box built before)", readyAfter.Round(100*time.Millisecond))
 	if d, ok := vagrantTook(upOut); ok {
 		st.note("kubeboot apply inside vagrant up: %s", d)
@@ -225,16 +232,7 @@ func TestVagrantCluster(t *testing.T) {
 			if err := nodesReady(ctx, k, names); err != nil {
 				return err
 			}
-			pods, err := k.pods(ctx, "-n", "kube-system")
-			if err != nil {
-				return err
-			}
-			for i := range pods {
-				if !podReady(&pods[i]) {
-					return fmt.Errorf("pod %s not Ready", pods[i].Name)
-				}
-			}
-			return nil
+			return kubeSystemReady(ctx, k)
 		})
 	}); err != nil {
 		t.Fatal(err)
@@ -358,6 +356,20 @@ func nodesReady(ctx context.Context, k *kubectl, names []string) error {
 	want := slices.Sorted(slices.Values(names))
 	if !slices.Equal(ready, want) {
 		return fmt.Errorf("Ready nodes %v, want %v", ready, want)
+	}
+	return nil
+}
+
+// kubeSystemReady reports whether every kube-system pod is Ready.
+func kubeSystemReady(ctx context.Context, k *kubectl) error {
+	pods, err := k.pods(ctx, "-n", "kube-system")
+	if err != nil {
+		return err
+	}
+	for i := range pods {
+		if !podReady(&pods[i]) {
+			return fmt.Errorf("pod %s not Ready", pods[i].Name)
+		}
 	}
 	return nil
 }
