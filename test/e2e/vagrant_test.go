@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubeboot/kubeboot/inventory"
@@ -360,16 +361,36 @@ func nodesReady(ctx context.Context, k *kubectl, names []string) error {
 	return nil
 }
 
-// kubeSystemReady reports whether every kube-system pod is Ready.
+// kubeSystemReady reports whether every kube-system and kube-flannel pod
+// is Ready and the DaemonSets' and CoreDNS's status says so too (their
+// status lags the pods after a restart).
 func kubeSystemReady(ctx context.Context, k *kubectl) error {
-	pods, err := k.pods(ctx, "-n", "kube-system")
-	if err != nil {
+	for _, ns := range []string{"kube-system", "kube-flannel"} {
+		pods, err := k.pods(ctx, "-n", ns)
+		if err != nil {
+			return err
+		}
+		for i := range pods {
+			if !podReady(&pods[i]) {
+				return fmt.Errorf("pod %s not Ready", pods[i].Name)
+			}
+		}
+	}
+	for _, ds := range [][2]string{{"kube-system", "kube-proxy"}, {"kube-flannel", "kube-flannel-ds"}} {
+		var d appsv1.DaemonSet
+		if err := k.get(ctx, &d, "daemonset", "-n", ds[0], ds[1]); err != nil {
+			return err
+		}
+		if s := d.Status; s.NumberReady != s.DesiredNumberScheduled || s.NumberAvailable != s.DesiredNumberScheduled {
+			return fmt.Errorf("DaemonSet %s: ready %d of %d", ds[1], s.NumberReady, s.DesiredNumberScheduled)
+		}
+	}
+	var dep appsv1.Deployment
+	if err := k.get(ctx, &dep, "deployment", "-n", "kube-system", "coredns"); err != nil {
 		return err
 	}
-	for i := range pods {
-		if !podReady(&pods[i]) {
-			return fmt.Errorf("pod %s not Ready", pods[i].Name)
-		}
+	if dep.Spec.Replicas == nil || dep.Status.ReadyReplicas != *dep.Spec.Replicas {
+		return fmt.Errorf("CoreDNS: %d ready replicas", dep.Status.ReadyReplicas)
 	}
 	return nil
 }
