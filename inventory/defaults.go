@@ -76,6 +76,7 @@ func SetDefaults(c *Cluster) {
 		c.Node.BindPort = DefaultBindPort
 	}
 	def(&c.Node.CRISocket, DefaultCRISocket)
+	setLoadBalancerDefaults(c)
 	def(&c.CNI.Plugin, DefaultCNI)
 	setSecurityDefaults(c)
 	for _, t := range []struct {

@@ -302,8 +302,15 @@ func Warnings(c *Cluster) []string {
 		}
 	}
 	check("ssh", c.SSH)
+	cps := 0
 	for i := range c.Hosts {
 		check(fmt.Sprintf("hosts[%d].ssh", i), c.Hosts[i].SSH)
+		if c.Hosts[i].IsControlPlane() {
+			cps++
+		}
+	}
+	if cps > 1 && cps%2 == 0 {
+		w = append(w, fmt.Sprintf("%d control planes: etcd tolerates no more failures with %d members than with %d (a quorum is %d); use an odd number", cps, cps, cps-1, cps/2+1))
 	}
 	return w
 }

@@ -23,6 +23,11 @@ type Cluster struct {
 	// ControlPlaneEndpoint is a stable host[:port] for the API server
 	// (a load balancer or DNS name); the advertise address when empty.
 	ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint,omitempty" json:"controlPlaneEndpoint,omitempty"`
+	// LoadBalancer is what stands behind controlPlaneEndpoint when there
+	// are several control planes: a VIP that kubeboot sets up, a load
+	// balancer on every other node, or the user's own. Nil: none (one
+	// control plane, or an endpoint kubeboot knows nothing about).
+	LoadBalancer *LoadBalancer `yaml:"loadBalancer,omitempty" json:"loadBalancer,omitempty"`
 	// ImageRepository replaces registry.k8s.io for every image kubeboot names.
 	ImageRepository string `yaml:"imageRepository,omitempty" json:"imageRepository,omitempty"`
 	// CertificatesDir is where the PKI lives (/etc/kubernetes/pki).
@@ -85,6 +90,65 @@ type Cluster struct {
 	// can point at the line of a bad value. Nil for configurations built in
 	// code or from flags.
 	src *source `yaml:"-" json:"-"`
+}
+
+// The kinds of load balancer in front of the API servers.
+const (
+	// LBVIP is a virtual IP that keepalived (VRRP, unicast) moves between
+	// the control planes, with haproxy on every control plane in front of
+	// every API server: kubeadm's HA guide, as static pods.
+	LBVIP = "vip"
+	// LBLocal is haproxy on every node that is not a control plane,
+	// listening on 127.0.0.1:<bindPort> towards every API server
+	// (kubespray's and KubeKey's way); control planes use their own.
+	LBLocal = "local"
+	// LBExternal is the user's own load balancer at controlPlaneEndpoint.
+	LBExternal = "external"
+)
+
+// Defaults of the load balancers.
+const (
+	DefaultVIPPort        = 8443
+	DefaultHAProxyVersion = "2.6.12"
+	DefaultKeepalivedVer  = "2.2.7"
+	// DefaultLBStatsPort is haproxy's statistics page, on 127.0.0.1 only.
+	DefaultLBStatsPort = 8404
+)
+
+// LoadBalancer is the endpoint in front of several API servers.
+type LoadBalancer struct {
+	// Kind is vip, local or external.
+	Kind string `yaml:"kind" json:"kind"`
+	// VIP (kind vip) is the virtual address: controlPlaneEndpoint's host
+	// when empty (controlPlaneEndpoint is <vip>:<port> when empty).
+	VIP string `yaml:"vip,omitempty" json:"vip,omitempty"`
+	// Port (kind vip) is haproxy's port on every control plane, beside the
+	// API server's bindPort: controlPlaneEndpoint's port, else 8443.
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// Interface (kind vip) carries the VIP on each control plane; empty:
+	// the interface of the route to the VIP, detected on each host.
+	Interface string `yaml:"interface,omitempty" json:"interface,omitempty"`
+	// VirtualRouterID (kind vip) is VRRP's router ID, 1-255; unset: one
+	// derived from the cluster name and the VIP. Preflight listens for
+	// another router using it on the VIP's network and refuses to clash.
+	VirtualRouterID int `yaml:"virtualRouterID,omitempty" json:"virtualRouterID,omitempty"`
+	// HAProxyImage and KeepalivedImage replace the images
+	// <imageRepository>/haproxy:2.6.12 and <imageRepository>/keepalived:2.2.7
+	// (docker.io/library/haproxy and docker.io/osixia/keepalived:2.0.20
+	// when imageRepository is registry.k8s.io, which has neither).
+	HAProxyImage    string `yaml:"haproxyImage,omitempty" json:"haproxyImage,omitempty"`
+	KeepalivedImage string `yaml:"keepalivedImage,omitempty" json:"keepalivedImage,omitempty"`
+	// Backends are the control planes' API servers. kubeboot apply fills
+	// them in from hosts; a node set up by hand (kubeboot init/join) lists
+	// them itself.
+	Backends []Backend `yaml:"backends,omitempty" json:"backends,omitempty"`
+}
+
+// Backend is one API server behind the load balancer.
+type Backend struct {
+	Name string `yaml:"name" json:"name"`
+	// Address is the control plane's node IP; the port is bindPort.
+	Address string `yaml:"address" json:"address"`
 }
 
 // CNI selects the pod network add-on.

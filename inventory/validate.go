@@ -58,6 +58,7 @@ func Validate(c *Cluster) error {
 	v.extraArgs("scheduler.extraArgs", c.Scheduler.ExtraArgs)
 	v.node(&c.Node)
 	v.hosts(c)
+	v.loadBalancer(c)
 	v.cniAndTimeouts(c)
 	v.join(c)
 	v.containerd(&c.Containerd)
