@@ -225,7 +225,7 @@ func (v *validator) hosts(c *Cluster) {
 	if len(c.Hosts) > 0 && controlPlanes == 0 {
 		v.add("hosts", "no host has role control-plane; at least one is required")
 	}
-	if controlPlanes > 1 && c.ControlPlaneEndpoint == "" {
+	if controlPlanes > 1 && c.ControlPlaneEndpoint == "" && (c.LoadBalancer == nil || c.LoadBalancer.Kind != LBExternal) {
 		at := "controlPlaneEndpoint"
 		if v.src.line(at) == 0 {
 			at = "hosts"
