@@ -209,6 +209,13 @@ func APIServerAltNames(cfg *inventory.Cluster) (*certutil.AltNames, error) {
 			alt.DNSNames = append(alt.DNSNames, host)
 		}
 	}
+	if lb := cfg.LoadBalancer; lb != nil && lb.VIP != "" {
+		// The endpoint may be a DNS name for the VIP: clients that use
+		// the address itself are served too.
+		if ip := netutils.ParseIPSloppy(lb.VIP); ip != nil && !containsIP(alt.IPs, ip) {
+			alt.IPs = append(alt.IPs, ip)
+		}
+	}
 	if err := appendSANs(alt, cfg.APIServer.CertSANs, "apiServer.certSANs"); err != nil {
 		return nil, err
 	}
@@ -311,4 +318,13 @@ func appendSANs(alt *certutil.AltNames, sans []string, field string) error {
 		}
 	}
 	return nil
+}
+
+func containsIP(ips []net.IP, ip net.IP) bool {
+	for _, i := range ips {
+		if i.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }

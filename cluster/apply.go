@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/kubeboot/kubeboot/bootstraptoken"
 	"github.com/kubeboot/kubeboot/bundle"
 	"github.com/kubeboot/kubeboot/certs"
@@ -937,6 +939,13 @@ func (a *applier) kubeconfig(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read %s on %s: %w", inventory.AdminKubeconfig, cp.h.Name, err)
 	}
+	if a.inv.LoadBalancer.OnWorkers() {
+		// The cluster's endpoint is each node's loopback; this machine
+		// reaches the first control plane.
+		if data, err = withServer(data, "https://"+a.inv.Endpoint()); err != nil {
+			return fmt.Errorf("%s on %s: %w", inventory.AdminKubeconfig, cp.h.Name, err)
+		}
+	}
 	out := a.o.KubeconfigOut
 	if cur, err := os.ReadFile(out); err == nil && bytes.Equal(cur, data) {
 		a.p.line(StepKubeconfig, "", "%s is up to date (kubectl --kubeconfig %s get nodes)", out, out)
@@ -947,6 +956,18 @@ func (a *applier) kubeconfig(ctx context.Context) error {
 	}
 	a.p.line(StepKubeconfig, "", "wrote %s (0600, server %s): kubectl --kubeconfig %s get nodes", out, a.inv.Endpoint(), out)
 	return nil
+}
+
+// withServer is a kubeconfig with every cluster's server replaced.
+func withServer(data []byte, server string) ([]byte, error) {
+	kc, err := clientcmd.Load(data)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range kc.Clusters {
+		c.Server = server
+	}
+	return clientcmd.Write(*kc)
 }
 
 // writePrivate writes a 0600 file atomically: a temporary file beside it,

@@ -60,6 +60,13 @@ func NodeConfig(inv *Inventory, h *inventory.Host, role string, s Secrets) (*inv
 		return nil, fmt.Errorf("copy the configuration for %s: %w", h.Name, err)
 	}
 	c.Hosts, c.SSH, c.Bundle, c.Init, c.Join = nil, nil, "", nil, nil
+	if c.LoadBalancer != nil {
+		// Every node's load balancer knows every control plane.
+		c.LoadBalancer.Backends = nil
+		for _, cp := range inv.ControlPlanes() {
+			c.LoadBalancer.Backends = append(c.LoadBalancer.Backends, inventory.Backend{Name: cp.Name, Address: cp.NodeIP()})
+		}
+	}
 	c.Node.Name = h.Name
 	c.Node.AdvertiseAddress = h.NodeIP()
 	switch {

@@ -111,9 +111,12 @@ func expand(p, dir, home string) string {
 // Endpoint is host:port of the API server every node joins: the
 // controlPlaneEndpoint (port: the bind port), else the first control
 // plane's node IP or address.
+//
+// With loadBalancer.kind local the cluster's endpoint is the loopback, each
+// node's own; from outside the cluster it is the first control plane.
 func (inv *Inventory) Endpoint() string {
 	port := inv.BindPort()
-	if ep := inv.ControlPlaneEndpoint; ep != "" {
+	if ep := inv.ControlPlaneEndpoint; ep != "" && !inv.LoadBalancer.OnWorkers() {
 		if _, _, err := net.SplitHostPort(ep); err == nil {
 			return ep
 		}

@@ -23,6 +23,7 @@ func InitRunner() *Runner {
 		KubeconfigPhase(),
 		EtcdPhase(),
 		ControlPlanePhase(),
+		LoadBalancerPhase(),
 		KubeletStartPhase(),
 		WaitControlPlanePhase(),
 		UploadConfigPhase(),

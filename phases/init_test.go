@@ -372,6 +372,7 @@ func TestInitRunnerHasKubeadmNames(t *testing.T) {
 		"kubeconfig/admin", "kubeconfig/super-admin", "kubeconfig/kubelet", "kubeconfig/controller-manager", "kubeconfig/scheduler",
 		"etcd/local",
 		"control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler",
+		"load-balancer", // kubeboot's: haproxy and keepalived (loadBalancer)
 		"kubelet-start",
 		"wait-control-plane",
 		"upload-config/kubeadm", "upload-config/kubelet",

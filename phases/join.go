@@ -44,6 +44,7 @@ func JoinRunner() *Runner {
 		joinPreparePhase(),
 		JoinPreflightPhase(),
 		ControlPlanePreparePhase(),
+		LoadBalancerPhase(),
 		CheckEtcdPhase(),
 		JoinKubeletStartPhase(),
 		EtcdJoinPhase(),
@@ -259,6 +260,8 @@ func mergeJoinConfig(cluster, local *inventory.Cluster) *inventory.Cluster {
 	c.Join = local.Join
 	c.Timeouts = local.Timeouts
 	c.Hosts = local.Hosts
+	// The load balancer is this node's: its backends as apply knows them.
+	c.LoadBalancer = local.LoadBalancer
 	// Registry mirrors are about what this node can reach.
 	if len(local.Containerd.RegistryMirrors) > 0 {
 		c.Containerd = local.Containerd

@@ -58,6 +58,7 @@ func TestJoinRunnerPhases(t *testing.T) {
 		"prepare/kernel", "prepare/swap", "prepare/binaries", "prepare/containerd", "prepare/images",
 		"preflight",
 		"control-plane-prepare/download-certs", "control-plane-prepare/certs", "control-plane-prepare/kubeconfig", "control-plane-prepare/control-plane",
+		"load-balancer",
 		"check-etcd", "kubelet-start", "etcd-join", "kubelet-wait-bootstrap",
 		"control-plane-join/mark-control-plane", "wait-control-plane",
 	}

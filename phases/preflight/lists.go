@@ -69,7 +69,7 @@ func WithoutOwnControlPlaneChecks(cfg *inventory.Cluster, checks []Check) []Chec
 		bindPort = inventory.DefaultBindPort
 	}
 	skip := map[string]bool{}
-	for _, p := range []int{bindPort, KubeSchedulerPort, KubeControllerManagerPort, KubeletPort, EtcdListenClientPort, EtcdListenPeerPort} {
+	for _, p := range append([]int{bindPort, KubeSchedulerPort, KubeControllerManagerPort, KubeletPort, EtcdListenClientPort, EtcdListenPeerPort}, loadBalancerPorts(cfg)...) {
 		skip[PortCheck(p).Name] = true
 	}
 	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"} {
@@ -160,6 +160,7 @@ func InitChecks(cfg *inventory.Cluster) []Check {
 			}
 		}
 	}
+	checks = append(checks, LoadBalancerChecks(cfg, true)...)
 	return append(checks, kubebootChecks()...)
 }
 
@@ -239,6 +240,9 @@ func JoinChecks(cfg *inventory.Cluster) []Check {
 				}
 			}
 		}
+	}
+	if cfg.Join == nil || !cfg.Join.ControlPlane {
+		checks = append(checks, LoadBalancerChecks(cfg, false)...)
 	}
 	return append(checks, kubebootChecks()...)
 }
