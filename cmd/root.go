@@ -42,6 +42,7 @@ everything below a directory and changes nothing on the host.
 	root.AddCommand(newApplyCommand(out), newPlanCommand(out))
 	root.AddCommand(newResetCommand(out))
 	root.AddCommand(newSecretsCommand(out))
+	root.AddCommand(newStatusCommand(out), newNodeStatusCommand(out))
 	return root
 }
 
