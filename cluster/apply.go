@@ -792,6 +792,14 @@ func (a *applier) init(ctx context.Context) error {
 		return err
 	}
 	a.nodes = nodes
+	if lb := a.inv.LoadBalancer; lb != nil && lb.Kind == inventory.LBExternal {
+		// The user's load balancer must answer before anything joins
+		// through it.
+		if err := a.checkEndpoint(ctx, cp); err != nil {
+			cp.res.Err = err
+			return err
+		}
+	}
 	return nil
 }
 
@@ -835,8 +843,28 @@ func (a *applier) join(ctx context.Context, step string, hosts []*hostRun, seria
 			return err
 		}
 		hr.did("joined")
+		if step == StepJoinCP {
+			// One at a time: the next joins once this one's etcd member
+			// votes and its API server is behind the load balancer.
+			return a.waitControlPlaneSettled(ctx, hr, a.controlPlanesUpTo(hr))
+		}
 		return nil
 	})
+}
+
+// controlPlanesUpTo are the control planes in the file's order up to and
+// including hr: the ones joined once hr has.
+func (a *applier) controlPlanesUpTo(hr *hostRun) []*hostRun {
+	var out []*hostRun
+	for _, c := range a.hosts {
+		if c.h.IsControlPlane() {
+			out = append(out, c)
+		}
+		if c == hr {
+			break
+		}
+	}
+	return out
 }
 
 func (a *applier) joinControlPlanes(ctx context.Context) error {

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/kubeboot/kubeboot/bundle"
 	"github.com/kubeboot/kubeboot/certs"
 	"github.com/kubeboot/kubeboot/inventory"
+	"github.com/kubeboot/kubeboot/nodestatus"
 	"github.com/kubeboot/kubeboot/phases/pki"
 	"github.com/kubeboot/kubeboot/phases/workflow"
 	"github.com/kubeboot/kubeboot/transport"
@@ -167,8 +169,36 @@ func sum(b []byte) string {
 	return s
 }
 
+// nodeStatus is what kubeboot node-status says on a control plane of the
+// fake cluster: every control plane that is a Node is a healthy voting
+// etcd member, and UP in this host's haproxy.
+func (fc *fakeCluster) nodeStatus(host string) transport.Result {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	st := nodestatus.Status{Name: host, Role: inventory.RoleControlPlane, Etcd: &nodestatus.Etcd{}, LoadBalancer: &nodestatus.LoadBalancer{Kind: inventory.LBVIP}}
+	var names []string
+	for _, h := range fc.inv.ControlPlanes() {
+		if _, ok := fc.nodes[h.Name]; ok {
+			names = append(names, h.Name)
+		}
+	}
+	sort.Strings(names)
+	for i, n := range names {
+		st.Etcd.Members = append(st.Etcd.Members, nodestatus.Member{Name: n, Healthy: true, Leader: i == 0})
+		st.LoadBalancer.Backends = append(st.LoadBalancer.Backends, nodestatus.Backend{Name: n, Status: "UP", Up: true})
+	}
+	if len(names) > 0 {
+		st.Etcd.Leader = names[0]
+	}
+	b, _ := json.Marshal(st)
+	return transport.Result{Stdout: b}
+}
+
 func (fc *fakeCluster) kubeboot(host string, f *transporttest.Fake, c transport.Cmd) (transport.Result, error) {
 	step := c.Args[1]
+	if step == "node-status" {
+		return fc.nodeStatus(host), nil
+	}
 	if step == "init" && c.Args[2] == "phase" {
 		step = "prepare"
 	}

@@ -133,11 +133,21 @@ func hostStatus(ctx context.Context, inv *Inventory, i int, o Options) *nodestat
 	if c, ok := t.(io.Closer); ok {
 		defer c.Close()
 	}
+	return statusOn(ctx, t, inv, h, []string{"sh", "-c", nodeStatusScript, "sh"})
+}
+
+// statusOn runs kubeboot node-status on a connected host with the command
+// run (apply, which knows where it put kubeboot, asks it too while control
+// planes join): run, then --control-plane on a control plane.
+func statusOn(ctx context.Context, t transport.Host, inv *Inventory, h *inventory.Host, run []string) *nodestatus.Status {
+	fail := func(format string, args ...any) *nodestatus.Status {
+		return &nodestatus.Status{Name: h.Name, Role: roleOf(h), Error: fmt.Sprintf(format, args...)}
+	}
 	cfg, err := nodeConfigYAML(inv, h, "", Secrets{})
 	if err != nil {
 		return fail("%v", err)
 	}
-	args := []string{"sh", "-c", nodeStatusScript, "sh"}
+	args := append([]string{}, run...)
 	if h.IsControlPlane() {
 		args = append(args, "--control-plane")
 	}
