@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -58,7 +59,9 @@ const haPort = inventory.DefaultVIPPort
 //     every API server's /readyz is ok directly and through the endpoint;
 //     every control plane's haproxy has its 3 backends UP; exactly one
 //     control plane holds the VIP; haproxy-<cp> and keepalived-<cp> are
-//     static pods, Ready.
+//     static pods, Ready. The test sees it itself (etcd through each
+//     node's SSH connection, haproxy's stats CSV, ip addr) and `kubeboot
+//     status -f cluster.yaml -o json` must say the same.
 //  2. TestTwoNodeCluster's checks (checkCluster) on the 4 nodes.
 //  3. Failover, KUBEBOOT_E2E_HA_TRIES times (default 1): the VIP holder is
 //     powered off while a probe loop on this host GETs
@@ -69,10 +72,11 @@ const haPort = inventory.DefaultVIPPort
 //     failed above 60 s. While it is off: kubectl through admin.conf works,
 //     etcd has quorum (its 2 members answer linearizable reads), the
 //     endpoint's /readyz?verbose says etcd ok, a new Deployment (2
-//     replicas of the test image) gets its pods Running. Then it is
+//     replicas of the test image) gets its pods Running, kubeboot status
+//     says unhealthy with etcd's quorum (2 of 3). Then it is
 //     powered on and, with no manual step, its Node is Ready, etcd has 3
 //     healthy voting members again and every haproxy has 3 backends UP
-//     (the rejoin time).
+//     (the rejoin time), and kubeboot status says healthy again.
 //  4. apply again: every host's summary says nothing changed.
 //  5. The table: apply's time, each try's outage and rejoin (min, median,
 //     max), the memory of each control-plane machine.
@@ -190,7 +194,7 @@ func TestHAControlPlanes(t *testing.T) {
 		}
 	})
 	cps, worker := nodes[:3], nodes[3]
-	e := &haEnv{c: c, cps: cps, all: nodes, logDir: logDir, k: &kubectl{bin: b.kubectl, kubeconfig: kubeconfig}}
+	e := &haEnv{c: c, cps: cps, all: nodes, logDir: logDir, k: &kubectl{bin: b.kubectl, kubeconfig: kubeconfig}, kubeboot: kubeboot, clusterFile: clusterFile}
 	t.Cleanup(func() {
 		// A machine left powered off runs again for its cleanup (Down).
 		if e.off != nil {
@@ -264,7 +268,7 @@ func TestHAControlPlanes(t *testing.T) {
 	}
 	t.Logf("PASS etcd: 3 voting members, all healthy (leader %s); every API server /readyz ok directly and through %s; every haproxy has 3 backends UP; %s holds the VIP", ha.leader(), e.endpoint(), strings.Join(ha.holders, ","))
 	checkLBStaticPods(ctx, t, e.k, cps)
-	e.saveStatus(ctx, kubeboot, clusterFile, "after-apply")
+	e.checkStatus(ctx, t, "after-apply", ha.holders[0], time.Minute)
 
 	// 2. The cluster checks on the 4 nodes (ha1 is the one whose static
 	// pods they look at).
@@ -293,7 +297,6 @@ func TestHAControlPlanes(t *testing.T) {
 		}
 	}
 	res.memoryAfter = e.memory()
-	e.saveStatus(ctx, kubeboot, clusterFile, "after-failover")
 
 	// 4. apply again on the whole cluster: nothing to do.
 	var r2 *applyRun
@@ -326,6 +329,8 @@ type haEnv struct {
 	etcdTLS, apiTLS *tls.Config
 	// off is the machine powered off now, if any.
 	off *node
+	// kubeboot and clusterFile run `kubeboot status -f`.
+	kubeboot, clusterFile string
 }
 
 func (e *haEnv) endpoint() string {
@@ -727,19 +732,148 @@ func checkLBStaticPods(ctx context.Context, t *testing.T, k *kubectl, cps []*nod
 	t.Logf("PASS haproxy-<cp> and keepalived-<cp> are static pods, Running and Ready, on %s", strings.Join(nodeNames(cps), ", "))
 }
 
-// saveStatus saves `kubeboot status -f -o json` when this kubeboot has
-// the command (issue 11's status is built beside this test).
-func (e *haEnv) saveStatus(ctx context.Context, kubeboot, clusterFile, when string) {
+// kbStatus is what `kubeboot status -o json` prints (cluster.ClusterStatus,
+// its stable JSON names; only what the test reads).
+type kbStatus struct {
+	Endpoint string `json:"endpoint"`
+	Hosts    []struct {
+		Name      string `json:"name"`
+		Role      string `json:"role"`
+		Error     string `json:"error"`
+		APIServer struct {
+			Local, Endpoint *struct {
+				OK    bool   `json:"ok"`
+				Error string `json:"error"`
+			}
+		} `json:"apiServer"`
+		Etcd *struct {
+			Members []struct {
+				Name    string `json:"name"`
+				Learner bool   `json:"learner"`
+				Healthy bool   `json:"healthy"`
+				Leader  bool   `json:"leader"`
+			} `json:"members"`
+			Error string `json:"error"`
+		} `json:"etcd"`
+		LoadBalancer *struct {
+			Backends []struct {
+				Name string `json:"name"`
+				Up   bool   `json:"up"`
+			} `json:"backends"`
+			HoldsVIP bool `json:"holdsVIP"`
+		} `json:"loadBalancer"`
+	} `json:"hosts"`
+	Summary struct {
+		Healthy  bool     `json:"healthy"`
+		Problems []string `json:"problems"`
+		Etcd     *struct {
+			Voting        int    `json:"voting"`
+			HealthyVoting int    `json:"healthyVoting"`
+			Learners      int    `json:"learners"`
+			Quorum        bool   `json:"quorum"`
+			Leader        string `json:"leader"`
+		} `json:"etcd"`
+		LoadBalancer *struct {
+			VIPHolders []string `json:"vipHolders"`
+		} `json:"loadBalancer"`
+	} `json:"summary"`
+}
+
+// status runs `kubeboot status -f cluster.yaml -o json` as the user would
+// (it exits 1 when something is unhealthy: the JSON is read either way) and
+// saves its output as kubeboot-status-<when>.json.
+func (e *haEnv) status(ctx context.Context, when string) (*kbStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kubeboot, "status", "-f", clusterFile, "-o", "json")
-	cmd.Dir = filepath.Dir(clusterFile)
-	out, err := cmd.CombinedOutput()
-	f := filepath.Join(e.logDir, "kubeboot-status-"+when+".json")
-	_ = os.WriteFile(f, out, 0o644)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "kubeboot status (%s): %v (output in %s)\n", when, err, f)
+	cmd := exec.CommandContext(ctx, e.kubeboot, "status", "-f", e.clusterFile, "-o", "json")
+	cmd.Dir = filepath.Dir(e.clusterFile)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	_ = os.WriteFile(filepath.Join(e.logDir, "kubeboot-status-"+when+".json"), append(out, stderr.String()...), 0o644)
+	var s kbStatus
+	if jerr := json.Unmarshal(out, &s); jerr != nil {
+		return nil, fmt.Errorf("kubeboot status -o json: %v (%v): %s", jerr, err, strings.TrimSpace(stderr.String()))
 	}
+	return &s, nil
+}
+
+// statusConverged checks kubeboot status's view of a healthy HA cluster:
+// healthy, etcd with len(cps) healthy voting members and quorum, every
+// control plane's API server ready directly and through the endpoint,
+// every haproxy with len(cps) backends up, one VIP holder.
+func (s *kbStatus) converged(cps []string) error {
+	var bad []string
+	if !s.Summary.Healthy {
+		bad = append(bad, "not healthy: "+strings.Join(s.Summary.Problems, "; "))
+	}
+	if e := s.Summary.Etcd; e == nil || e.Voting != len(cps) || e.HealthyVoting != len(cps) || e.Learners != 0 || !e.Quorum || e.Leader == "" {
+		bad = append(bad, fmt.Sprintf("etcd summary %+v", e))
+	}
+	if l := s.Summary.LoadBalancer; l == nil || len(l.VIPHolders) != 1 {
+		bad = append(bad, fmt.Sprintf("load balancer summary %+v", l))
+	}
+	seen := 0
+	for _, h := range s.Hosts {
+		if !slices.Contains(cps, h.Name) {
+			continue
+		}
+		seen++
+		switch {
+		case h.Error != "":
+			bad = append(bad, h.Name+": "+h.Error)
+		case h.APIServer.Local == nil || !h.APIServer.Local.OK:
+			bad = append(bad, h.Name+": API server not ok")
+		case h.APIServer.Endpoint == nil || !h.APIServer.Endpoint.OK:
+			bad = append(bad, h.Name+": the endpoint not ok")
+		case h.Etcd == nil || len(h.Etcd.Members) != len(cps):
+			bad = append(bad, h.Name+": etcd members not "+strconv.Itoa(len(cps)))
+		case h.LoadBalancer == nil || len(h.LoadBalancer.Backends) != len(cps):
+			bad = append(bad, h.Name+": haproxy backends not "+strconv.Itoa(len(cps)))
+		default:
+			for _, m := range h.Etcd.Members {
+				if m.Learner || !m.Healthy {
+					bad = append(bad, fmt.Sprintf("%s: etcd member %s learner %v healthy %v", h.Name, m.Name, m.Learner, m.Healthy))
+				}
+			}
+			for _, b := range h.LoadBalancer.Backends {
+				if !b.Up {
+					bad = append(bad, fmt.Sprintf("%s: haproxy backend %s not up", h.Name, b.Name))
+				}
+			}
+		}
+	}
+	if seen != len(cps) {
+		bad = append(bad, fmt.Sprintf("%d control planes in its hosts, want %d", seen, len(cps)))
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// checkStatus waits (up to timeout) for kubeboot status to agree that
+// the cluster is converged, and that the VIP holder is holder.
+func (e *haEnv) checkStatus(ctx context.Context, t *testing.T, when, holder string, timeout time.Duration) {
+	var s *kbStatus
+	err := eventually(ctx, timeout, 3*time.Second, func() (err error) {
+		if s, err = e.status(ctx, when); err != nil {
+			return err
+		}
+		if err := s.converged(nodeNames(e.cps)); err != nil {
+			return err
+		}
+		if h := s.Summary.LoadBalancer.VIPHolders; holder != "" && h[0] != holder {
+			return fmt.Errorf("kubeboot status says %v hold the VIP, ip addr says %s", h, holder)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("FAIL kubeboot status -f -o json (%s): %v", when, err)
+		return
+	}
+	t.Logf("PASS kubeboot status (%s): healthy; etcd %d/%d healthy voting members, leader %s; every API server ready directly and through %s; every haproxy %d backends up; VIP on %v",
+		when, s.Summary.Etcd.HealthyVoting, s.Summary.Etcd.Voting, s.Summary.Etcd.Leader, s.Endpoint, len(e.cps), s.Summary.LoadBalancer.VIPHolders)
 }
 
 // memory lists each control-plane machine's memory cgroup.
@@ -859,6 +993,15 @@ func (e *haEnv) failover(ctx context.Context, t *testing.T, try int) (*haTry, er
 	}
 	p.stop()
 	tr.failed, tr.probes, tr.lastFail = p.failuresSince(t0)
+	// kubeboot status without the holder: it says so (exit 1) and that
+	// etcd has quorum with 2 of 3.
+	if s, err := e.status(ctx, fmt.Sprintf("try-%d-off", try)); err != nil {
+		t.Errorf("FAIL try %d: kubeboot status without %s: %v", try, holder.m.Name, err)
+	} else if es := s.Summary.Etcd; s.Summary.Healthy || es == nil || !es.Quorum || es.Voting != 3 || es.HealthyVoting != 2 {
+		t.Errorf("FAIL try %d: kubeboot status without %s: healthy %v, etcd %+v, problems %q", try, holder.m.Name, s.Summary.Healthy, es, s.Summary.Problems)
+	} else {
+		t.Logf("PASS try %d: kubeboot status without %s: unhealthy, etcd quorum with %d of %d healthy voting members; problems %q", try, holder.m.Name, es.HealthyVoting, es.Voting, s.Summary.Problems)
+	}
 
 	// Power on: its Node, its etcd member and its backend come back alone.
 	t1 := time.Now()
@@ -909,6 +1052,7 @@ func (e *haEnv) failover(ctx context.Context, t *testing.T, try int) (*haTry, er
 	}
 	tr.rejoin = time.Since(t1)
 	t.Logf("PASS try %d: %s rejoined with no manual step %s after its power-on (Node Ready, etcd 3 healthy voting members, haproxy 3 backends UP on every control plane); VIP on %s", try, holder.m.Name, ms(tr.rejoin), strings.Join(f.holders, ","))
+	e.checkStatus(ctx, t, fmt.Sprintf("try-%d-rejoined", try), f.holders[0], time.Minute)
 	if err := waitSystemPodsReady(ctx, e.k, 5*time.Minute); err != nil {
 		return tr, fmt.Errorf("after %s's rejoin: %w", holder.m.Name, err)
 	}
