@@ -1385,7 +1385,7 @@ func haLogs(logDir string, e *haEnv, up []*node) {
 ip -o addr; ip route
 for f in $(find /etc/kubernetes -name '*haproxy*' -o -name '*keepalived*' 2>/dev/null); do echo "== $f"; [ -f "$f" ] && cat "$f"; done
 for f in /var/log/pods/kube-system_haproxy-*/*/*.log /var/log/pods/kube-system_keepalived-*/*/*.log /var/log/pods/kube-system_etcd-*/*/*.log /var/log/pods/kube-system_kube-apiserver-*/*/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 300 "$f"; }; done
-journalctl --no-pager -o short-precise -b -1 -n 300 2>/dev/null | tail -n 300
+journalctl --no-pager -o short-precise -n 300 2>/dev/null
 true`)
 	}
 }
