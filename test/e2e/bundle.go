@@ -45,7 +45,7 @@ func buildAll(ctx context.Context, st *stages, logf func(string, ...any), repo, 
 		wg                sync.WaitGroup
 		rootfsErr, debErr error
 		base              string
-		debs              map[string]components.Deb
+		debs, lbDebs      map[string]components.Deb
 	)
 	wg.Add(2)
 	go func() {
@@ -65,9 +65,12 @@ func buildAll(ctx context.Context, st *stages, logf func(string, ...any), repo, 
 	}()
 	go func() {
 		defer wg.Done()
-		debErr = st.run("Debian packages (containerd, runc, CNI)", func() error {
+		debErr = st.run("Debian packages (containerd, runc, CNI; haproxy, keepalived and their libraries)", func() error {
 			var err error
-			debs, err = b.Debs(ctx, components.DebianPackages...)
+			if debs, err = b.Debs(ctx, components.DebianPackages...); err != nil {
+				return err
+			}
+			lbDebs, err = b.Debs(ctx, components.LBPackages...)
 			return err
 		})
 	}()
@@ -135,6 +138,20 @@ func buildAll(ctx context.Context, st *stages, logf func(string, ...any), repo, 
 		withBase(addons.FlannelImage, add.Flanneld, "/opt/bin/flanneld"),
 		// The install-cni-plugin init container runs cp -f /flannel /opt/cni/bin/flannel.
 		withBase(addons.FlannelCNIPluginImage, add.FlannelCNI, "/flannel"),
+	}
+	// haproxy (control planes; workers too with loadBalancer.kind local)
+	// and keepalived (control planes, kind vip) from Debian's packages, on
+	// the base layer (keepalived's track script runs bash), under the names
+	// their static pods reference. Neither is in bundle.ControlPlaneImages:
+	// a worker's part of the bundle (bundle.Slice) keeps both.
+	if err := st.run("haproxy "+components.HAProxyVersion+", keepalived "+components.KeepalivedVersion+" image files (Debian)", func() error {
+		lb, err := components.LBImages(out.rootfs, lbDebs, templates.HAProxyImage(cfg), templates.KeepalivedImage(cfg))
+		for _, img := range lb {
+			images = append(images, img.Image)
+		}
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	var imagesTar string
 	if err := st.run(fmt.Sprintf("images (%d, go-containerregistry)", len(images)+1), func() (err error) {
