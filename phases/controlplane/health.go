@@ -115,9 +115,18 @@ func HealthChecks(cfg *inventory.Cluster) []HealthCheck {
 	checks := []HealthCheck{
 		{"kube-apiserver", api + "/livez"},
 		{"kube-apiserver", api + "/readyz"},
+	}
+	if cfg.LoadBalancer.OnControlPlanes() {
+		// kubeboot's own load balancer (haproxy and keepalived, started
+		// with the API server) must carry the endpoint before anything
+		// uses it: keepalived takes the VIP a few seconds after haproxy
+		// answers.
+		checks = append(checks, HealthCheck{"load balancer (controlPlaneEndpoint)", inventory.ControlPlaneEndpoint(cfg) + "/readyz"})
+	}
+	checks = append(checks, []HealthCheck{
 		{"kube-controller-manager", component(cfg.ControllerManager.ExtraArgs, 10257) + "/healthz"},
 		{"kube-scheduler", component(cfg.Scheduler.ExtraArgs, 10259) + "/livez"},
-	}
+	}...)
 	if cfg.Etcd.External == nil {
 		metrics := "http://" + net.JoinHostPort(loop, "2381")
 		if cfg.Etcd.Local != nil {

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,6 +52,26 @@ func TestHealthChecksFollowTheConfig(t *testing.T) {
 	for _, c := range HealthChecks(cfg) {
 		if c.Component == "etcd" {
 			t.Errorf("external etcd is checked: %v", c)
+		}
+	}
+}
+
+func TestHealthChecksWaitForTheVIP(t *testing.T) {
+	cfg := inventory.Default()
+	cfg.Node.AdvertiseAddress = "10.0.0.11"
+	cfg.LoadBalancer = &inventory.LoadBalancer{Kind: inventory.LBVIP, VIP: "10.0.0.100"}
+	inventory.SetDefaults(cfg)
+	var got []string
+	for _, c := range HealthChecks(cfg) {
+		got = append(got, c.URL)
+	}
+	if !slices.Contains(got, "https://10.0.0.100:8443/readyz") {
+		t.Errorf("checks %v do not wait for the VIP", got)
+	}
+	cfg.LoadBalancer.Kind = inventory.LBExternal
+	for _, c := range HealthChecks(cfg) {
+		if strings.Contains(c.URL, "10.0.0.100") {
+			t.Errorf("kind external: kubeboot does not run that load balancer, yet %s is waited for", c.URL)
 		}
 	}
 }
