@@ -30,7 +30,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	c := &cluster{ca: newTestCA(t, "kubernetes")}
 	c.srv = newFakeAPIServer(t, c.ca, nil)
-	c.kubeconfig = clusterInfoKubeconfig(t, c.srv.URL, c.ca.pem)
+	c.kubeconfig = clusterInfoKubeconfig(t, c.srv.URL, c.ca.PEM)
 	c.srv.setRespond(always(clusterInfo(t, c.kubeconfig, testToken)))
 	return c
 }
@@ -125,7 +125,7 @@ func TestDiscover(t *testing.T) {
 			name: "kubeconfig changed after signing",
 			setup: func(t *testing.T, c *cluster, _ *Options) {
 				cm := clusterInfo(t, c.kubeconfig, testToken)
-				cm.Data["kubeconfig"] = clusterInfoKubeconfig(t, "https://10.6.6.6:6443", c.ca.pem)
+				cm.Data["kubeconfig"] = clusterInfoKubeconfig(t, "https://10.6.6.6:6443", c.ca.PEM)
 				c.srv.setRespond(always(cm))
 			},
 			wantKind:     ErrBadSignature,
@@ -234,7 +234,7 @@ func TestDiscover(t *testing.T) {
 			setup: func(t *testing.T, c *cluster, _ *Options) {
 				first := clusterInfo(t, c.kubeconfig, testToken)
 				// Validly signed too: only the comparison can catch it.
-				second := clusterInfo(t, clusterInfoKubeconfig(t, "https://10.6.6.6:6443", c.ca.pem), testToken)
+				second := clusterInfo(t, clusterInfoKubeconfig(t, "https://10.6.6.6:6443", c.ca.PEM), testToken)
 				c.srv.setRespond(func(n int, w http.ResponseWriter) {
 					if n == 1 {
 						writeJSON(w, first)
@@ -283,8 +283,8 @@ func TestDiscover(t *testing.T) {
 			name: "two clusters in cluster-info",
 			setup: func(t *testing.T, c *cluster, _ *Options) {
 				b, err := clientcmd.Write(clientcmdapi.Config{Clusters: map[string]*clientcmdapi.Cluster{
-					"a": {Server: c.srv.URL, CertificateAuthorityData: c.ca.pem},
-					"b": {Server: c.srv.URL, CertificateAuthorityData: c.ca.pem},
+					"a": {Server: c.srv.URL, CertificateAuthorityData: c.ca.PEM},
+					"b": {Server: c.srv.URL, CertificateAuthorityData: c.ca.PEM},
 				}})
 				if err != nil {
 					t.Fatal(err)
@@ -365,7 +365,7 @@ func checkClusterInfo(t *testing.T, config *clientcmdapi.Config, c *cluster) {
 	if cl.Server != c.srv.URL {
 		t.Errorf("server = %q, want %q", cl.Server, c.srv.URL)
 	}
-	if string(cl.CertificateAuthorityData) != string(c.ca.pem) {
+	if string(cl.CertificateAuthorityData) != string(c.ca.PEM) {
 		t.Errorf("CA data differs from the cluster CA")
 	}
 }

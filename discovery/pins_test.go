@@ -53,17 +53,17 @@ func TestParsePins(t *testing.T) {
 func TestCheckPins(t *testing.T) {
 	t.Parallel()
 	ca, other := newTestCA(t, "kubernetes"), newTestCA(t, "other")
-	if err := CheckPins(ca.cert, []string{other.pin(), ca.pin()}); err != nil {
+	if err := CheckPins(ca.Cert, []string{other.pin(), ca.pin()}); err != nil {
 		t.Errorf("matching pin: %v", err)
 	}
-	err := CheckPins(ca.cert, []string{other.pin()})
+	err := CheckPins(ca.Cert, []string{other.pin()})
 	if !errors.Is(err, ErrPinMismatch) || !strings.Contains(err.Error(), "its hash is "+ca.pin()) {
 		t.Errorf("mismatch error = %v", err)
 	}
-	if err := CheckPins(ca.cert, nil); !errors.Is(err, ErrNoPins) {
+	if err := CheckPins(ca.Cert, nil); !errors.Is(err, ErrNoPins) {
 		t.Errorf("no pins error = %v", err)
 	}
-	if err := CheckPins(ca.cert, []string{"sha1:abc"}); err == nil || !strings.Contains(err.Error(), `"sha1:abc"`) {
+	if err := CheckPins(ca.Cert, []string{"sha1:abc"}); err == nil || !strings.Contains(err.Error(), `"sha1:abc"`) {
 		t.Errorf("malformed pin error = %v", err)
 	}
 }

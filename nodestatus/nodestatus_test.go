@@ -2,17 +2,11 @@ package nodestatus
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +19,7 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kubeboot/kubeboot/certs/certstest"
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/etcd"
 	"github.com/kubeboot/kubeboot/phases/etcd/etcdtest"
@@ -83,56 +78,11 @@ func TestParseStatsColumnsByName(t *testing.T) {
 	}
 }
 
-// pki is a CA and what it signs.
-type pki struct {
-	caCert *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	caPEM  []byte
-}
-
-func newPKI(t *testing.T, cn string) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &pki{caCert: cert, caKey: key, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// leaf is a certificate for cn, with 127.0.0.1 and "kubernetes" as SANs,
-// and its key, both PEM.
-func (p *pki) leaf(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"kubernetes"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, key.Public(), p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
-}
-
 // apiServer is an HTTPS server with a certificate p signs, answering
 // /readyz with code.
-func apiServer(t *testing.T, p *pki, code *int) *httptest.Server {
+func apiServer(t *testing.T, p *certstest.CA, code *int) *httptest.Server {
 	t.Helper()
-	crt, key := p.leaf(t, "kube-apiserver", x509.ExtKeyUsageServerAuth)
+	crt, key := p.Leaf(t, "kube-apiserver", x509.ExtKeyUsageServerAuth)
 	pair, err := tls.X509KeyPair(crt, key)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +116,7 @@ func hostPort(t *testing.T, u string) (string, int) {
 
 func TestReadyz(t *testing.T) {
 	ctx := context.Background()
-	p := newPKI(t, "kubernetes")
+	p := certstest.NewCA(t, "kubernetes")
 	code := 200
 	srv := apiServer(t, p, &code)
 	host, port := hostPort(t, srv.URL)
@@ -174,7 +124,7 @@ func TestReadyz(t *testing.T) {
 	cfg.Node.AdvertiseAddress, cfg.Node.BindPort = host, port
 
 	h := transporttest.New("cp1")
-	h.SetFile("/etc/kubernetes/pki/ca.crt", p.caPEM, 0o644)
+	h.SetFile("/etc/kubernetes/pki/ca.crt", p.PEM, 0o644)
 	c := &Collector{Host: h}
 	a := c.defaults().apiServer(ctx, cfg, true)
 	if !a.Local.OK || a.Local.Status != 200 || a.Local.URL != srv.URL+"/readyz" || a.Local.Error != "" {
@@ -208,7 +158,7 @@ clusters:
 - name: default-cluster
   cluster:
     server: `+srv.URL+`
-    certificate-authority-data: `+b64(p.caPEM)+`
+    certificate-authority-data: `+b64(p.PEM)+`
 contexts:
 - name: default-context
   context: {cluster: default-cluster, user: default-auth}
@@ -224,7 +174,7 @@ users:
 
 	// Another CA: the server is not trusted.
 	other := transporttest.New("cp1")
-	other.SetFile("/etc/kubernetes/pki/ca.crt", newPKI(t, "other").caPEM, 0o644)
+	other.SetFile("/etc/kubernetes/pki/ca.crt", certstest.NewCA(t, "other").PEM, 0o644)
 	a = (&Collector{Host: other}).defaults().apiServer(ctx, cfg, true)
 	if a.Local.OK || !strings.Contains(a.Local.Error, "certificate") {
 		t.Errorf("another CA: %+v", a.Local)
@@ -291,10 +241,10 @@ func (f *raftFake) Status(ctx context.Context, ep string) (*clientv3.StatusRespo
 }
 
 func etcdHost(t *testing.T) *transporttest.Fake {
-	p := newPKI(t, "etcd-ca")
-	crt, key := p.leaf(t, "kube-etcd-healthcheck-client", x509.ExtKeyUsageClientAuth)
+	p := certstest.NewCA(t, "etcd-ca")
+	crt, key := p.Leaf(t, "kube-etcd-healthcheck-client", x509.ExtKeyUsageClientAuth)
 	h := transporttest.New("cp1")
-	h.SetFile("/etc/kubernetes/pki/etcd/ca.crt", p.caPEM, 0o644)
+	h.SetFile("/etc/kubernetes/pki/etcd/ca.crt", p.PEM, 0o644)
 	h.SetFile("/etc/kubernetes/pki/etcd/healthcheck-client.crt", crt, 0o644)
 	h.SetFile("/etc/kubernetes/pki/etcd/healthcheck-client.key", key, 0o600)
 	return h
@@ -349,7 +299,7 @@ func TestEtcd(t *testing.T) {
 
 func TestCollect(t *testing.T) {
 	ctx := context.Background()
-	p := newPKI(t, "kubernetes")
+	p := certstest.NewCA(t, "kubernetes")
 	code := 200
 	srv := apiServer(t, p, &code)
 	host, port := hostPort(t, srv.URL)
@@ -366,7 +316,7 @@ func TestCollect(t *testing.T) {
 	}))
 	defer stats.Close()
 	h := etcdHost(t)
-	h.SetFile("/etc/kubernetes/pki/ca.crt", p.caPEM, 0o644)
+	h.SetFile("/etc/kubernetes/pki/ca.crt", p.PEM, 0o644)
 	f := &raftFake{Fake: etcdtest.New(etcdtest.Started(0xa1, "cp1", "192.168.10.11")), leader: 0xa1, term: 2}
 	c := &Collector{Host: h, StatsURL: stats.URL + "/stats;csv",
 		ConnectEtcd: func([]string, *tls.Config) (etcd.Client, error) { return f, nil },
