@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/kubeboot/kubeboot/inventory"
@@ -107,6 +108,15 @@ func (c *Collector) loadBalancer(ctx context.Context, cfg *inventory.Cluster, cp
 	if err != nil {
 		out.Error = err.Error()
 		return out
+	}
+	// haproxy's CSV has no address without a stats option: the
+	// configuration has them.
+	for i := range bs {
+		for _, b := range lb.Backends {
+			if bs[i].Address == "" && b.Name == bs[i].Name {
+				bs[i].Address = net.JoinHostPort(b.Address, strconv.Itoa(cfg.Node.BindPort))
+			}
+		}
 	}
 	out.Backends = bs
 	return out
