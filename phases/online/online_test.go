@@ -169,3 +169,26 @@ func TestBootstrapTokenChoices(t *testing.T) {
 		})
 	}
 }
+
+// kubeadm-config is readable by every node and bootstrap token: init's
+// token and certificate key (which unseals kubeadm-certs), a join's, and
+// the operator's SSH settings must not be in it.
+func TestKubeadmConfigMapHoldsNoSecrets(t *testing.T) {
+	cfg := inventory.Default()
+	cfg.Node.Name, cfg.Node.AdvertiseAddress = "cp1", "10.0.0.11"
+	const token, key = "abcdef.0123456789abcdef", "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+	cfg.Init = &inventory.Init{Token: token, CertificateKey: key, UploadCerts: true}
+	cfg.Join = &inventory.Join{Token: token, CertificateKey: key}
+	cfg.SSH = &inventory.SSH{User: "ops", PasswordEnv: "SECRET_ENV"}
+	cm, err := KubeadmConfigMap(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range cm.Data {
+		for _, s := range []string{"0123456789abcdef", key, "SECRET_ENV", "certificateKey"} {
+			if strings.Contains(v, s) {
+				t.Errorf("kubeadm-config's %s holds %q:\n%s", k, s, v)
+			}
+		}
+	}
+}

@@ -86,7 +86,10 @@ func KubeadmConfigMap(cfg *inventory.Cluster) (*corev1.ConfigMap, error) {
 	shared := *cfg
 	shared.Node = inventory.Node{}
 	shared.Hosts = nil
-	shared.Join = nil // a join section holds a token and a certificate key
+	// Join and Init hold a bootstrap token and the certificate key that
+	// unseals kubeadm-certs: never in a ConfigMap every node can read.
+	shared.Join, shared.Init = nil, nil
+	shared.SSH, shared.Bundle = nil, "" // the operator's, not the cluster's
 	kb, err := inventory.Marshal(&shared)
 	if err != nil {
 		return nil, fmt.Errorf("encode the kubeboot configuration: %w", err)
