@@ -106,7 +106,7 @@ func Status(ctx context.Context, inv *Inventory, o Options) (*ClusterStatus, err
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				cs.Hosts[i] = &nodestatus.Status{Name: inv.Hosts[i].Name, Role: roleOf(&inv.Hosts[i]), Error: "not asked: " + ctx.Err().Error()}
+				cs.Hosts[i] = notAsked(&inv.Hosts[i], "not asked: %v", ctx.Err())
 				return
 			}
 			defer func() { <-sem }()
@@ -118,17 +118,19 @@ func Status(ctx context.Context, inv *Inventory, o Options) (*ClusterStatus, err
 	return cs, nil
 }
 
+// notAsked is the Status of a host that gave none: why, in Error.
+func notAsked(h *inventory.Host, format string, args ...any) *nodestatus.Status {
+	return &nodestatus.Status{Name: h.Name, Role: roleOf(h), Error: fmt.Sprintf(format, args...)}
+}
+
 // notInstalledPrefix starts the Error of a host without kubeboot.
 const notInstalledPrefix = "not installed"
 
 func hostStatus(ctx context.Context, inv *Inventory, i int, o Options) *nodestatus.Status {
 	h := &inv.Hosts[i]
-	fail := func(format string, args ...any) *nodestatus.Status {
-		return &nodestatus.Status{Name: h.Name, Role: roleOf(h), Error: fmt.Sprintf(format, args...)}
-	}
 	t, err := o.Connect(ctx, inv, i)
 	if err != nil {
-		return fail("connect: %v", err)
+		return notAsked(h, "connect: %v", err)
 	}
 	if c, ok := t.(io.Closer); ok {
 		defer c.Close()
@@ -140,12 +142,9 @@ func hostStatus(ctx context.Context, inv *Inventory, i int, o Options) *nodestat
 // run (apply, which knows where it put kubeboot, asks it too while control
 // planes join): run, then --control-plane on a control plane.
 func statusOn(ctx context.Context, t transport.Host, inv *Inventory, h *inventory.Host, run []string) *nodestatus.Status {
-	fail := func(format string, args ...any) *nodestatus.Status {
-		return &nodestatus.Status{Name: h.Name, Role: roleOf(h), Error: fmt.Sprintf(format, args...)}
-	}
 	cfg, err := nodeConfigYAML(inv, h, "", Secrets{})
 	if err != nil {
-		return fail("%v", err)
+		return notAsked(h, "%v", err)
 	}
 	args := append([]string{}, run...)
 	if h.IsControlPlane() {
@@ -158,21 +157,21 @@ func statusOn(ctx context.Context, t transport.Host, inv *Inventory, h *inventor
 			stderr := strings.TrimSpace(xe.Stderr)
 			switch {
 			case xe.ExitCode == 127:
-				return fail("%s: kubeboot is not at %s (kubeboot apply installs it)", notInstalledPrefix, remoteBinaryLink)
+				return notAsked(h, "%s: kubeboot is not at %s (kubeboot apply installs it)", notInstalledPrefix, remoteBinaryLink)
 			case strings.Contains(stderr, `unknown command "node-status"`):
-				return fail("the kubeboot at %s is older than node-status: kubeboot apply updates it", remoteBinaryLink)
+				return notAsked(h, "the kubeboot at %s is older than node-status: kubeboot apply updates it", remoteBinaryLink)
 			case stderr != "":
 				if j := strings.LastIndexByte(stderr, '\n'); j >= 0 {
 					stderr = stderr[j+1:]
 				}
-				return fail("kubeboot node-status exited with %d: %s", xe.ExitCode, stderr)
+				return notAsked(h, "kubeboot node-status exited with %d: %s", xe.ExitCode, stderr)
 			}
 		}
-		return fail("kubeboot node-status: %v", err)
+		return notAsked(h, "kubeboot node-status: %v", err)
 	}
 	var s nodestatus.Status
 	if err := json.Unmarshal(r.Stdout, &s); err != nil {
-		return fail("kubeboot node-status printed no status (%v): %.80q", err, r.Stdout)
+		return notAsked(h, "kubeboot node-status printed no status (%v): %.80q", err, r.Stdout)
 	}
 	s.Name, s.Role = h.Name, roleOf(h)
 	return &s
