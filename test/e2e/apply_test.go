@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -53,49 +52,8 @@ const (
 // It measures the m1+m2 bring-up (faults included: every run's steps, the
 // bytes each machine's link carried) and m3's addition.
 func TestApplyCluster(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the e2e scenario needs root (machines, bridge, cgroups): run `make e2e` as root")
-	}
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeboot := os.Getenv("KUBEBOOT_BIN")
-	if kubeboot == "" {
-		kubeboot = filepath.Join(repo, "bin", "kubeboot")
-	}
-	if _, err := os.Stat(kubeboot); err != nil {
-		t.Fatalf("kubeboot binary: %v (make build, or set KUBEBOOT_BIN)", err)
-	}
-	// Beside TestTwoNodeCluster's logs, in a directory of its own.
-	logDir := os.Getenv("KUBEBOOT_E2E_LOGS")
-	if logDir != "" {
-		logDir = filepath.Join(logDir, "apply")
-	} else if logDir, err = os.MkdirTemp("", "kubeboot-e2e-apply-logs-"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("logs: %s", logDir)
-	deadline := time.Now().Add(50 * time.Minute)
-	if d, ok := t.Deadline(); ok && d.Add(-3*time.Minute).Before(deadline) {
-		deadline = d.Add(-3 * time.Minute) // time for the cleanup and the logs
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-
-	st := newStages()
-	var logMu sync.Mutex
-	logf := func(format string, args ...any) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		t.Logf(format, args...)
-	}
-	t.Cleanup(func() {
-		t.Log("\n" + st.report())
-		_ = st.write(filepath.Join(logDir, "timings.txt"))
-	})
+	sc := newScenario(t, "apply", "e2e", 50*time.Minute)
+	repo, kubeboot, logDir, ctx, st, logf := sc.repo, sc.kubeboot, sc.logDir, sc.ctx, sc.st, sc.logf
 
 	// What the user has on their machine: the bundle, the kubeboot binary,
 	// a cluster file, the key and known_hosts it names.

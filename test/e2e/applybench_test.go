@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,35 +26,9 @@ func TestApplyBench1Plus2(t *testing.T) {
 	if os.Getenv("KUBEBOOT_E2E_BENCH") == "" {
 		t.Skip("a benchmark: make bench-apply (KUBEBOOT_E2E_BENCH=1)")
 	}
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root (machines, bridge, cgroups)")
-	}
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeboot := os.Getenv("KUBEBOOT_BIN")
-	if kubeboot == "" {
-		kubeboot = filepath.Join(repo, "bin", "kubeboot")
-	}
-	logDir := os.Getenv("KUBEBOOT_E2E_LOGS")
-	if logDir != "" {
-		logDir = filepath.Join(logDir, "bench-apply")
-	} else if logDir, err = os.MkdirTemp("", "kubeboot-bench-apply-"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("logs: %s", logDir)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	st := newStages()
-	logf := t.Logf
-	t.Cleanup(func() {
-		t.Log("\n" + st.report())
-		_ = st.write(filepath.Join(logDir, "timings.txt"))
-	})
+	sc := newScenario(t, "bench-apply", "bench-apply", 30*time.Minute)
+	repo, kubeboot, logDir, ctx, st, logf := sc.repo, sc.kubeboot, sc.logDir, sc.ctx, sc.st, sc.logf
+
 	b, err := buildAll(ctx, st, logf, repo, kubeboot, t.TempDir(), logDir)
 	if err != nil {
 		t.Fatal(err)

@@ -67,50 +67,8 @@ func tailString(s string, n int) string {
 // that nothing changed; renew, reset; then benchmark a cluster the real
 // kubeadm makes on the same machines, for reference.
 func TestTwoNodeCluster(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the e2e scenario needs root (machines, bridge, cgroups): run `make e2e` as root")
-	}
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeboot := os.Getenv("KUBEBOOT_BIN")
-	if kubeboot == "" {
-		kubeboot = filepath.Join(repo, "bin", "kubeboot")
-	}
-	if _, err := os.Stat(kubeboot); err != nil {
-		t.Fatalf("kubeboot binary: %v (make build, or set KUBEBOOT_BIN)", err)
-	}
-	logDir := os.Getenv("KUBEBOOT_E2E_LOGS")
-	if logDir == "" {
-		logDir, err = os.MkdirTemp("", "kubeboot-e2e-logs-")
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("logs: %s", logDir)
-	deadline, ok := t.Deadline()
-	if !ok {
-		deadline = time.Now().Add(60 * time.Minute)
-	}
-	// Leave time for the cleanup and the collection of logs.
-	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-3*time.Minute))
-	defer cancel()
-
-	st := newStages()
-	var logMu sync.Mutex
-	logf := func(format string, args ...any) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		t.Logf(format, args...)
-	}
-	t.Cleanup(func() {
-		t.Log("\n" + st.report())
-		_ = st.write(filepath.Join(logDir, "timings.txt"))
-	})
+	sc := newScenario(t, "", "e2e", 60*time.Minute)
+	repo, kubeboot, logDir, ctx, st, logf := sc.repo, sc.kubeboot, sc.logDir, sc.ctx, sc.st, sc.logf
 
 	// 1. Everything the bundle carries, from real components (cached).
 	b, err := buildAll(ctx, st, logf, repo, kubeboot, t.TempDir(), logDir)

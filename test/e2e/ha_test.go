@@ -96,9 +96,6 @@ func TestHAControlPlanes(t *testing.T) {
 	if os.Getenv("KUBEBOOT_E2E_HA") != "1" {
 		t.Skip("the HA scenario runs with make e2e-ha (KUBEBOOT_E2E_HA=1)")
 	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the e2e scenario needs root (machines, bridge, cgroups): run `make e2e-ha` as root")
-	}
 	tries := 1
 	if s := os.Getenv("KUBEBOOT_E2E_HA_TRIES"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -107,46 +104,12 @@ func TestHAControlPlanes(t *testing.T) {
 		}
 		tries = n
 	}
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeboot := os.Getenv("KUBEBOOT_BIN")
-	if kubeboot == "" {
-		kubeboot = filepath.Join(repo, "bin", "kubeboot")
-	}
-	if _, err := os.Stat(kubeboot); err != nil {
-		t.Fatalf("kubeboot binary: %v (make build, or set KUBEBOOT_BIN)", err)
-	}
-	logDir := os.Getenv("KUBEBOOT_E2E_LOGS")
-	if logDir != "" {
-		logDir = filepath.Join(logDir, "ha")
-	} else if logDir, err = os.MkdirTemp("", "kubeboot-e2e-ha-logs-"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("logs: %s", logDir)
-	deadline := time.Now().Add(70 * time.Minute)
-	if d, ok := t.Deadline(); ok && d.Add(-3*time.Minute).Before(deadline) {
-		deadline = d.Add(-3 * time.Minute) // time for the cleanup and the logs
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-
-	st := newStages()
-	var logMu sync.Mutex
-	logf := func(format string, args ...any) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		t.Logf(format, args...)
-	}
+	sc := newScenario(t, "ha", "e2e-ha", 70*time.Minute)
+	repo, kubeboot, logDir, ctx, st, logf := sc.repo, sc.kubeboot, sc.logDir, sc.ctx, sc.st, sc.logf
 	res := &haResults{}
 	t.Cleanup(func() {
 		table := res.table()
-		t.Log("\n" + st.report() + "\n" + table)
-		_ = st.write(filepath.Join(logDir, "timings.txt"))
+		t.Log("\n" + table)
 		_ = os.WriteFile(filepath.Join(logDir, "ha-table.txt"), []byte(table), 0o644)
 	})
 

@@ -55,34 +55,8 @@ func TestVagrantCluster(t *testing.T) {
 	if os.Getenv("KUBEBOOT_E2E_VAGRANT") != "1" {
 		t.Skip("the Vagrant scenario runs with make vagrant-test (KUBEBOOT_E2E_VAGRANT=1)")
 	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the Vagrant scenario needs root (vagrant-lxc's containers, the bridge)")
-	}
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeboot := os.Getenv("KUBEBOOT_BIN")
-	if kubeboot == "" {
-		kubeboot = filepath.Join(repo, "bin", "kubeboot")
-	}
-	logDir := os.Getenv("KUBEBOOT_E2E_LOGS")
-	if logDir != "" {
-		logDir = filepath.Join(logDir, "vagrant")
-	} else if logDir, err = os.MkdirTemp("", "kubeboot-e2e-vagrant-logs-"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("logs: %s", logDir)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-	defer cancel()
-	st := newStages()
-	t.Cleanup(func() {
-		t.Log("\n" + st.report())
-		_ = st.write(filepath.Join(logDir, "timings.txt"))
-	})
+	sc := newScenario(t, "vagrant", "vagrant-test", 40*time.Minute)
+	repo, kubeboot, logDir, ctx, st := sc.repo, sc.kubeboot, sc.logDir, sc.ctx, sc.st
 
 	b, err := buildAll(ctx, st, t.Logf, repo, kubeboot, t.TempDir(), logDir)
 	if err != nil {
