@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
 # Packages with concurrency (key pool, printer, transports, apply) run under -race.
 RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/... ./cluster/...
 
-.PHONY: build test lint golden integration e2e e2e-ha bench bench-apply k8s-binaries clean vagrant-box vagrant-up vagrant-down vagrant-test vagrant-validate
+.PHONY: build test lint golden integration e2e e2e-ha e2e-ha-local bench bench-apply k8s-binaries clean vagrant-box vagrant-up vagrant-down vagrant-test vagrant-validate
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubeboot ./cmd/kubeboot
@@ -46,6 +46,11 @@ e2e:
 # again changes nothing. KUBEBOOT_E2E_HA_TRIES=5 for min/median/max.
 e2e-ha:
 	KUBEBOOT_E2E_HA=1 test/e2e/run.sh -test.run TestHAControlPlanes
+
+# The same with loadBalancer kind local: haproxy on the worker at
+# 127.0.0.1:6443, a control plane it uses powered off (goal 2 s).
+e2e-ha-local:
+	KUBEBOOT_E2E_HA=1 KUBEBOOT_E2E_HA_KIND=local test/e2e/run.sh -test.run TestHAControlPlanes
 
 # The clean 1+2 apply on new nspawn machines: start -> 3 Nodes Ready, the
 # step split and the bytes sent (root; about 2 minutes warm; not in CI).

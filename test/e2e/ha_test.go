@@ -91,6 +91,15 @@ const haPort = inventory.DefaultVIPPort
 // are SIGKILLed, so they never run again), and a new boot from its disk,
 // the new veth up on the bridge.
 //
+// KUBEBOOT_E2E_HA_KIND=local (make e2e-ha-local) runs the same with
+// loadBalancer kind local: no VIP, no keepalived; haproxy on the worker at
+// 127.0.0.1:6443 in front of the 3 API servers (its own static pod, which
+// the worker's TLS bootstrap goes through), admin.conf at ha1. The probe
+// loop runs on the worker (each probe a new connection from it to its
+// haproxy, through its SSH connection); the control plane powered off is
+// the one, other than ha1, to which the worker's haproxy has the most
+// sessions; the goal is 2 s.
+//
 // make e2e-ha runs it (KUBEBOOT_E2E_HA=1); make e2e skips it.
 func TestHAControlPlanes(t *testing.T) {
 	if os.Getenv("KUBEBOOT_E2E_HA") != "1" {
@@ -104,9 +113,17 @@ func TestHAControlPlanes(t *testing.T) {
 		}
 		tries = n
 	}
-	sc := newScenario(t, "ha", "e2e-ha", 70*time.Minute)
+	kind, logName, target := inventory.LBVIP, "ha", "e2e-ha"
+	switch k := os.Getenv("KUBEBOOT_E2E_HA_KIND"); k {
+	case "", inventory.LBVIP:
+	case inventory.LBLocal:
+		kind, logName, target = k, "ha-local", "e2e-ha-local"
+	default:
+		t.Fatalf("KUBEBOOT_E2E_HA_KIND=%q: want %s or %s", k, inventory.LBVIP, inventory.LBLocal)
+	}
+	sc := newScenario(t, logName, target, 70*time.Minute)
 	repo, kubeboot, logDir, ctx, st, logf := sc.repo, sc.kubeboot, sc.logDir, sc.ctx, sc.st, sc.logf
-	res := &haResults{}
+	res := &haResults{kind: kind}
 	t.Cleanup(func() {
 		table := res.table()
 		t.Log("\n" + table)
@@ -159,7 +176,7 @@ func TestHAControlPlanes(t *testing.T) {
 		}
 	})
 	cps, worker := nodes[:3], nodes[3]
-	e := &haEnv{c: c, cps: cps, all: nodes, logDir: logDir, k: &kubectl{bin: b.kubectl, kubeconfig: kubeconfig}, kubeboot: kubeboot, clusterFile: clusterFile}
+	e := &haEnv{kind: kind, c: c, cps: cps, worker: worker, all: nodes, logDir: logDir, k: &kubectl{bin: b.kubectl, kubeconfig: kubeconfig}, kubeboot: kubeboot, clusterFile: clusterFile}
 	t.Cleanup(func() {
 		// A machine left powered off runs again for its cleanup (Down).
 		if e.off != nil {
@@ -185,7 +202,7 @@ func TestHAControlPlanes(t *testing.T) {
 		inv.Hosts = append(inv.Hosts, applyHost{Name: n.m.Name, Address: n.m.IP.String(), Roles: []string{"control-plane"}})
 	}
 	inv.Hosts = append(inv.Hosts, applyHost{Name: worker.m.Name, Address: worker.m.IP.String(), Roles: []string{"worker"}})
-	if err := os.WriteFile(clusterFile, []byte(haInventoryYAML(inv, haVIP.String())), 0o644); err != nil {
+	if err := os.WriteFile(clusterFile, []byte(haInventoryYAML(inv, kind)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	apply := &applyCmd{kubeboot: kubeboot, file: clusterFile, kubeconfig: kubeconfig, logFile: applyLog, logDir: logDir, logf: logf}
@@ -193,7 +210,7 @@ func TestHAControlPlanes(t *testing.T) {
 	// 1. apply: three control planes (the first inits, the others join one
 	// at a time), then the worker.
 	var r1 *applyRun
-	if err := st.run("apply #1 (3 control planes + 1 worker, vip)", func() error {
+	if err := st.run("apply #1 (3 control planes + 1 worker, "+kind+")", func() error {
 		r1 = apply.run(ctx, "apply-1", nil)
 		return r1.err
 	}); err != nil {
@@ -222,7 +239,7 @@ func TestHAControlPlanes(t *testing.T) {
 	}
 	res.applyReady = time.Since(r1.start)
 	st.note("apply #1: %s; start -> 4 Nodes Ready: %s", r1.took.Round(100*time.Millisecond), res.applyReady.Round(100*time.Millisecond))
-	checkKubeconfig(t, kubeconfig, net.JoinHostPort(haVIP.String(), strconv.Itoa(haPort)))
+	checkKubeconfig(t, kubeconfig, e.adminServer())
 	if err := e.loadTLS(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -237,16 +254,16 @@ func TestHAControlPlanes(t *testing.T) {
 	err = st.run("HA state (etcd, /readyz, haproxy, VIP)", func() error {
 		return eventually(ctx, 2*time.Minute, 2*time.Second, func() error {
 			ha = e.facts(ctx, cps)
-			return ha.converged(nodeNames(cps), 1)
+			return ha.converged(nodeNames(cps), e.vipHolders())
 		})
 	})
 	t.Logf("HA state after apply:\n%s", ha)
 	if err != nil {
 		t.Fatalf("FAIL the HA state after apply: %v", err)
 	}
-	t.Logf("PASS etcd: 3 voting members, all healthy (leader %s); every API server /readyz ok directly and through %s; every haproxy has 3 backends UP; %s holds the VIP", ha.leader(), e.endpoint(), strings.Join(ha.holders, ","))
-	checkLBStaticPods(ctx, t, e.k, cps)
-	e.checkStatus(ctx, t, "after-apply", ha.holders[0], time.Minute)
+	t.Logf("PASS etcd: 3 voting members, all healthy (leader %s); every API server /readyz ok directly and through %s; haproxy on %s has 3 backends UP; VIP holders: %v", ha.leader(), e.endpointName(), strings.Join(nodeNames(e.lbNodes()), ","), ha.holders)
+	checkLBStaticPods(ctx, t, e.k, e.lbNodes(), e.lbPods())
+	e.checkStatus(ctx, t, "after-apply", holderOf(ha), time.Minute)
 
 	// 2. The cluster checks on the 4 nodes (ha1 is the one whose static
 	// pods they look at).
@@ -334,15 +351,21 @@ func lineDiff(a, b string) []string {
 }
 
 // haInventoryYAML is the apply scenario's cluster file with the load
-// balancer: kind vip, the endpoint left to its default (<vip>:8443).
-func haInventoryYAML(inv applyInventory, vip string) string {
-	return inv.YAML() + fmt.Sprintf("loadBalancer:\n  kind: vip\n  vip: %s\n", vip)
+// balancer: kind vip (the VIP haVIP, the endpoint left to its default
+// <vip>:8443) or kind local (no endpoint: every node's loopback).
+func haInventoryYAML(inv applyInventory, kind string) string {
+	if kind == inventory.LBLocal {
+		return inv.YAML() + "loadBalancer:\n  kind: local\n"
+	}
+	return inv.YAML() + fmt.Sprintf("loadBalancer:\n  kind: vip\n  vip: %s\n", haVIP)
 }
 
 // haEnv is the HA cluster as the test reaches it.
 type haEnv struct {
+	kind   string // inventory.LBVIP or inventory.LBLocal
 	c      *nspawn.Cluster
 	cps    []*node // the control planes
+	worker *node
 	all    []*node
 	k      *kubectl
 	logDir string
@@ -355,8 +378,71 @@ type haEnv struct {
 	kubeboot, clusterFile string
 }
 
+// endpoint is the controlPlaneEndpoint: the VIP's, reached from this
+// host (vip), or the worker's loopback, reached through its SSH
+// connection (local).
 func (e *haEnv) endpoint() string {
+	if e.kind == inventory.LBLocal {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(inventory.DefaultBindPort))
+	}
 	return net.JoinHostPort(haVIP.String(), strconv.Itoa(haPort))
+}
+
+// endpointName is endpoint for the log.
+func (e *haEnv) endpointName() string {
+	if e.kind == inventory.LBLocal {
+		return e.endpoint() + " on " + e.worker.m.Name
+	}
+	return e.endpoint()
+}
+
+// adminServer is admin.conf's server (apply's --kubeconfig-out): the
+// endpoint, or with kind local the first control plane's API server.
+func (e *haEnv) adminServer() string {
+	if e.kind == inventory.LBLocal {
+		return net.JoinHostPort(e.cps[0].m.IP.String(), strconv.Itoa(inventory.DefaultBindPort))
+	}
+	return e.endpoint()
+}
+
+// lbNodes are the nodes that run haproxy: the control planes (vip) or
+// the worker (local); lbPods their static pods.
+func (e *haEnv) lbNodes() []*node {
+	if e.kind == inventory.LBLocal {
+		return []*node{e.worker}
+	}
+	return e.cps
+}
+
+func (e *haEnv) lbPods() []string {
+	if e.kind == inventory.LBLocal {
+		return []string{"haproxy"}
+	}
+	return []string{"haproxy", "keepalived"}
+}
+
+// vipHolders is how many control planes hold a VIP when all is well.
+func (e *haEnv) vipHolders() int {
+	if e.kind == inventory.LBLocal {
+		return 0
+	}
+	return 1
+}
+
+// goal is issue 11's outage goal for the kind.
+func (e *haEnv) goal() time.Duration {
+	if e.kind == inventory.LBLocal {
+		return 2 * time.Second
+	}
+	return 5 * time.Second
+}
+
+// holderOf is the VIP's holder in f, "" if none (kind local).
+func holderOf(f haFacts) string {
+	if len(f.holders) == 0 {
+		return ""
+	}
+	return f.holders[0]
 }
 
 // up lists the nodes that are not powered off.
@@ -393,6 +479,20 @@ func (e *haEnv) loadTLS(ctx context.Context) error {
 // does), with the cluster CA verified.
 func (e *haEnv) httpClient(timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: e.apiTLS.Clone(), DisableKeepAlives: true}}
+}
+
+// endpointClient is httpClient for the endpoint: with kind local each
+// connection is a new one from the worker (its SSH connection's
+// direct-tcpip channel) to its haproxy on 127.0.0.1.
+func (e *haEnv) endpointClient(timeout time.Duration) *http.Client {
+	cl := e.httpClient(timeout)
+	if e.kind == inventory.LBLocal {
+		w := e.worker
+		cl.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return w.h.DialContext(ctx, network, addr)
+		}
+	}
+	return cl
 }
 
 // readyz GETs url and wants 200; it returns the body.
@@ -434,6 +534,8 @@ type haFacts struct {
 	holders   []string
 	vipErr    map[string]error
 	queriedCP []string
+	// queriedLB: the nodes whose haproxy was read (backends, lbErr).
+	queriedLB []string
 }
 
 func (f haFacts) leader() string {
@@ -453,6 +555,11 @@ func (f haFacts) String() string {
 	}
 	for _, n := range f.queriedCP {
 		fmt.Fprintf(&b, "  %s: /readyz direct: %v; haproxy %v (err %v); vip err %v\n", n, errOK(f.direct[n]), f.backends[n], f.lbErr[n], f.vipErr[n])
+	}
+	for _, n := range f.queriedLB {
+		if !slices.Contains(f.queriedCP, n) {
+			fmt.Fprintf(&b, "  %s: haproxy %v (err %v)\n", n, f.backends[n], f.lbErr[n])
+		}
 	}
 	fmt.Fprintf(&b, "  endpoint /readyz: %v; VIP held by %v\n", errOK(f.endpoint), f.holders)
 	return b.String()
@@ -492,10 +599,13 @@ func (f haFacts) etcdOK(want int, up []string) error {
 	return nil
 }
 
-// lbOK says whether every queried control plane's haproxy has exactly
-// the backends want, all UP.
+// lbOK says whether every queried haproxy has exactly the backends want,
+// all UP.
 func (f haFacts) lbOK(want []string) error {
-	for _, n := range f.queriedCP {
+	if len(f.queriedLB) == 0 {
+		return errors.New("no haproxy was read")
+	}
+	for _, n := range f.queriedLB {
 		if err := f.lbErr[n]; err != nil {
 			return fmt.Errorf("%s's haproxy: %w", n, err)
 		}
@@ -542,12 +652,13 @@ func (f haFacts) vipOK(want int) error {
 		}
 	}
 	if len(f.holders) != want {
-		return fmt.Errorf("the VIP is held by %v, want %d control plane", f.holders, want)
+		return fmt.Errorf("the VIP is held by %v, want %d control planes", f.holders, want)
 	}
 	return nil
 }
 
-// facts gathers the HA state from the control planes cps (those up).
+// facts gathers the HA state from the control planes cps (those up) and
+// the haproxy of each of them (vip) or of the worker (local).
 func (e *haEnv) facts(ctx context.Context, cps []*node) haFacts {
 	f := haFacts{direct: map[string]error{}, backends: map[string]map[string]string{}, lbErr: map[string]error{}, vipErr: map[string]error{}}
 	f.members, f.etcdErr = e.etcdMembers(ctx, cps)
@@ -555,20 +666,36 @@ func (e *haEnv) facts(ctx context.Context, cps []*node) haFacts {
 	cl := e.httpClient(3 * time.Second)
 	_ = parallel(cps, func(n *node) error {
 		_, rerr := readyz(ctx, cl, "https://"+net.JoinHostPort(n.m.IP.String(), "6443")+"/readyz")
-		be, lerr := haproxyBackends(ctx, n)
-		holds, verr := holdsVIP(ctx, n)
+		var holds bool
+		var verr error
+		if e.kind == inventory.LBVIP {
+			holds, verr = holdsVIP(ctx, n)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		f.queriedCP = append(f.queriedCP, n.m.Name)
-		f.direct[n.m.Name], f.backends[n.m.Name], f.lbErr[n.m.Name], f.vipErr[n.m.Name] = rerr, be, lerr, verr
+		f.direct[n.m.Name], f.vipErr[n.m.Name] = rerr, verr
 		if holds {
 			f.holders = append(f.holders, n.m.Name)
 		}
 		return nil
 	})
+	lbs := cps
+	if e.kind == inventory.LBLocal {
+		lbs = []*node{e.worker}
+	}
+	_ = parallel(lbs, func(n *node) error {
+		be, lerr := haproxyBackends(ctx, n)
+		mu.Lock()
+		defer mu.Unlock()
+		f.queriedLB = append(f.queriedLB, n.m.Name)
+		f.backends[n.m.Name], f.lbErr[n.m.Name] = be, lerr
+		return nil
+	})
 	sort.Strings(f.queriedCP)
+	sort.Strings(f.queriedLB)
 	sort.Strings(f.holders)
-	_, f.endpoint = readyz(ctx, cl, "https://"+e.endpoint()+"/readyz")
+	_, f.endpoint = readyz(ctx, e.endpointClient(3*time.Second), "https://"+e.endpoint()+"/readyz")
 	return f
 }
 
@@ -660,6 +787,12 @@ func (e *haEnv) etcdMembers(ctx context.Context, cps []*node) ([]etcdMember, err
 // n's SSH connection): the kube-apiserver backend's servers and their
 // status (UP, DOWN, ...).
 func haproxyBackends(ctx context.Context, n *node) (map[string]string, error) {
+	return haproxyColumn(ctx, n, "status")
+}
+
+// haproxyColumn is haproxyBackends for any column of the statistics
+// (scur: the current sessions to each server).
+func haproxyColumn(ctx context.Context, n *node, column string) (map[string]string, error) {
 	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return n.h.DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(inventory.DefaultLBStatsPort))
@@ -682,12 +815,13 @@ func haproxyBackends(ctx context.Context, n *node) (map[string]string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("stats: %s", resp.Status)
 	}
-	return parseHAProxyCSV(string(body), "kube-apiserver")
+	return parseHAProxyCSV(string(body), "kube-apiserver", column)
 }
 
 // parseHAProxyCSV reads haproxy's CSV statistics ("# pxname,svname,...")
-// and returns the status of every server of the proxy backend.
-func parseHAProxyCSV(data, backend string) (map[string]string, error) {
+// and returns column (status, scur, ...) of every server of the proxy
+// backend.
+func parseHAProxyCSV(data, backend, column string) (map[string]string, error) {
 	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(strings.TrimSpace(data), "# ")))
 	r.FieldsPerRecord = -1
 	rows, err := r.ReadAll()
@@ -701,9 +835,9 @@ func parseHAProxyCSV(data, backend string) (map[string]string, error) {
 	for i, h := range rows[0] {
 		col[h] = i
 	}
-	px, sv, status := col["pxname"], col["svname"], col["status"]
-	if _, ok := col["status"]; !ok {
-		return nil, fmt.Errorf("stats csv: no status column in %v", rows[0])
+	px, sv, status := col["pxname"], col["svname"], col[column]
+	if _, ok := col[column]; !ok {
+		return nil, fmt.Errorf("stats csv: no %s column in %v", column, rows[0])
 	}
 	out := map[string]string{}
 	for _, row := range rows[1:] {
@@ -729,12 +863,12 @@ func holdsVIP(ctx context.Context, n *node) (bool, error) {
 	return strings.TrimSpace(out) != "", nil
 }
 
-// checkLBStaticPods checks that haproxy-<cp> and keepalived-<cp> are the
-// mirrors of static pods, Running and Ready, on every control plane.
-func checkLBStaticPods(ctx context.Context, t *testing.T, k *kubectl, cps []*node) {
+// checkLBStaticPods checks that <component>-<node> (haproxy, keepalived)
+// are the mirrors of static pods, Running and Ready, on every one of nodes.
+func checkLBStaticPods(ctx context.Context, t *testing.T, k *kubectl, nodes []*node, components []string) {
 	var bad []string
-	for _, n := range cps {
-		for _, c := range []string{"haproxy", "keepalived"} {
+	for _, n := range nodes {
+		for _, c := range components {
 			var p corev1.Pod
 			name := c + "-" + n.m.Name
 			switch err := k.get(ctx, &p, "pod", "-n", "kube-system", name); {
@@ -751,7 +885,7 @@ func checkLBStaticPods(ctx context.Context, t *testing.T, k *kubectl, cps []*nod
 		t.Errorf("FAIL the load balancer's static pods:\n  %s", strings.Join(bad, "\n  "))
 		return
 	}
-	t.Logf("PASS haproxy-<cp> and keepalived-<cp> are static pods, Running and Ready, on %s", strings.Join(nodeNames(cps), ", "))
+	t.Logf("PASS %s are static pods, Running and Ready, on %s", strings.Join(components, " and "), strings.Join(nodeNames(nodes), ", "))
 }
 
 // kbStatus is what `kubeboot status -o json` prints (cluster.ClusterStatus,
@@ -820,11 +954,12 @@ func (e *haEnv) status(ctx context.Context, when string) (*kbStatus, error) {
 	return &s, nil
 }
 
-// statusConverged checks kubeboot status's view of a healthy HA cluster:
+// converged checks kubeboot status's view of a healthy HA cluster:
 // healthy, etcd with len(cps) healthy voting members and quorum, every
 // control plane's API server ready directly and through the endpoint,
-// every haproxy with len(cps) backends up, one VIP holder.
-func (s *kbStatus) converged(cps []string) error {
+// the haproxy of every one of lbs with len(cps) backends up, holders VIP
+// holders.
+func (s *kbStatus) converged(cps, lbs []string, holders int) error {
 	var bad []string
 	if !s.Summary.Healthy {
 		bad = append(bad, "not healthy: "+strings.Join(s.Summary.Problems, "; "))
@@ -832,31 +967,39 @@ func (s *kbStatus) converged(cps []string) error {
 	if e := s.Summary.Etcd; e == nil || e.Voting != len(cps) || e.HealthyVoting != len(cps) || e.Learners != 0 || !e.Quorum || e.Leader == "" {
 		bad = append(bad, fmt.Sprintf("etcd summary %+v", e))
 	}
-	if l := s.Summary.LoadBalancer; l == nil || len(l.VIPHolders) != 1 {
+	if l := s.Summary.LoadBalancer; l == nil || len(l.VIPHolders) != holders {
 		bad = append(bad, fmt.Sprintf("load balancer summary %+v", l))
 	}
-	seen := 0
+	seenCP, seenLB := 0, 0
 	for _, h := range s.Hosts {
-		if !slices.Contains(cps, h.Name) {
+		cp, lb := slices.Contains(cps, h.Name), slices.Contains(lbs, h.Name)
+		if h.Error != "" {
+			bad = append(bad, h.Name+": "+h.Error)
 			continue
 		}
-		seen++
-		switch {
-		case h.Error != "":
-			bad = append(bad, h.Name+": "+h.Error)
-		case h.APIServer.Local == nil || !h.APIServer.Local.OK:
-			bad = append(bad, h.Name+": API server not ok")
-		case h.APIServer.Endpoint == nil || !h.APIServer.Endpoint.OK:
+		if h.APIServer.Endpoint == nil || !h.APIServer.Endpoint.OK {
 			bad = append(bad, h.Name+": the endpoint not ok")
-		case h.Etcd == nil || len(h.Etcd.Members) != len(cps):
-			bad = append(bad, h.Name+": etcd members not "+strconv.Itoa(len(cps)))
-		case h.LoadBalancer == nil || len(h.LoadBalancer.Backends) != len(cps):
-			bad = append(bad, h.Name+": haproxy backends not "+strconv.Itoa(len(cps)))
-		default:
-			for _, m := range h.Etcd.Members {
-				if m.Learner || !m.Healthy {
-					bad = append(bad, fmt.Sprintf("%s: etcd member %s learner %v healthy %v", h.Name, m.Name, m.Learner, m.Healthy))
+		}
+		if cp {
+			seenCP++
+			switch {
+			case h.APIServer.Local == nil || !h.APIServer.Local.OK:
+				bad = append(bad, h.Name+": API server not ok")
+			case h.Etcd == nil || len(h.Etcd.Members) != len(cps):
+				bad = append(bad, h.Name+": etcd members not "+strconv.Itoa(len(cps)))
+			default:
+				for _, m := range h.Etcd.Members {
+					if m.Learner || !m.Healthy {
+						bad = append(bad, fmt.Sprintf("%s: etcd member %s learner %v healthy %v", h.Name, m.Name, m.Learner, m.Healthy))
+					}
 				}
+			}
+		}
+		if lb {
+			seenLB++
+			if h.LoadBalancer == nil || len(h.LoadBalancer.Backends) != len(cps) {
+				bad = append(bad, h.Name+": haproxy backends not "+strconv.Itoa(len(cps)))
+				continue
 			}
 			for _, b := range h.LoadBalancer.Backends {
 				if !b.Up {
@@ -865,8 +1008,8 @@ func (s *kbStatus) converged(cps []string) error {
 			}
 		}
 	}
-	if seen != len(cps) {
-		bad = append(bad, fmt.Sprintf("%d control planes in its hosts, want %d", seen, len(cps)))
+	if seenCP != len(cps) || seenLB != len(lbs) {
+		bad = append(bad, fmt.Sprintf("%d control planes and %d haproxy nodes in its hosts, want %d and %d", seenCP, seenLB, len(cps), len(lbs)))
 	}
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, "; "))
@@ -882,7 +1025,7 @@ func (e *haEnv) checkStatus(ctx context.Context, t *testing.T, when, holder stri
 		if s, err = e.status(ctx, when); err != nil {
 			return err
 		}
-		if err := s.converged(nodeNames(e.cps)); err != nil {
+		if err := s.converged(nodeNames(e.cps), nodeNames(e.lbNodes()), e.vipHolders()); err != nil {
 			return err
 		}
 		if h := s.Summary.LoadBalancer.VIPHolders; holder != "" && h[0] != holder {
@@ -894,8 +1037,8 @@ func (e *haEnv) checkStatus(ctx context.Context, t *testing.T, when, holder stri
 		t.Errorf("FAIL kubeboot status -f -o json (%s): %v", when, err)
 		return
 	}
-	t.Logf("PASS kubeboot status (%s): healthy; etcd %d/%d healthy voting members, leader %s; every API server ready directly and through %s; every haproxy %d backends up; VIP on %v",
-		when, s.Summary.Etcd.HealthyVoting, s.Summary.Etcd.Voting, s.Summary.Etcd.Leader, s.Endpoint, len(e.cps), s.Summary.LoadBalancer.VIPHolders)
+	t.Logf("PASS kubeboot status (%s): healthy; etcd %d/%d healthy voting members, leader %s; every API server ready directly and through %s; haproxy on %s: %d backends up; VIP holders %v",
+		when, s.Summary.Etcd.HealthyVoting, s.Summary.Etcd.Voting, s.Summary.Etcd.Leader, s.Endpoint, strings.Join(nodeNames(e.lbNodes()), ","), len(e.cps), s.Summary.LoadBalancer.VIPHolders)
 }
 
 // memory lists each control-plane machine's memory cgroup.
@@ -940,26 +1083,25 @@ func (tr *haTry) String() string {
 
 func ms(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
 
-// failover is one try: power off the VIP holder under the probe loop,
+// failover is one try: power off the VIP holder (vip) or a control plane
+// the worker's haproxy has sessions to (local) under the probe loop,
 // check the cluster without it, power it on and wait for its rejoin.
 func (e *haEnv) failover(ctx context.Context, t *testing.T, try int) (*haTry, error) {
 	tr := &haTry{n: try}
 	var f haFacts
 	if err := eventually(ctx, time.Minute, time.Second, func() error {
 		f = e.facts(ctx, e.cps)
-		return f.converged(nodeNames(e.cps), 1)
+		return f.converged(nodeNames(e.cps), e.vipHolders())
 	}); err != nil {
 		return nil, fmt.Errorf("before the power-off: %w\n%s", err, f)
 	}
-	var holder *node
-	for _, n := range e.cps {
-		if n.m.Name == f.holders[0] {
-			holder = n
-		}
+	holder, why, err := e.victim(ctx, f)
+	if err != nil {
+		return nil, err
 	}
 	tr.holder = holder.m.Name
 
-	p := startProber(ctx, e.httpClient(500*time.Millisecond), "https://"+e.endpoint()+"/readyz")
+	p := startProber(ctx, e.endpointClient(500*time.Millisecond), "https://"+e.endpoint()+"/readyz")
 	defer p.stop()
 	if err := p.waitOK(ctx, 10, 30*time.Second); err != nil {
 		return tr, fmt.Errorf("the probe loop before the power-off: %w", err)
@@ -970,29 +1112,33 @@ func (e *haEnv) failover(ctx context.Context, t *testing.T, try int) (*haTry, er
 	if err != nil {
 		return tr, err
 	}
-	t.Logf("try %d: %s (the VIP holder) powered off: link down, %d processes stopped", try, holder.m.Name, stopped)
+	t.Logf("try %d: %s (%s) powered off: link down, %d processes stopped", try, holder.m.Name, why, stopped)
 	first, ok := p.waitFirstOK(ctx, t0, 60*time.Second)
 	if !ok {
-		return tr, fmt.Errorf("no probe of %s succeeded within 60 s of %s's power-off; the last: %v", e.endpoint(), holder.m.Name, p.lastErr())
+		return tr, fmt.Errorf("no probe of %s succeeded within 60 s of %s's power-off; the last: %v", e.endpointName(), holder.m.Name, p.lastErr())
 	}
 	tr.outage = first.Sub(t0)
 	verdict := "within"
-	if tr.outage > 5*time.Second {
+	if tr.outage > e.goal() {
 		verdict = "ABOVE"
 	}
-	t.Logf("try %d: the endpoint answered again %s after the power-off (%s the goal of 5 s)", try, ms(tr.outage), verdict)
+	t.Logf("try %d: the endpoint answered again %s after the power-off (%s the goal of %s)", try, ms(tr.outage), verdict, e.goal())
 
 	// Without the holder.
 	up := e.upCPs()
-	if err := eventually(ctx, 30*time.Second, time.Second, func() error {
-		f = e.facts(ctx, up)
-		return f.vipOK(1)
-	}); err != nil {
-		return tr, fmt.Errorf("without %s: %w\n%s", holder.m.Name, err, f)
+	if e.kind == inventory.LBVIP {
+		if err := eventually(ctx, 30*time.Second, time.Second, func() error {
+			f = e.facts(ctx, up)
+			return f.vipOK(1)
+		}); err != nil {
+			return tr, fmt.Errorf("without %s: %w\n%s", holder.m.Name, err, f)
+		}
+		tr.newHolder = f.holders[0]
+	} else {
+		tr.newHolder = "-"
 	}
-	tr.newHolder = f.holders[0]
 	if _, err := e.k.run(ctx, "get", "nodes"); err != nil {
-		t.Errorf("FAIL try %d: kubectl through admin.conf (%s) without %s: %v", try, e.endpoint(), holder.m.Name, err)
+		t.Errorf("FAIL try %d: kubectl through admin.conf (%s) without %s: %v", try, e.adminServer(), holder.m.Name, err)
 	} else {
 		t.Logf("PASS try %d: kubectl get nodes through admin.conf works without %s", try, holder.m.Name)
 	}
@@ -1004,7 +1150,7 @@ func (e *haEnv) failover(ctx context.Context, t *testing.T, try int) (*haTry, er
 	} else {
 		t.Logf("PASS try %d: etcd has quorum without %s: %s answer linearizable reads, leader %s", try, holder.m.Name, strings.Join(nodeNames(up), " and "), f.leader())
 	}
-	if body, err := readyz(ctx, e.httpClient(5*time.Second), "https://"+e.endpoint()+"/readyz?verbose"); err != nil || !strings.Contains(body, "[+]etcd ok") {
+	if body, err := readyz(ctx, e.endpointClient(5*time.Second), "https://"+e.endpoint()+"/readyz?verbose"); err != nil || !strings.Contains(body, "[+]etcd ok") {
 		t.Errorf("FAIL try %d: /readyz?verbose through the endpoint: %v\n%s", try, err, tailString(body, 40))
 	} else {
 		t.Logf("PASS try %d: /readyz?verbose through the endpoint says [+]etcd ok", try)
@@ -1070,18 +1216,49 @@ func (e *haEnv) failover(ctx context.Context, t *testing.T, try int) (*haTry, er
 		if err := errors.Join(nerr, eerr, lerr); err != nil {
 			return err
 		}
-		return f.converged(nodeNames(e.cps), 1)
+		return f.converged(nodeNames(e.cps), e.vipHolders())
 	})
 	if err != nil {
 		return tr, fmt.Errorf("%s did not rejoin: %w\n%s", holder.m.Name, err, f)
 	}
 	tr.rejoin = time.Since(t1)
-	t.Logf("PASS try %d: %s rejoined with no manual step %s after its power-on (Node Ready, etcd 3 healthy voting members, haproxy 3 backends UP on every control plane); VIP on %s", try, holder.m.Name, ms(tr.rejoin), strings.Join(f.holders, ","))
-	e.checkStatus(ctx, t, fmt.Sprintf("try-%d-rejoined", try), f.holders[0], time.Minute)
+	t.Logf("PASS try %d: %s rejoined with no manual step %s after its power-on (Node Ready, etcd 3 healthy voting members, haproxy 3 backends UP on %s); VIP holders %v", try, holder.m.Name, ms(tr.rejoin), strings.Join(nodeNames(e.lbNodes()), ","), f.holders)
+	e.checkStatus(ctx, t, fmt.Sprintf("try-%d-rejoined", try), holderOf(f), time.Minute)
 	if err := waitSystemPodsReady(ctx, e.k, 5*time.Minute); err != nil {
 		return tr, fmt.Errorf("after %s's rejoin: %w", holder.m.Name, err)
 	}
 	return tr, nil
+}
+
+// victim is the control plane a try powers off, and why: the VIP's
+// holder (vip); with kind local the control plane, other than the first
+// (admin.conf's server, which must keep working), to which the worker's
+// haproxy has the most sessions now (the kubelet's, kube-proxy's and
+// flannel's watches): one it is using.
+func (e *haEnv) victim(ctx context.Context, f haFacts) (*node, string, error) {
+	if e.kind == inventory.LBVIP {
+		for _, n := range e.cps {
+			if n.m.Name == f.holders[0] {
+				return n, "the VIP holder", nil
+			}
+		}
+		return nil, "", fmt.Errorf("the VIP holder %v is not a control plane", f.holders)
+	}
+	scur, err := haproxyColumn(ctx, e.worker, "scur")
+	if err != nil {
+		return nil, "", fmt.Errorf("%s's haproxy sessions: %w", e.worker.m.Name, err)
+	}
+	var best *node
+	bestN := -1
+	for _, n := range e.cps[1:] {
+		if c, err := strconv.Atoi(scur[n.m.Name]); err == nil && c > bestN {
+			best, bestN = n, c
+		}
+	}
+	if best == nil || bestN < 1 {
+		return nil, "", fmt.Errorf("%s's haproxy has no session to %s (scur %v)", e.worker.m.Name, strings.Join(nodeNames(e.cps[1:]), " or "), scur)
+	}
+	return best, fmt.Sprintf("%d of %s's haproxy sessions go to it: %v", bestN, e.worker.m.Name, scur), nil
 }
 
 // leaseRenewedSince says whether node's kubelet renewed its Lease
@@ -1348,6 +1525,7 @@ func (p *prober) failuresSince(t0 time.Time) (failed, total int, last time.Durat
 
 // haResults is the scenario's table.
 type haResults struct {
+	kind                          string
 	apply, applyReady, applyAgain time.Duration
 	tries                         []*haTry
 	memory, memoryAfter           []string
@@ -1355,7 +1533,13 @@ type haResults struct {
 
 func (r *haResults) table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "HA (loadBalancer vip %s, 3 control planes + 1 worker):\n", haVIP)
+	goal := "5s"
+	if r.kind == inventory.LBLocal {
+		fmt.Fprintf(&b, "HA (loadBalancer local: haproxy on the worker at 127.0.0.1:6443, 3 control planes + 1 worker):\n")
+		goal = "2s"
+	} else {
+		fmt.Fprintf(&b, "HA (loadBalancer vip %s, 3 control planes + 1 worker):\n", haVIP)
+	}
 	fmt.Fprintf(&b, "  apply #1 %s (start -> 4 Nodes Ready %s); apply #2 (converged) %s\n", ms(r.apply), ms(r.applyReady), ms(r.applyAgain))
 	if len(r.tries) > 0 {
 		fmt.Fprintf(&b, "  %-3s %-5s %-5s %10s %10s %9s %10s %10s %10s %10s %10s %10s\n", "try", "off", "vip->", "outage", "last fail", "failed", "deploy", "boot>sshd", "node Ready", "etcd 3/3", "lb 3 UP", "rejoin")
@@ -1373,7 +1557,7 @@ func (r *haResults) table() string {
 				rejoins = append(rejoins, tr.rejoin)
 			}
 		}
-		fmt.Fprintf(&b, "  outage (power-off -> first good probe), min/median/max: %s (goal <= 5s)\n", minMedMax(outages))
+		fmt.Fprintf(&b, "  outage (power-off -> first good probe), min/median/max: %s (goal <= %s)\n", minMedMax(outages), goal)
 		fmt.Fprintf(&b, "  last failed probe after the power-off, min/median/max: %s\n", minMedMax(lasts))
 		fmt.Fprintf(&b, "  rejoin (new boot -> Node Ready, etcd 3/3, haproxy 3 UP everywhere), min/median/max: %s\n", minMedMax(rejoins))
 	}
@@ -1406,7 +1590,7 @@ func haLogs(logDir string, e *haEnv, up []*node) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	for _, n := range up {
-		if !slices.Contains(e.cps, n) {
+		if !slices.Contains(e.cps, n) && !slices.Contains(e.lbNodes(), n) {
 			continue
 		}
 		_, _ = n.run(ctx, logDir, "lb", "sh", "-c", `

@@ -93,11 +93,11 @@ func TestVagrantCluster(t *testing.T) {
 			t.Errorf("cleanup: vagrant destroy -f: %v", err)
 		}
 		// What a failed destroy could leave.
-		for _, n := range names {
-			_ = exec.Command("lxc-destroy", "-f", "-n", vagrantPrefix+"-"+n).Run()
-		}
-		_ = exec.Command("ip", "link", "del", vagrantBridge).Run()
+		sweepVagrant(t.Logf, names, false)
 	})
+	// What a run killed before its cleanup left: vagrant-lxc refuses to
+	// create a container whose name exists.
+	sweepVagrant(t.Logf, names, true)
 
 	// 1. vagrant up: machines, then kubeboot apply from the trigger.
 	k := &kubectl{bin: b.kubectl, kubeconfig: filepath.Join(state, "admin.conf")}
@@ -441,4 +441,27 @@ func vagrantLeftovers(names []string, state string) []string {
 		left = append(left, state+" (inventory, known_hosts, admin.conf)")
 	}
 	return left
+}
+
+// sweepVagrant removes the test's LXC containers and bridge if they exist
+// (logged when loud: at the start they are an earlier run's).
+func sweepVagrant(logf func(string, ...any), names []string, loud bool) {
+	for _, n := range names {
+		c := vagrantPrefix + "-" + n
+		if exec.Command("lxc-info", "-n", c).Run() != nil {
+			continue
+		}
+		if loud {
+			logf("removing container %s, left by an earlier run", c)
+		}
+		if out, err := exec.Command("lxc-destroy", "-f", "-n", c).CombinedOutput(); err != nil {
+			logf("lxc-destroy -f -n %s: %v: %s", c, err, out)
+		}
+	}
+	if exec.Command("ip", "link", "show", vagrantBridge).Run() == nil {
+		if loud {
+			logf("removing bridge %s, left by an earlier run", vagrantBridge)
+		}
+		_ = exec.Command("ip", "link", "del", vagrantBridge).Run()
+	}
 }
