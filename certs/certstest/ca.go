@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -48,7 +49,8 @@ func NewCA(t testing.TB, cn string) *CA {
 	return &CA{Cert: cert, Key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-var serial int64 = 1
+// serial numbers the leaves; parallel tests sign at once.
+var serial atomic.Int64
 
 // Leaf signs a certificate for cn with usage, valid for the names
 // "kubernetes" and "localhost" and the address 127.0.0.1, and returns it
@@ -76,9 +78,8 @@ func (ca *CA) sign(t testing.TB, cn string, usage x509.ExtKeyUsage) ([]byte, *ec
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial++
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		SerialNumber: big.NewInt(serial.Add(1) + 1), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		DNSNames: []string{"kubernetes", "localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
