@@ -4,8 +4,8 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/kubeboot/kubeboot/cmd.Version=$(VERSION)
-# Packages with concurrency (key pool, printer, transports, apply) run under -race.
-RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/... ./cluster/...
+# Packages with concurrency (key pool, printer, transports, apply, node-status) run under -race.
+RACE_PKGS := ./certs/... ./phases/... ./transport/... ./discovery/... ./cluster/... ./nodestatus/... ./apiclient/...
 
 .PHONY: build test lint golden integration e2e e2e-ha e2e-ha-local bench bench-apply k8s-binaries clean vagrant-box vagrant-up vagrant-down vagrant-test vagrant-validate
 
