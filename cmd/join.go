@@ -197,12 +197,14 @@ must be explicit), then fetches it again over TLS trusting only that CA.
 // etcd-join, mark-control-plane, wait-control-plane) reach the cluster:
 // the admin.conf control-plane-prepare wrote, read through the host; a
 // fake, in-memory API in a dry run.
-func (o *joinOptions) newAdminClient(h transport.Host) func(ctx context.Context) (kubernetes.Interface, error) {
+// newAdminClient connects with admin.conf, to the discovery endpoint when
+// admin.conf's server is the node's loopback (phases.JoinServer).
+func (o *joinOptions) newAdminClient(h transport.Host, discoveryEndpoint string) func(ctx context.Context) (kubernetes.Interface, error) {
 	return func(ctx context.Context) (kubernetes.Interface, error) {
 		if o.dryRun {
 			return fake.NewClientset(), nil
 		}
-		return phases.ClientFromKubeconfig(ctx, h, inventory.AdminKubeconfig)
+		return phases.JoinAdminClient(ctx, h, inventory.AdminKubeconfig, discoveryEndpoint)
 	}
 }
 
@@ -235,7 +237,7 @@ func (o *joinOptions) run(c *cobra.Command, out io.Writer, runner *phases.Runner
 		Out:                   printer,
 		DryRun:                o.dryRun,
 		IgnorePreflightErrors: ignore,
-		NewClient:             o.newAdminClient(host),
+		NewClient:             o.newAdminClient(host, cfg.Join.APIServerEndpoint),
 		Prepare:               phases.PrepareOptions{Bundle: absPath(o.bundle)},
 		Join: &phases.JoinState{
 			NewKeys: func(alg inventory.EncryptionAlgorithm) pki.KeySource { return certs.NewKeyPool(alg, nil) },

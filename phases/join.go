@@ -211,7 +211,7 @@ func ensureCluster(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	boot, err := discovery.BootstrapKubeconfig(info, tlsBoot, "")
+	boot, err := discovery.BootstrapKubeconfig(joinClusterInfo(info, local.Join.APIServerEndpoint), tlsBoot, "")
 	if err != nil {
 		return err
 	}
