@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/nodestatus"
+	"github.com/kubeboot/kubeboot/transport"
 )
 
 // controlPlaneSettled is what apply waits for after each control plane
@@ -120,10 +121,7 @@ func (a *applier) waitControlPlaneSettled(ctx context.Context, hr *hostRun, join
 	defer cancel()
 	last, lostSince := "", time.Time{}
 	for {
-		var views []*nodestatus.Status
-		for _, j := range joined {
-			views = append(views, a.statusOf(ctx, j))
-		}
+		views := a.statuses(ctx, joined)
 		ok, msg, lost := controlPlaneSettled(hr.h.Name, views, a.inv.LoadBalancer)
 		if ok {
 			a.p.line(StepJoinCP, hr.h.Name, "%s", msg)
@@ -150,6 +148,27 @@ func (a *applier) waitControlPlaneSettled(ctx context.Context, hr *hostRun, join
 		case <-time.After(a.o.PollInterval):
 		}
 	}
+}
+
+// statuses asks hosts for their status at once (--parallel at a time),
+// in the order of hosts.
+func (a *applier) statuses(ctx context.Context, hosts []*hostRun) []*nodestatus.Status {
+	views := make([]*nodestatus.Status, len(hosts))
+	ts := make([]transport.Host, len(hosts))
+	at := make(map[transport.Host]int, len(hosts))
+	for i, hr := range hosts {
+		ts[i], at[hr.rec] = hr.rec, i
+	}
+	_ = transport.Each(ctx, ts, a.o.Parallel, func(ctx context.Context, t transport.Host) error {
+		views[at[t]] = a.statusOf(ctx, hosts[at[t]])
+		return nil
+	})
+	for i, v := range views {
+		if v == nil { // not started: the context ended
+			views[i] = notAsked(hosts[i].h, "not asked: %v", ctx.Err())
+		}
+	}
+	return views
 }
 
 func (a *applier) statusOf(ctx context.Context, hr *hostRun) *nodestatus.Status {
