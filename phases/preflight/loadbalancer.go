@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/kubeboot/kubeboot/inventory"
 	"github.com/kubeboot/kubeboot/phases/hostutil"
+	"github.com/kubeboot/kubeboot/templates"
 	"github.com/kubeboot/kubeboot/transport"
 )
 
@@ -59,6 +61,9 @@ func checkVirtualRouterID(ctx context.Context, h transport.Host, cfg *inventory.
 	if ip := net.ParseIP(lb.VIP); ip == nil || ip.To4() == nil {
 		return []error{fmt.Errorf("virtual router ID %d not checked: only IPv4 VRRP is checked", lb.VirtualRouterID)}, nil
 	}
+	if keepalivedUses(ctx, h, lb.VirtualRouterID) {
+		return nil, nil
+	}
 	if _, ok := h.(*transport.Local); !ok {
 		return []error{fmt.Errorf("virtual router ID %d not checked: the check listens on the host itself (run kubeboot on it)", lb.VirtualRouterID)}, nil
 	}
@@ -76,6 +81,20 @@ func checkVirtualRouterID(ctx context.Context, h transport.Host, cfg *inventory.
 		return nil, []error{fmt.Errorf("virtual router ID %d is in use on this network by %s (VRRP advertisements heard): set loadBalancer.virtualRouterID to a free one (1-255)", lb.VirtualRouterID, strings.Join(from, ", "))}
 	}
 	return nil, nil
+}
+
+// keepalivedUses says whether this node already runs kubeboot's keepalived
+// with router ID vrid: a re-run. The ID has been in use here since the node
+// was set up, when the check passed, and a router set up later with the
+// same ID fails its own check (it hears ours); so the 3 s listen is not
+// repeated on every apply.
+func keepalivedUses(ctx context.Context, h transport.Host, vrid int) bool {
+	conf, err := h.ReadFile(ctx, templates.KeepalivedConfigPath)
+	if err != nil || !bytes.Contains(conf, []byte(fmt.Sprintf("virtual_router_id %d\n", vrid))) {
+		return false
+	}
+	_, err = h.Stat(ctx, inventory.ManifestPath("keepalived"))
+	return err == nil
 }
 
 // ListenVRRP returns the source addresses, not in ours, of the VRRP
