@@ -195,10 +195,10 @@ must be explicit), then fetches it again over TLS trusting only that CA.
 
 // newAdminClient is how the control-plane join phases (check-etcd,
 // etcd-join, mark-control-plane, wait-control-plane) reach the cluster:
-// the admin.conf control-plane-prepare wrote, read through the host; a
-// fake, in-memory API in a dry run.
-// newAdminClient connects with admin.conf, to the discovery endpoint when
-// admin.conf's server is the node's loopback (phases.JoinServer).
+// the admin.conf control-plane-prepare wrote, read through the host, to
+// the discovery endpoint instead when admin.conf's server is the node's
+// loopback (loadBalancer kind local: phases.JoinServer); a fake, in-memory
+// API in a dry run.
 func (o *joinOptions) newAdminClient(h transport.Host, discoveryEndpoint string) func(ctx context.Context) (kubernetes.Interface, error) {
 	return func(ctx context.Context) (kubernetes.Interface, error) {
 		if o.dryRun {

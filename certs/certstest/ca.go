@@ -49,7 +49,8 @@ func NewCA(t testing.TB, cn string) *CA {
 	return &CA{Cert: cert, Key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// serial numbers the leaves; parallel tests sign at once.
+// serial numbers the leaves from 2 (the CA is 1); parallel tests sign at
+// once.
 var serial atomic.Int64
 
 // Leaf signs a certificate for cn with usage, valid for the names
