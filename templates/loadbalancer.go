@@ -315,16 +315,19 @@ vrrp_instance %s {
     virtual_router_id %d
     priority %d
     advert_int 1
-    unicast_src_ip %s
-    unicast_peer {
-`, iface, lb.VirtualRouterID, keepalivedBasePriority-index, net.ParseIP(self.Address))
-	for i, p := range lb.Backends {
-		if i != index {
-			fmt.Fprintf(&b, "        %s\n", net.ParseIP(p.Address))
+`, iface, lb.VirtualRouterID, keepalivedBasePriority-index)
+	// Unicast to the other control planes; a single control plane has no
+	// peer (keepalived would fall back to multicast with a warning).
+	if len(lb.Backends) > 1 {
+		fmt.Fprintf(&b, "    unicast_src_ip %s\n    unicast_peer {\n", net.ParseIP(self.Address))
+		for i, p := range lb.Backends {
+			if i != index {
+				fmt.Fprintf(&b, "        %s\n", net.ParseIP(p.Address))
+			}
 		}
+		b.WriteString("    }\n")
 	}
-	fmt.Fprintf(&b, `    }
-    virtual_ipaddress {
+	fmt.Fprintf(&b, `    virtual_ipaddress {
         %s%s dev %s
     }
     track_script {

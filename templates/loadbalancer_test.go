@@ -91,6 +91,7 @@ func TestHAProxyConfig(t *testing.T) {
 func TestKeepalivedConfig(t *testing.T) {
 	v4 := lbConfig(inventory.LBVIP, 3, false)
 	v6 := lbConfig(inventory.LBVIP, 3, true)
+	one := lbConfig(inventory.LBVIP, 1, false)
 	tests := []struct {
 		name     string
 		cfg      *inventory.Cluster
@@ -103,6 +104,7 @@ func TestKeepalivedConfig(t *testing.T) {
 		{"last", v4, 2, "ens3", "priority 148\n", []string{"192.168.1.11", "192.168.1.12"}},
 		{"first-ipv6", v6, 0, "eth0", "priority 150\n", []string{"fd00::12", "fd00::13"}},
 		{"last-ipv6", v6, 2, "eth0", "priority 148\n", []string{"fd00::11", "fd00::12"}},
+		{"single", one, 0, "eth0", "priority 150\n", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,7 +128,6 @@ func TestKeepalivedConfig(t *testing.T) {
 				"nopreempt\n",
 				"advert_int 1\n",
 				fmt.Sprintf("virtual_router_id %d\n", tc.cfg.LoadBalancer.VirtualRouterID),
-				"unicast_src_ip " + self.Address + "\n",
 				vip + "\n",
 				"interface " + tc.iface + "\n",
 				"script_user root\n",
@@ -136,6 +137,12 @@ func TestKeepalivedConfig(t *testing.T) {
 				if !strings.Contains(s, want) {
 					t.Errorf("no %q in\n%s", want, s)
 				}
+			}
+			if len(tc.peers) > 0 && !strings.Contains(s, "unicast_src_ip "+self.Address+"\n") {
+				t.Errorf("no unicast_src_ip %s in\n%s", self.Address, s)
+			}
+			if len(tc.peers) == 0 && strings.Contains(s, "unicast") {
+				t.Errorf("unicast settings without a peer (keepalived falls back to multicast with a warning):\n%s", s)
 			}
 			_, peers, _ := strings.Cut(s, "unicast_peer {\n")
 			peers, _, _ = strings.Cut(peers, "}")
