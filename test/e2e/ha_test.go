@@ -372,8 +372,9 @@ type haEnv struct {
 	// etcdTLS is etcd's CA and healthcheck-client certificate; apiTLS the
 	// cluster CA and admin.conf's client certificate.
 	etcdTLS, apiTLS *tls.Config
-	// off is the machine powered off now, if any.
-	off *node
+	// off is the machine powered off now, if any; lastOff the last one.
+	off     *node
+	lastOff string
 	// kubeboot and clusterFile run `kubeboot status -f`.
 	kubeboot, clusterFile string
 }
@@ -1100,6 +1101,7 @@ func (e *haEnv) failover(ctx context.Context, t *testing.T, try int) (*haTry, er
 		return nil, err
 	}
 	tr.holder = holder.m.Name
+	e.lastOff = holder.m.Name
 
 	p := startProber(ctx, e.endpointClient(500*time.Millisecond), "https://"+e.endpoint()+"/readyz")
 	defer p.stop()
@@ -1256,6 +1258,13 @@ func (e *haEnv) victim(ctx context.Context, f haFacts) (*node, string, error) {
 		}
 	}
 	if best == nil || bestN < 1 {
+		// After a failover the long-lived connections (watches) may all
+		// sit on ha1; new ones still go round robin to every backend UP.
+		for _, n := range e.cps[1:] {
+			if n.m.Name != e.lastOff {
+				return n, fmt.Sprintf("no session of %s's haproxy goes to a control plane but %s (%v); new connections go round robin to it", e.worker.m.Name, e.cps[0].m.Name, scur), nil
+			}
+		}
 		return nil, "", fmt.Errorf("%s's haproxy has no session to %s (scur %v)", e.worker.m.Name, strings.Join(nodeNames(e.cps[1:]), " or "), scur)
 	}
 	return best, fmt.Sprintf("%d of %s's haproxy sessions go to it: %v", bestN, e.worker.m.Name, scur), nil
